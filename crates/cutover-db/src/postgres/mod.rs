@@ -1,0 +1,362 @@
+//! PostgreSQL: connection, introspection from `pg_catalog`, reads through
+//! `COPY … TO STDOUT (FORMAT binary)` (or a bound query when a key range
+//! needs parameters), writes through `COPY … FROM STDIN (FORMAT binary)`.
+
+mod codec;
+mod introspect;
+mod tls;
+
+use std::sync::Arc;
+
+use futures_util::{StreamExt, pin_mut};
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config};
+
+use crate::error::{Error, Result};
+use crate::locator::{PostgresHost, PostgresUrl, SslMode};
+use crate::schema::{Column, Schema, Table, TableName, quote_identifier};
+use crate::stream::{Row, RowStream};
+use crate::value::{LogicalType, Value};
+use crate::{ConnectOptions, ResolvedRead};
+
+use codec::{Param, RawField};
+
+/// An open PostgreSQL connection.
+#[derive(Debug)]
+pub struct PostgresDatabase {
+    client: Client,
+    redacted: String,
+}
+
+impl PostgresDatabase {
+    pub(crate) async fn connect(
+        target: &PostgresUrl,
+        redacted: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self> {
+        let user = target
+            .user
+            .clone()
+            .or_else(|| options.default_user.clone())
+            .unwrap_or_else(|| "postgres".to_owned());
+        let dbname = target.dbname.clone().unwrap_or_else(|| user.clone());
+        let host_text = match &target.host {
+            PostgresHost::Tcp(host) => host.clone(),
+            PostgresHost::Unix(path) => path.display().to_string(),
+        };
+        let password = target
+            .password
+            .clone()
+            .or_else(|| options.password.clone())
+            .or_else(|| {
+                options.passfile.as_ref().and_then(|file| {
+                    crate::pgpass::lookup(file, &host_text, target.port, &dbname, &user)
+                })
+            });
+
+        let mut config = Config::new();
+        config.user(&user).dbname(&dbname).port(target.port);
+        match &target.host {
+            PostgresHost::Tcp(host) => config.host(host),
+            PostgresHost::Unix(path) => config.host_path(path),
+        };
+        if let Some(password) = &password {
+            config.password(password);
+        }
+        config.connect_timeout(target.connect_timeout);
+        if let Some(name) = &target.application_name {
+            config.application_name(name);
+        }
+        let mut server_options = target.options.clone().unwrap_or_default();
+        if options.read_only {
+            server_options.push_str(" -c default_transaction_read_only=on");
+        }
+        if !server_options.trim().is_empty() {
+            config.options(server_options.trim());
+        }
+        config.ssl_mode(match target.ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+        let tls = tls::connector(target)?;
+        let (client, connection) = config
+            .connect(tls)
+            .await
+            .map_err(|error| connect_error(error, redacted, &user, &dbname, password.is_some()))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "postgresql connection ended");
+            }
+        });
+        Ok(PostgresDatabase {
+            client,
+            redacted: redacted.to_owned(),
+        })
+    }
+
+    pub(crate) fn redacted_url(&self) -> &str {
+        &self.redacted
+    }
+
+    pub(crate) async fn introspect(&self) -> Result<Schema> {
+        introspect::schema(&self.client, &self.redacted).await
+    }
+
+    pub(crate) async fn introspect_tables(&self, only: Option<&TableName>) -> Result<Vec<Table>> {
+        introspect::tables(&self.client, only).await
+    }
+
+    pub(crate) async fn table_names(&self) -> Result<Vec<TableName>> {
+        introspect::table_names(&self.client).await
+    }
+
+    pub(crate) async fn count_rows(&self, table: &TableName) -> Result<u64> {
+        let sql = format!("SELECT count(*) FROM {}", qualified(table));
+        let row = self
+            .client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|error| Error::postgres(format!("counting rows of {table}"), error))?;
+        let count: i64 = row.get(0);
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    pub(crate) async fn execute_batch(&self, sql: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|error| Error::postgres("running SQL", error))
+    }
+
+    pub(crate) async fn read(&self, read: ResolvedRead) -> Result<RowStream> {
+        let select_list = read
+            .columns
+            .iter()
+            .map(|column| match column.logical_type {
+                Some(LogicalType::Array) => format!("{}::text", quote_identifier(&column.name)),
+                _ => quote_identifier(&column.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (condition, parameters) = read.range_condition(|number| format!("${number}"));
+        let mut sql = format!("SELECT {select_list} FROM {}", qualified(&read.table.name));
+        if let Some(condition) = condition {
+            sql.push_str(" WHERE ");
+            sql.push_str(&condition);
+        }
+        if read.ordered && !read.key.is_empty() {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(
+                &read
+                    .key
+                    .iter()
+                    .map(|name| quote_identifier(name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        let context = format!("reading table {}", read.table.name);
+        let statement = self
+            .client
+            .prepare(&sql)
+            .await
+            .map_err(|error| Error::postgres(&context, error))?;
+        let decoder = Arc::new(RowDecoder {
+            table: read.table.name.to_string(),
+            types: statement.columns().iter().map(|column| column.type_().clone()).collect(),
+            columns: read.columns.clone(),
+        });
+        if parameters.is_empty() {
+            let copy = self
+                .client
+                .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
+                .await
+                .map_err(|error| Error::postgres(&context, error))?;
+            let rows = BinaryCopyOutStream::new(copy, &decoder.types);
+            let rows = rows.map(move |row| {
+                let row = row.map_err(|error| Error::postgres(&context, error))?;
+                decoder.decode(|index| row.try_get::<RawField>(index))
+            });
+            Ok(RowStream::new(read.columns, rows))
+        } else {
+            let rows = self
+                .client
+                .query_raw(&statement, parameters.iter().map(Param))
+                .await
+                .map_err(|error| Error::postgres(&context, error))?;
+            let rows = rows.map(move |row| {
+                let row = row.map_err(|error| Error::postgres(&context, error))?;
+                decoder.decode(|index| row.try_get::<_, RawField>(index))
+            });
+            Ok(RowStream::new(read.columns, rows))
+        }
+    }
+
+    pub(crate) async fn write(&self, table: &Table, columns: &[Column], mut rows: RowStream) -> Result<u64> {
+        if let Some(column) = columns
+            .iter()
+            .find(|column| column.logical_type == Some(LogicalType::Array))
+        {
+            return Err(Error::Unsupported(format!(
+                "table {}: column {}: writing array columns is not supported yet",
+                table.name, column.name
+            )));
+        }
+        let context = format!("writing table {}", table.name);
+        let column_list = columns
+            .iter()
+            .map(|column| quote_identifier(&column.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let probe = self
+            .client
+            .prepare(&format!("SELECT {column_list} FROM {} LIMIT 0", qualified(&table.name)))
+            .await
+            .map_err(|error| Error::postgres(&context, error))?;
+        let types: Vec<Type> = probe.columns().iter().map(|column| column.type_().clone()).collect();
+        let sink = self
+            .client
+            .copy_in(&format!(
+                "COPY {} ({column_list}) FROM STDIN (FORMAT binary)",
+                qualified(&table.name)
+            ))
+            .await
+            .map_err(|error| Error::postgres(&context, error))?;
+        // Dropping the writer before `finish` aborts the COPY: nothing is left half-written.
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            if row.len() != columns.len() {
+                return Err(Error::RowWidth {
+                    table: table.name.to_string(),
+                    got: row.len(),
+                    expected: columns.len(),
+                });
+            }
+            let parameters: Vec<Param> = row.iter().map(Param).collect();
+            let references: Vec<&(dyn ToSql + Sync)> = parameters
+                .iter()
+                .map(|parameter| parameter as &(dyn ToSql + Sync))
+                .collect();
+            writer
+                .as_mut()
+                .write(&references)
+                .await
+                .map_err(|error| Error::postgres(&context, error))?;
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|error| Error::postgres(&context, error))
+    }
+}
+
+/// Turns wire fields into values for one read.
+struct RowDecoder {
+    table: String,
+    types: Vec<Type>,
+    columns: Vec<Column>,
+}
+
+impl RowDecoder {
+    fn decode<'a>(
+        &self,
+        get: impl Fn(usize) -> std::result::Result<RawField<'a>, tokio_postgres::Error>,
+    ) -> Result<Row> {
+        let mut row = Vec::with_capacity(self.columns.len());
+        for (index, column) in self.columns.iter().enumerate() {
+            let decode_error = || Error::Decode {
+                table: self.table.clone(),
+                column: column.name.clone(),
+                expected: column.type_name.clone(),
+            };
+            let raw = get(index).map_err(|_| decode_error())?;
+            let value = match raw.0 {
+                None => Value::Null,
+                Some(bytes) => {
+                    let logical = column.logical_type.ok_or_else(decode_error)?;
+                    codec::decode(logical, &self.types[index], bytes).ok_or_else(decode_error)?
+                }
+            };
+            row.push(value);
+        }
+        Ok(row)
+    }
+}
+
+/// `"schema"."table"`, or `"table"` to go by the search path.
+pub(crate) fn qualified(table: &TableName) -> String {
+    match &table.schema {
+        Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&table.name)),
+        None => quote_identifier(&table.name),
+    }
+}
+
+fn connect_error(
+    error: tokio_postgres::Error,
+    redacted: &str,
+    user: &str,
+    dbname: &str,
+    had_password: bool,
+) -> Error {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::INVALID_PASSWORD {
+            return Error::Authentication {
+                user: user.to_owned(),
+                target: redacted.to_owned(),
+            };
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return Error::Connect {
+                target: redacted.to_owned(),
+                reason: format!("database {dbname} does not exist"),
+                hint: Some("check the database name in the URL, or create it first".to_owned()),
+            };
+        }
+        return Error::Connect {
+            target: redacted.to_owned(),
+            reason: db.message().to_owned(),
+            hint: (*code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION).then(|| {
+                "the server's pg_hba.conf does not let this user in from here".to_owned()
+            }),
+        };
+    }
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.contains(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = cause.source();
+    }
+    let reason = reason
+        .trim_start_matches("error connecting to server: ")
+        .to_owned();
+    let hint = if reason.contains("password missing") {
+        if had_password {
+            None
+        } else {
+            Some("the server asks for a password: put it in the URL, PGPASSWORD or ~/.pgpass".to_owned())
+        }
+    } else if reason.contains("refused") || reason.contains("timed out") || reason.contains("No such file") {
+        Some("check the host and port, and that the server is running and accepts connections".to_owned())
+    } else if reason.contains("lookup") || reason.contains("resolve") || reason.contains("Name or service") {
+        Some("check the host name".to_owned())
+    } else {
+        None
+    };
+    Error::Connect {
+        target: redacted.to_owned(),
+        reason,
+        hint,
+    }
+}
