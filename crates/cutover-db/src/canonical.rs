@@ -242,13 +242,19 @@ mod tests {
     #[test]
     fn floats_normalise_zero_and_nan() {
         assert_eq!(encode(&Value::Float(0.0)), encode(&Value::Float(-0.0)));
-        assert_eq!(encode(&Value::Float(f64::NAN)), encode(&Value::Float(-f64::NAN)));
+        assert_eq!(
+            encode(&Value::Float(f64::NAN)),
+            encode(&Value::Float(-f64::NAN))
+        );
         assert_ne!(encode(&Value::Float(1.0)), encode(&Value::Int(1)));
     }
 
     #[test]
     fn a_microsecond_is_a_difference() {
-        assert_ne!(encode(&Value::TimestampTz(1)), encode(&Value::TimestampTz(2)));
+        assert_ne!(
+            encode(&Value::TimestampTz(1)),
+            encode(&Value::TimestampTz(2))
+        );
         assert_ne!(encode(&Value::Timestamp(1)), encode(&Value::TimestampTz(1)));
     }
 
@@ -261,8 +267,16 @@ mod tests {
 
     #[test]
     fn interval_fields_are_all_encoded() {
-        let a = encode(&Value::Interval(Interval { months: 1, days: 0, micros: 0 }));
-        let b = encode(&Value::Interval(Interval { months: 0, days: 1, micros: 0 }));
+        let a = encode(&Value::Interval(Interval {
+            months: 1,
+            days: 0,
+            micros: 0,
+        }));
+        let b = encode(&Value::Interval(Interval {
+            months: 0,
+            days: 1,
+            micros: 0,
+        }));
         assert_ne!(a, b);
         assert_eq!(a.len(), 17);
     }

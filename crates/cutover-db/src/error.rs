@@ -47,7 +47,9 @@ pub enum Error {
     },
 
     /// A SQLite database file does not exist (it is never created on read).
-    #[error("{path}: no such SQLite database file\nhint: check the path; cutover never creates a database it was asked to read")]
+    #[error(
+        "{path}: no such SQLite database file\nhint: check the path; cutover never creates a database it was asked to read"
+    )]
     MissingSqliteFile {
         /// The path as given.
         path: String,
@@ -76,14 +78,18 @@ pub enum Error {
     },
 
     /// The operation needs a primary key and the table has none.
-    #[error("table {table} has no primary key\nhint: name the key columns explicitly (e.g. --key id)")]
+    #[error(
+        "table {table} has no primary key\nhint: name the key columns explicitly (e.g. --key id)"
+    )]
     NoPrimaryKey {
         /// The table.
         table: String,
     },
 
     /// A column's type is not in cutover's value model.
-    #[error("table {table}: column {column} has unsupported type {type_name}\nhint: leave the column out, or cast it to text in a query")]
+    #[error(
+        "table {table}: column {column} has unsupported type {type_name}\nhint: leave the column out, or cast it to text in a query"
+    )]
     UnsupportedType {
         /// The table.
         table: String,
@@ -94,7 +100,9 @@ pub enum Error {
     },
 
     /// A stored value could not be decoded as its declared type. The value itself is never shown.
-    #[error("table {table}: column {column}: a stored value is not a valid {expected} (value withheld)")]
+    #[error(
+        "table {table}: column {column}: a stored value is not a valid {expected} (value withheld)"
+    )]
     Decode {
         /// The table.
         table: String,
@@ -188,11 +196,20 @@ impl Error {
                     code: Some(code),
                 }
             }
-            None => Error::Postgres {
-                context: context.to_string(),
-                message: error.to_string(),
-                code: None,
-            },
+            None => {
+                let mut message = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    message.push_str(": ");
+                    message.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                Error::Postgres {
+                    context: context.to_string(),
+                    message,
+                    code: None,
+                }
+            }
         }
     }
 

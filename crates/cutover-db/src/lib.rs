@@ -189,7 +189,10 @@ impl ResolvedRead {
 
     /// The key range as a SQL condition with numbered placeholders, and the parameters in order.
     /// Row-value comparison works in PostgreSQL and in SQLite (3.15+).
-    fn range_condition(&self, placeholder: impl Fn(usize) -> String) -> (Option<String>, Vec<Value>) {
+    fn range_condition(
+        &self,
+        placeholder: impl Fn(usize) -> String,
+    ) -> (Option<String>, Vec<Value>) {
         let key_list = self
             .key
             .iter()
@@ -293,7 +296,10 @@ impl Database {
             Database::Postgres(database) => database.introspect_tables(Some(name)).await?,
             Database::Sqlite(database) => database.introspect_tables(Some(name)).await?,
         };
-        let matching: Vec<&Table> = schema.iter().filter(|table| table.name.matches(name)).collect();
+        let matching: Vec<&Table> = schema
+            .iter()
+            .filter(|table| table.name.matches(name))
+            .collect();
         match matching.as_slice() {
             [table] => Ok((*table).clone()),
             [] => {
@@ -301,7 +307,8 @@ impl Database {
                     Database::Postgres(database) => database.table_names().await?,
                     Database::Sqlite(database) => database.table_names().await?,
                 };
-                let suggestions = schema::close_matches(&name.name, all.iter().map(|table| table.name.as_str()));
+                let suggestions =
+                    schema::close_matches(&name.name, all.iter().map(|table| table.name.as_str()));
                 Err(Error::UnknownTable {
                     table: name.to_string(),
                     database: self.redacted_url().to_owned(),
@@ -344,7 +351,12 @@ impl Database {
 
     /// Appends rows to `table` in one transaction: either every row is written or none is.
     /// Returns the number of rows written.
-    pub async fn write(&self, table: &TableName, columns: &[String], rows: RowStream) -> Result<u64> {
+    pub async fn write(
+        &self,
+        table: &TableName,
+        columns: &[String],
+        rows: RowStream,
+    ) -> Result<u64> {
         let resolved = self.table(table).await?;
         let columns = columns
             .iter()

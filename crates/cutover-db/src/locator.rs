@@ -173,15 +173,23 @@ fn parse_postgres(input: &str, redacted: &str) -> Result<PostgresUrl> {
         .find(['/', '?'])
         .map_or(input.len(), |offset| scheme_end + offset);
     let authority = &input[scheme_end..authority_end];
-    let host_is_empty = authority.rsplit_once('@').map_or(authority, |(_, host)| host).is_empty();
+    let host_is_empty = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .is_empty();
     let patched;
     let input = if host_is_empty {
-        patched = format!("{}localhost{}", &input[..authority_end], &input[authority_end..]);
+        patched = format!(
+            "{}localhost{}",
+            &input[..authority_end],
+            &input[authority_end..]
+        );
         patched.as_str()
     } else {
         input
     };
-    let parsed = url::Url::parse(input).map_err(|error| bad_url(redacted, &error.to_string(), None))?;
+    let parsed =
+        url::Url::parse(input).map_err(|error| bad_url(redacted, &error.to_string(), None))?;
     let user = match parsed.username() {
         "" => None,
         name => Some(percent_decode(name)),
@@ -195,7 +203,11 @@ fn parse_postgres(input: &str, redacted: &str) -> Result<PostgresUrl> {
             if host.starts_with('/') {
                 PostgresHost::Unix(PathBuf::from(host))
             } else {
-                PostgresHost::Tcp(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+                PostgresHost::Tcp(
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned(),
+                )
             }
         });
     let mut port = parsed.port().unwrap_or(5432);
@@ -262,7 +274,9 @@ fn parse_postgres(input: &str, redacted: &str) -> Result<PostgresUrl> {
                 return Err(bad_url(
                     redacted,
                     &format!("unknown parameter {other}"),
-                    Some("supported: sslmode, sslrootcert, host, port, dbname, user, password, connect_timeout, application_name, options"),
+                    Some(
+                        "supported: sslmode, sslrootcert, host, port, dbname, user, password, connect_timeout, application_name, options",
+                    ),
                 ));
             }
         }
@@ -368,7 +382,9 @@ mod tests {
     fn parses_sqlite_forms() {
         for input in ["sqlite:lab.db#lab_results", "sqlite://lab.db#lab_results"] {
             let url = DatabaseUrl::parse(input).expect("valid url");
-            assert!(matches!(&url.locator, Locator::Sqlite(path) if path == std::path::Path::new("lab.db")));
+            assert!(
+                matches!(&url.locator, Locator::Sqlite(path) if path == std::path::Path::new("lab.db"))
+            );
             assert_eq!(url.table.expect("table").name, "lab_results");
         }
     }
@@ -383,7 +399,8 @@ mod tests {
 
     #[test]
     fn bad_sslmode_is_rejected() {
-        let error = DatabaseUrl::parse("postgres://db/lab?sslmode=sometimes").expect_err("must fail");
+        let error =
+            DatabaseUrl::parse("postgres://db/lab?sslmode=sometimes").expect_err("must fail");
         assert!(error.to_string().contains("unknown sslmode sometimes"));
     }
 }

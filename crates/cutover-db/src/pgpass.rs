@@ -27,13 +27,13 @@ pub fn lookup(file: &Path, host: &str, port: u16, database: &str, user: &str) ->
             return None;
         };
         let matches = |pattern: &str, value: &str| pattern == "*" || pattern == value;
-        let host_matches = matches(line_host, host)
-            || (line_host == "localhost" && host.starts_with('/'));
+        let host_matches =
+            matches(line_host, host) || (line_host == "localhost" && host.starts_with('/'));
         (host_matches
             && matches(line_port, &port)
             && matches(line_database, database)
             && matches(line_user, user))
-            .then(|| password.clone())
+        .then(|| password.clone())
     })
 }
 
@@ -74,7 +74,10 @@ mod tests {
             lookup(&file, "db.internal", 6543, "lab", "alice").as_deref(),
             Some("pa:ss\\word")
         );
-        assert_eq!(lookup(&file, "elsewhere", 5432, "x", "bob").as_deref(), Some("fallback"));
+        assert_eq!(
+            lookup(&file, "elsewhere", 5432, "x", "bob").as_deref(),
+            Some("fallback")
+        );
     }
 
     #[cfg(unix)]

@@ -188,7 +188,10 @@ impl Table {
 
     /// The names of all columns.
     pub fn column_names(&self) -> Vec<String> {
-        self.columns.iter().map(|column| column.name.clone()).collect()
+        self.columns
+            .iter()
+            .map(|column| column.name.clone())
+            .collect()
     }
 }
 
@@ -267,15 +270,27 @@ impl Schema {
 }
 
 /// Up to three names from `candidates` that look like `wanted`, for hints.
-pub fn close_matches<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+pub fn close_matches<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
     let wanted_lower = wanted.to_lowercase();
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
-        .map(|candidate| (edit_distance(&wanted_lower, &candidate.to_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                edit_distance(&wanted_lower, &candidate.to_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= (candidate.len().max(wanted.len()) / 3).max(2))
         .collect();
     scored.sort();
-    scored.into_iter().take(3).map(|(_, name)| name.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, name)| name.to_owned())
+        .collect()
 }
 
 fn edit_distance(left: &str, right: &str) -> usize {
@@ -300,7 +315,10 @@ mod tests {
 
     #[test]
     fn parses_qualified_and_quoted_names() {
-        assert_eq!(TableName::parse("lab_results"), TableName::new("lab_results"));
+        assert_eq!(
+            TableName::parse("lab_results"),
+            TableName::new("lab_results")
+        );
         assert_eq!(
             TableName::parse("reporting.lab_results"),
             TableName::qualified("reporting", "lab_results")

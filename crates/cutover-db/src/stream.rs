@@ -44,7 +44,10 @@ impl RowStream {
 
     /// A stream over rows already in memory (tests and small fixtures).
     pub fn from_rows(columns: Vec<Column>, rows: Vec<Row>) -> Self {
-        Self::new(columns, futures_util::stream::iter(rows.into_iter().map(Ok)))
+        Self::new(
+            columns,
+            futures_util::stream::iter(rows.into_iter().map(Ok)),
+        )
     }
 
     /// The columns every row has, in order.

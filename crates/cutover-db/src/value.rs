@@ -114,7 +114,11 @@ impl Numeric {
         if integer.is_empty() && fraction.is_empty() {
             return None;
         }
-        if !integer.bytes().chain(fraction.bytes()).all(|byte| byte.is_ascii_digit()) {
+        if !integer
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|byte| byte.is_ascii_digit())
+        {
             return None;
         }
         // Shift the decimal point by the exponent.
@@ -374,10 +378,15 @@ fn format_timestamp(micros: i64, utc: bool) -> String {
 }
 
 fn format_interval(interval: Interval) -> String {
-    let seconds = interval.micros.div_euclid(1_000_000);
-    let fraction = interval.micros.rem_euclid(1_000_000);
-    let text = format!("P{}M{}DT{}", interval.months, interval.days, seconds);
-    let mut text = with_fraction(text, fraction);
+    let sign = if interval.micros < 0 { "-" } else { "" };
+    let magnitude = interval.micros.unsigned_abs();
+    let text = format!(
+        "P{}M{}DT{sign}{}",
+        interval.months,
+        interval.days,
+        magnitude / 1_000_000
+    );
+    let mut text = with_fraction(text, (magnitude % 1_000_000) as i64);
     text.push('S');
     text
 }
@@ -413,7 +422,10 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let time = NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
         .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M"))
         .ok()?;
-    Some(i64::from(time.num_seconds_from_midnight()) * 1_000_000 + i64::from(time.nanosecond() / 1000))
+    Some(
+        i64::from(time.num_seconds_from_midnight()) * 1_000_000
+            + i64::from(time.nanosecond() / 1000),
+    )
 }
 
 /// Parses a timestamp without zone: `YYYY-MM-DD HH:MM:SS[.ffffff]` (or with `T`),
@@ -430,7 +442,12 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 }
 
 fn parse_naive_datetime(text: &str) -> Option<NaiveDateTime> {
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(value) = NaiveDateTime::parse_from_str(text, format) {
             return Some(value);
         }
@@ -467,17 +484,27 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
     let Some(position) = sign_position else {
         return Some((text, 0));
     };
-    let sign = if text.as_bytes()[position] == b'-' { -1 } else { 1 };
+    let sign = if text.as_bytes()[position] == b'-' {
+        -1
+    } else {
+        1
+    };
     let digits: String = text[position + 1..].chars().filter(|c| *c != ':').collect();
     if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
     let (hours, minutes) = match digits.len() {
         1 | 2 => (digits.parse::<i64>().ok()?, 0),
-        4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+        4 => (
+            digits[..2].parse::<i64>().ok()?,
+            digits[2..].parse::<i64>().ok()?,
+        ),
         _ => return None,
     };
-    Some((text[..position].trim_end(), sign * (hours * 3600 + minutes * 60)))
+    Some((
+        text[..position].trim_end(),
+        sign * (hours * 3600 + minutes * 60),
+    ))
 }
 
 /// Parses the ISO 8601 form written by [`Value::to_text`] (`P{months}M{days}DT{seconds}S`),
@@ -491,9 +518,17 @@ pub fn parse_interval(text: &str) -> Option<Interval> {
     for character in date_part.chars() {
         match character {
             '0'..='9' | '-' | '+' => number.push(character),
-            'Y' => interval.months = interval.months.checked_add(number.parse::<i32>().ok()?.checked_mul(12)?)?,
+            'Y' => {
+                interval.months = interval
+                    .months
+                    .checked_add(number.parse::<i32>().ok()?.checked_mul(12)?)?
+            }
             'M' => interval.months = interval.months.checked_add(number.parse::<i32>().ok()?)?,
-            'W' => interval.days = interval.days.checked_add(number.parse::<i32>().ok()?.checked_mul(7)?)?,
+            'W' => {
+                interval.days = interval
+                    .days
+                    .checked_add(number.parse::<i32>().ok()?.checked_mul(7)?)?
+            }
             'D' => interval.days = interval.days.checked_add(number.parse::<i32>().ok()?)?,
             _ => return None,
         }
@@ -515,12 +550,7 @@ pub fn parse_interval(text: &str) -> Option<Interval> {
             'S' => 1_000_000,
             _ => return None,
         };
-        let amount = Numeric::parse(&number)?;
-        let micros = if let Some(whole) = amount.to_i64() {
-            whole.checked_mul(unit)?
-        } else {
-            (amount.to_f64() * unit as f64).round() as i64
-        };
+        let micros = exact_micros(&number, unit)?;
         interval.micros = interval.micros.checked_add(micros)?;
         number.clear();
     }
@@ -528,6 +558,36 @@ pub fn parse_interval(text: &str) -> Option<Interval> {
         return None;
     }
     Some(interval)
+}
+
+/// `text` (a decimal such as `-3.25`) times `unit` microseconds, exactly.
+fn exact_micros(text: &str, unit: i64) -> Option<i64> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut fraction_digits: String = fraction.chars().take(12).collect();
+    if !fraction_digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let scale = 10i64.pow(fraction_digits.len() as u32);
+    if fraction_digits.is_empty() {
+        fraction_digits.push('0');
+    }
+    let fraction: i64 = fraction_digits.parse().ok()?;
+    let micros = whole.checked_mul(unit)?.checked_add(
+        i64::try_from(i128::from(fraction) * i128::from(unit) / i128::from(scale)).ok()?,
+    )?;
+    Some(if negative { -micros } else { micros })
 }
 
 #[cfg(test)]
@@ -564,9 +624,15 @@ mod tests {
     #[test]
     fn timestamps_round_trip_through_text() {
         let micros = parse_timestamp("2024-03-01 12:34:56.000789").expect("valid");
-        assert_eq!(Value::Timestamp(micros).to_text().as_deref(), Some("2024-03-01 12:34:56.000789"));
+        assert_eq!(
+            Value::Timestamp(micros).to_text().as_deref(),
+            Some("2024-03-01 12:34:56.000789")
+        );
         let utc = parse_timestamptz("2024-03-01 14:34:56.5+02:00").expect("valid");
-        assert_eq!(Value::TimestampTz(utc).to_text().as_deref(), Some("2024-03-01 12:34:56.5+00"));
+        assert_eq!(
+            Value::TimestampTz(utc).to_text().as_deref(),
+            Some("2024-03-01 12:34:56.5+00")
+        );
         assert_eq!(parse_timestamptz("2024-03-01 12:34:56.5+00"), Some(utc));
         assert_eq!(parse_timestamptz("2024-03-01T12:34:56.5Z"), Some(utc));
         assert_eq!(parse_timestamptz("2024-03-01 07:34:56.5-0500"), Some(utc));
@@ -580,29 +646,54 @@ mod tests {
         assert_eq!(days, -1);
         assert_eq!(Value::Date(days).to_text().as_deref(), Some("1969-12-31"));
         let micros = parse_timestamp("1950-06-01 00:00:00.25").expect("valid");
-        assert_eq!(Value::Timestamp(micros).to_text().as_deref(), Some("1950-06-01 00:00:00.25"));
+        assert_eq!(
+            Value::Timestamp(micros).to_text().as_deref(),
+            Some("1950-06-01 00:00:00.25")
+        );
     }
 
     #[test]
     fn intervals_round_trip_through_text() {
-        let interval = Interval { months: 14, days: -3, micros: 3_723_500_000 };
+        let interval = Interval {
+            months: 14,
+            days: -3,
+            micros: 3_723_500_000,
+        };
         let text = Value::Interval(interval).to_text().expect("not null");
         assert_eq!(text, "P14M-3DT3723.5S");
         assert_eq!(parse_interval(&text), Some(interval));
+        let tiny = Interval {
+            months: 0,
+            days: 0,
+            micros: -1,
+        };
+        let text = Value::Interval(tiny).to_text().expect("not null");
+        assert_eq!(text, "P0M0DT-0.000001S");
+        assert_eq!(parse_interval(&text), Some(tiny));
         assert_eq!(
             parse_interval("P1Y2W1DT1H1M"),
-            Some(Interval { months: 12, days: 15, micros: 3_660_000_000 })
+            Some(Interval {
+                months: 12,
+                days: 15,
+                micros: 3_660_000_000
+            })
         );
     }
 
     #[test]
     fn uuid_text_round_trips() {
         let value = Value::uuid_from_text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").expect("valid");
-        assert_eq!(value.to_text().as_deref(), Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+        assert_eq!(
+            value.to_text().as_deref(),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+        );
     }
 
     #[test]
     fn json_is_canonical() {
-        assert_eq!(Value::json(r#"{ "b": 1, "a": [true, null] }"#), Some(Value::Json(r#"{"a":[true,null],"b":1}"#.into())));
+        assert_eq!(
+            Value::json(r#"{ "b": 1, "a": [true, null] }"#),
+            Some(Value::Json(r#"{"a":[true,null],"b":1}"#.into()))
+        );
     }
 }

@@ -1,1 +1,119 @@
+//! Test support: a fresh PostgreSQL database per test, created in the
+//! throwaway cluster that `scripts/test.sh` starts, and SQLite files in
+//! temporary directories.
+//!
+//! When `CUTOVER_TEST_POSTGRES_URL` is not set, PostgreSQL tests are skipped
+//! with a note, except under `CI=true`, where that is a failure.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let Some(database) = cutover_testing::postgres().await else { return };
+//! // database.url is postgres://…/cutover_test_…, empty and yours alone.
+//! # }
+//! ```
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The variable `scripts/test.sh` sets to the test cluster's URL.
+pub const POSTGRES_URL_VARIABLE: &str = "CUTOVER_TEST_POSTGRES_URL";
+
+/// A database created for one test.
+#[derive(Debug)]
+pub struct TestPostgres {
+    /// URL of the fresh database.
+    pub url: String,
+    /// URL of the cluster's maintenance database (for cluster-wide set-up such as roles).
+    pub admin_url: String,
+    /// The database's name.
+    pub name: String,
+}
+
+impl TestPostgres {
+    /// The URL with `#table` appended.
+    pub fn table_url(&self, table: &str) -> String {
+        format!("{}#{table}", self.url)
+    }
+}
+
+/// The test cluster's URL, or `None` (after saying so) when there is none outside CI.
+///
+/// # Panics
+/// When `CI=true` and no cluster is configured: CI must not skip PostgreSQL tests.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+            assert!(
+                !in_ci,
+                "{POSTGRES_URL_VARIABLE} is not set and CI=true: run the tests through scripts/test.sh"
+            );
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipped: {POSTGRES_URL_VARIABLE} is not set (run scripts/test.sh)");
+            }
+            None
+        }
+    }
+}
+
+/// Creates an empty database for the calling test.
+///
+/// # Panics
+/// When the test cluster cannot be reached or the database cannot be created.
+pub async fn postgres() -> Option<TestPostgres> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let admin_url = postgres_admin_url()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    let name = format!(
+        "cutover_test_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL cluster must be reachable");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+        .await
+        .expect("creating a test database");
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .expect("the admin URL ends in /dbname");
+    Some(TestPostgres {
+        url: format!("{base}/{name}"),
+        admin_url,
+        name,
+    })
+}
+
+/// Runs SQL against a database URL (fixtures), panicking on failure.
+///
+/// # Panics
+/// When the SQL fails.
+pub async fn postgres_execute(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test database");
+    tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .expect("running fixture SQL");
+}
+
+/// A temporary directory and a path for a SQLite file inside it (not created).
+///
+/// # Panics
+/// When no temporary directory can be made.
+pub fn sqlite_path(file_name: &str) -> (tempfile::TempDir, PathBuf) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join(file_name);
+    (directory, path)
+}

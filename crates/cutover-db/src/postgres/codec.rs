@@ -35,7 +35,11 @@ impl<'a> FromSql<'a> for RawField<'a> {
 }
 
 /// The logical type of a PostgreSQL type, from its catalog entry; `None` if unsupported.
-pub(crate) fn logical_type(type_name: &str, type_type: &str, category: &str) -> Option<LogicalType> {
+pub(crate) fn logical_type(
+    type_name: &str,
+    type_type: &str,
+    category: &str,
+) -> Option<LogicalType> {
     if category == "A" {
         return Some(LogicalType::Array);
     }
@@ -236,9 +240,9 @@ fn encode_numeric(number: &Numeric, out: &mut BytesMut) {
         .as_bytes()
         .chunks(4)
         .map(|chunk| {
-            chunk
-                .iter()
-                .fold(0i16, |accumulator, byte| accumulator * 10 + i16::from(byte - b'0'))
+            chunk.iter().fold(0i16, |accumulator, byte| {
+                accumulator * 10 + i16::from(byte - b'0')
+            })
         })
         .collect();
     let mut weight = ((integer.len() + integer_padding) / 4) as i32 - 1;
@@ -284,7 +288,11 @@ impl std::fmt::Display for EncodeError {
 impl StdError for EncodeError {}
 
 impl ToSql for Param<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         let original = ty;
         let ty = base_type(ty);
         let mismatch = || -> Box<dyn StdError + Sync + Send> {
@@ -303,13 +311,22 @@ impl ToSql for Param<'_> {
         match (self.0, ty) {
             (Value::Null, _) => return Ok(IsNull::Yes),
             (Value::Bool(value), &Type::BOOL) => out.put_u8(u8::from(*value)),
-            (value, &Type::INT2) => out.put_i16(integer(value).and_then(|v| i16::try_from(v).ok()).ok_or_else(mismatch)?),
-            (value, &Type::INT4) => out.put_i32(integer(value).and_then(|v| i32::try_from(v).ok()).ok_or_else(mismatch)?),
+            (value, &Type::INT2) => out.put_i16(
+                integer(value)
+                    .and_then(|v| i16::try_from(v).ok())
+                    .ok_or_else(mismatch)?,
+            ),
+            (value, &Type::INT4) => out.put_i32(
+                integer(value)
+                    .and_then(|v| i32::try_from(v).ok())
+                    .ok_or_else(mismatch)?,
+            ),
             (value, &Type::INT8) => out.put_i64(integer(value).ok_or_else(mismatch)?),
             (Value::Numeric(number), &Type::NUMERIC) => encode_numeric(number, out),
             (Value::Int(value), &Type::NUMERIC) => encode_numeric(&Numeric::from(*value), out),
             (Value::Float(value), &Type::NUMERIC) => {
-                let number = Numeric::parse(&crate::value::format_float(*value)).ok_or_else(mismatch)?;
+                let number =
+                    Numeric::parse(&crate::value::format_float(*value)).ok_or_else(mismatch)?;
                 encode_numeric(&number, out)
             }
             (Value::Float(value), &Type::FLOAT8) => out.put_f64(*value),
@@ -323,7 +340,8 @@ impl ToSql for Param<'_> {
                 days => days.checked_sub(POSTGRES_EPOCH_DAYS).ok_or_else(mismatch)?,
             }),
             (Value::Time(micros), &Type::TIME) => out.put_i64(*micros),
-            (Value::Timestamp(micros), &Type::TIMESTAMP) | (Value::TimestampTz(micros), &Type::TIMESTAMPTZ) => {
+            (Value::Timestamp(micros), &Type::TIMESTAMP)
+            | (Value::TimestampTz(micros), &Type::TIMESTAMPTZ) => {
                 out.put_i64(unshift_timestamp(*micros).ok_or_else(mismatch)?)
             }
             (Value::Interval(interval), &Type::INTERVAL) => {
@@ -350,8 +368,10 @@ impl ToSql for Param<'_> {
 }
 
 fn is_text_like(ty: &Type) -> bool {
-    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::XML)
-        || matches!(ty.kind(), Kind::Enum(_))
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::XML
+    ) || matches!(ty.kind(), Kind::Enum(_))
         || ty.name() == "citext"
         || *ty == Type::CHAR
 }
@@ -364,7 +384,10 @@ mod tests {
         let number = Numeric::parse(text).expect("number");
         let mut buffer = BytesMut::new();
         encode_numeric(&number, &mut buffer);
-        decode_numeric(&buffer).expect("decodes").as_str().to_owned()
+        decode_numeric(&buffer)
+            .expect("decodes")
+            .as_str()
+            .to_owned()
     }
 
     #[test]
@@ -377,7 +400,10 @@ mod tests {
             ("12345.6789", "12345.6789"),
             ("0.0001", "0.0001"),
             ("0.00001234", "0.00001234"),
-            ("123456789012345678901234567890.000000000000000000001", "123456789012345678901234567890.000000000000000000001"),
+            (
+                "123456789012345678901234567890.000000000000000000001",
+                "123456789012345678901234567890.000000000000000000001",
+            ),
             ("NaN", "NaN"),
             ("-Infinity", "-Infinity"),
         ] {

@@ -8,7 +8,9 @@ use tokio_postgres::types::Oid;
 
 use super::codec;
 use crate::error::{Error, Result};
-use crate::schema::{Column, ForeignKey, Index, Key, Routine, Schema, Sequence, Table, TableName, Trigger, View};
+use crate::schema::{
+    Column, ForeignKey, Index, Key, Routine, Schema, Sequence, Table, TableName, Trigger, View,
+};
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
@@ -91,7 +93,11 @@ pub(crate) async fn tables(client: &Client, only: Option<&TableName>) -> Result<
         return Ok(Vec::new());
     }
     let oids: Vec<Oid> = tables.iter().map(|(oid, _)| *oid).collect();
-    let position: HashMap<Oid, usize> = oids.iter().enumerate().map(|(index, oid)| (*oid, index)).collect();
+    let position: HashMap<Oid, usize> = oids
+        .iter()
+        .enumerate()
+        .map(|(index, oid)| (*oid, index))
+        .collect();
 
     let columns = query(
         client,

@@ -168,7 +168,11 @@ impl PostgresDatabase {
             .map_err(|error| Error::postgres(&context, error))?;
         let decoder = Arc::new(RowDecoder {
             table: read.table.name.to_string(),
-            types: statement.columns().iter().map(|column| column.type_().clone()).collect(),
+            types: statement
+                .columns()
+                .iter()
+                .map(|column| column.type_().clone())
+                .collect(),
             columns: read.columns.clone(),
         });
         if parameters.is_empty() {
@@ -197,7 +201,12 @@ impl PostgresDatabase {
         }
     }
 
-    pub(crate) async fn write(&self, table: &Table, columns: &[Column], mut rows: RowStream) -> Result<u64> {
+    pub(crate) async fn write(
+        &self,
+        table: &Table,
+        columns: &[Column],
+        mut rows: RowStream,
+    ) -> Result<u64> {
         if let Some(column) = columns
             .iter()
             .find(|column| column.logical_type == Some(LogicalType::Array))
@@ -215,10 +224,17 @@ impl PostgresDatabase {
             .join(", ");
         let probe = self
             .client
-            .prepare(&format!("SELECT {column_list} FROM {} LIMIT 0", qualified(&table.name)))
+            .prepare(&format!(
+                "SELECT {column_list} FROM {} LIMIT 0",
+                qualified(&table.name)
+            ))
             .await
             .map_err(|error| Error::postgres(&context, error))?;
-        let types: Vec<Type> = probe.columns().iter().map(|column| column.type_().clone()).collect();
+        let types: Vec<Type> = probe
+            .columns()
+            .iter()
+            .map(|column| column.type_().clone())
+            .collect();
         let sink = self
             .client
             .copy_in(&format!(
@@ -293,7 +309,11 @@ impl RowDecoder {
 /// `"schema"."table"`, or `"table"` to go by the search path.
 pub(crate) fn qualified(table: &TableName) -> String {
     match &table.schema {
-        Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&table.name)),
+        Some(schema) => format!(
+            "{}.{}",
+            quote_identifier(schema),
+            quote_identifier(&table.name)
+        ),
         None => quote_identifier(&table.name),
     }
 }
@@ -323,9 +343,8 @@ fn connect_error(
         return Error::Connect {
             target: redacted.to_owned(),
             reason: db.message().to_owned(),
-            hint: (*code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION).then(|| {
-                "the server's pg_hba.conf does not let this user in from here".to_owned()
-            }),
+            hint: (*code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+                .then(|| "the server's pg_hba.conf does not let this user in from here".to_owned()),
         };
     }
     let mut reason = error.to_string();
@@ -345,11 +364,23 @@ fn connect_error(
         if had_password {
             None
         } else {
-            Some("the server asks for a password: put it in the URL, PGPASSWORD or ~/.pgpass".to_owned())
+            Some(
+                "the server asks for a password: put it in the URL, PGPASSWORD or ~/.pgpass"
+                    .to_owned(),
+            )
         }
-    } else if reason.contains("refused") || reason.contains("timed out") || reason.contains("No such file") {
-        Some("check the host and port, and that the server is running and accepts connections".to_owned())
-    } else if reason.contains("lookup") || reason.contains("resolve") || reason.contains("Name or service") {
+    } else if reason.contains("refused")
+        || reason.contains("timed out")
+        || reason.contains("No such file")
+    {
+        Some(
+            "check the host and port, and that the server is running and accepts connections"
+                .to_owned(),
+        )
+    } else if reason.contains("lookup")
+        || reason.contains("resolve")
+        || reason.contains("Name or service")
+    {
         Some("check the host name".to_owned())
     } else {
         None

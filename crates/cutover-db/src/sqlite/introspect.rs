@@ -3,7 +3,9 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::schema::{Column, Engine, ForeignKey, Index, Key, Schema, Sequence, Table, TableName, Trigger, View};
+use crate::schema::{
+    Column, Engine, ForeignKey, Index, Key, Schema, Sequence, Table, TableName, Trigger, View,
+};
 
 fn failed(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |error| Error::sqlite(format!("introspecting {what}"), error)
@@ -91,7 +93,10 @@ fn table(connection: &Connection, name: &str, has_stat1: bool) -> Result<Table> 
                 continue;
             }
             let column_name: String = row.get(0).map_err(failed(&what))?;
-            let declared: String = row.get::<_, Option<String>>(1).map_err(failed(&what))?.unwrap_or_default();
+            let declared: String = row
+                .get::<_, Option<String>>(1)
+                .map_err(failed(&what))?
+                .unwrap_or_default();
             let not_null: bool = row.get(2).map_err(failed(&what))?;
             let position: i64 = row.get(4).map_err(failed(&what))?;
             if position > 0 {
@@ -100,7 +105,11 @@ fn table(connection: &Connection, name: &str, has_stat1: bool) -> Result<Table> 
             columns.push(Column {
                 logical_type: super::logical_type(&declared),
                 name: column_name,
-                type_name: if declared.is_empty() { "(none)".to_owned() } else { declared },
+                type_name: if declared.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    declared
+                },
                 nullable: !not_null && position == 0,
                 default: row.get(3).map_err(failed(&what))?,
             });
@@ -116,7 +125,11 @@ fn table(connection: &Connection, name: &str, has_stat1: bool) -> Result<Table> 
             .map_err(failed(&what))?;
         let listed = statement
             .query_map([name], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?, row.get::<_, String>(2)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, bool>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
             })
             .map_err(failed(&what))?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -127,13 +140,19 @@ fn table(connection: &Connection, name: &str, has_stat1: bool) -> Result<Table> 
                 .map_err(failed(&what))?;
             let index_columns = info
                 .query_map([&index_name], |row| {
-                    Ok(row.get::<_, Option<String>>(0)?.unwrap_or_else(|| "(expression)".to_owned()))
+                    Ok(row
+                        .get::<_, Option<String>>(0)?
+                        .unwrap_or_else(|| "(expression)".to_owned()))
                 })
                 .map_err(failed(&what))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(failed(&what))?;
             let definition: Option<String> = connection
-                .query_row("SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?1", [&index_name], |row| row.get(0))
+                .query_row(
+                    "SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+                    [&index_name],
+                    |row| row.get(0),
+                )
                 .optional()
                 .map_err(failed(&what))?
                 .flatten();
@@ -200,7 +219,11 @@ fn table(connection: &Connection, name: &str, has_stat1: bool) -> Result<Table> 
             )
             .optional()
             .map_err(failed(&what))?
-            .and_then(|stat| stat.split_whitespace().next().and_then(|count| count.parse().ok()))
+            .and_then(|stat| {
+                stat.split_whitespace()
+                    .next()
+                    .and_then(|count| count.parse().ok())
+            })
     } else {
         None
     };

@@ -34,7 +34,11 @@ pub struct SqliteDatabase {
 }
 
 impl SqliteDatabase {
-    pub(crate) async fn open(path: &Path, redacted: &str, options: &ConnectOptions) -> Result<Self> {
+    pub(crate) async fn open(
+        path: &Path,
+        redacted: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self> {
         if !options.create_sqlite && !path.exists() {
             return Err(Error::MissingSqliteFile {
                 path: path.display().to_string(),
@@ -88,16 +92,19 @@ impl SqliteDatabase {
 
     pub(crate) async fn introspect(&self) -> Result<Schema> {
         let redacted = self.redacted.clone();
-        self.blocking(move |connection| introspect::schema(connection, &redacted)).await
+        self.blocking(move |connection| introspect::schema(connection, &redacted))
+            .await
     }
 
     pub(crate) async fn introspect_tables(&self, only: Option<&TableName>) -> Result<Vec<Table>> {
         let only = only.cloned();
-        self.blocking(move |connection| introspect::tables(connection, only.as_ref())).await
+        self.blocking(move |connection| introspect::tables(connection, only.as_ref()))
+            .await
     }
 
     pub(crate) async fn table_names(&self) -> Result<Vec<TableName>> {
-        self.blocking(|connection| introspect::table_names(connection)).await
+        self.blocking(|connection| introspect::table_names(connection))
+            .await
     }
 
     pub(crate) async fn count_rows(&self, table: &TableName) -> Result<u64> {
@@ -134,7 +141,14 @@ impl SqliteDatabase {
             .map_err(|error| Error::sqlite(format!("reading table {table_name}"), error))?;
         let (_, parameters) = read.range_condition(|number| format!("?{number}"));
         tokio::task::spawn_blocking(move || {
-            let result = stream_rows(&connection, &sql, &parameters, &read.columns, &table_name, &sender);
+            let result = stream_rows(
+                &connection,
+                &sql,
+                &parameters,
+                &read.columns,
+                &table_name,
+                &sender,
+            );
             if let Err(error) = result {
                 let _ = sender.blocking_send(Err(error));
             }
@@ -148,7 +162,9 @@ impl SqliteDatabase {
                     }
                     match receiver.recv().await? {
                         Ok(next) => batch = next.into_iter(),
-                        Err(error) => return Some((Err(error), (receiver, Vec::new().into_iter()))),
+                        Err(error) => {
+                            return Some((Err(error), (receiver, Vec::new().into_iter())));
+                        }
                     }
                 }
             },
@@ -156,7 +172,12 @@ impl SqliteDatabase {
         Ok(RowStream::new(columns, rows))
     }
 
-    pub(crate) async fn write(&self, table: &Table, columns: &[Column], mut rows: RowStream) -> Result<u64> {
+    pub(crate) async fn write(
+        &self,
+        table: &Table,
+        columns: &[Column],
+        mut rows: RowStream,
+    ) -> Result<u64> {
         if self.read_only {
             return Err(Error::Unsupported(format!(
                 "{}: opened read-only, cannot write table {}",
@@ -172,8 +193,15 @@ impl SqliteDatabase {
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES ({})",
                 quote_identifier(&table_name.name),
-                columns.iter().map(|column| quote_identifier(&column.name)).collect::<Vec<_>>().join(", "),
-                (1..=columns.len()).map(|number| format!("?{number}")).collect::<Vec<_>>().join(", ")
+                columns
+                    .iter()
+                    .map(|column| quote_identifier(&column.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (1..=columns.len())
+                    .map(|number| format!("?{number}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             // One transaction for the whole write: dropped without commit, it rolls back.
             let transaction = connection
@@ -205,7 +233,9 @@ impl SqliteDatabase {
                     }
                 }
             }
-            transaction.commit().map_err(|error| Error::sqlite(&context, error))?;
+            transaction
+                .commit()
+                .map_err(|error| Error::sqlite(&context, error))?;
             Ok(written)
         });
         let mut batch = Vec::with_capacity(BATCH_ROWS);
@@ -215,7 +245,13 @@ impl SqliteDatabase {
                 Ok(row) => {
                     batch.push(row);
                     if batch.len() == BATCH_ROWS
-                        && sender.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS)))).await.is_err()
+                        && sender
+                            .send(Ok(std::mem::replace(
+                                &mut batch,
+                                Vec::with_capacity(BATCH_ROWS),
+                            )))
+                            .await
+                            .is_err()
                     {
                         break;
                     }
@@ -247,7 +283,9 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let connection = Connection::open_with_flags(path, flags)
         .map_err(|error| Error::sqlite(format!("opening {}", path.display()), error))?;
@@ -264,7 +302,10 @@ fn select_sql(read: &ResolvedRead) -> String {
         .map(|column| quote_identifier(&column.name))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut sql = format!("SELECT {list} FROM {}", quote_identifier(&read.table.name.name));
+    let mut sql = format!(
+        "SELECT {list} FROM {}",
+        quote_identifier(&read.table.name.name)
+    );
     let (condition, _) = read.range_condition(|number| format!("?{number}"));
     if let Some(condition) = condition {
         sql.push_str(" WHERE ");
@@ -272,7 +313,14 @@ fn select_sql(read: &ResolvedRead) -> String {
     }
     if read.ordered && !read.key.is_empty() {
         sql.push_str(" ORDER BY ");
-        sql.push_str(&read.key.iter().map(|name| quote_identifier(name)).collect::<Vec<_>>().join(", "));
+        sql.push_str(
+            &read
+                .key
+                .iter()
+                .map(|name| quote_identifier(name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
     }
     sql
 }
@@ -297,10 +345,15 @@ fn stream_rows(
         .query(rusqlite::params_from_iter(bound))
         .map_err(|error| Error::sqlite(&context, error))?;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
-    while let Some(row) = rows.next().map_err(|error| Error::sqlite(&context, error))? {
+    while let Some(row) = rows
+        .next()
+        .map_err(|error| Error::sqlite(&context, error))?
+    {
         let mut values = Vec::with_capacity(columns.len());
         for (index, column) in columns.iter().enumerate() {
-            let raw = row.get_ref(index).map_err(|error| Error::sqlite(&context, error))?;
+            let raw = row
+                .get_ref(index)
+                .map_err(|error| Error::sqlite(&context, error))?;
             values.push(decode(raw, column).ok_or_else(|| Error::Decode {
                 table: table.to_owned(),
                 column: column.name.clone(),
@@ -310,7 +363,10 @@ fn stream_rows(
         batch.push(values);
         if batch.len() == BATCH_ROWS
             && sender
-                .blocking_send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))
+                .blocking_send(Ok(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(BATCH_ROWS),
+                )))
                 .is_err()
         {
             // The reader went away: stop reading.
@@ -339,12 +395,20 @@ pub(crate) fn logical_type(declared: &str) -> Option<LogicalType> {
         "INTERVAL" => LogicalType::Interval,
         "UUID" => LogicalType::Uuid,
         "JSON" | "JSONB" => LogicalType::Json,
-        "NUMERIC" | "DECIMAL" | "NUMBER" => LogicalType::Numeric,
+        // `DECIMAL TEXT` keeps exact decimals as text (TEXT affinity); plain
+        // NUMERIC affinity lets SQLite round beyond 15 significant digits.
+        _ if base.starts_with("NUMERIC") || base.starts_with("DECIMAL") || base == "NUMBER" => {
+            LogicalType::Numeric
+        }
         "BLOB" | "BYTEA" => LogicalType::Bytes,
         // SQLite's own affinity rules, in its order.
         _ if base.contains("INT") => LogicalType::Integer,
-        _ if base.contains("CHAR") || base.contains("CLOB") || base.contains("TEXT") => LogicalType::Text,
-        _ if base.contains("REAL") || base.contains("FLOA") || base.contains("DOUB") => LogicalType::Float,
+        _ if base.contains("CHAR") || base.contains("CLOB") || base.contains("TEXT") => {
+            LogicalType::Text
+        }
+        _ if base.contains("REAL") || base.contains("FLOA") || base.contains("DOUB") => {
+            LogicalType::Float
+        }
         _ => return None,
     })
 }
@@ -429,7 +493,10 @@ fn encode<'a>(value: &'a Value, column: &Column) -> Result<ToSqlOutput<'a>> {
         (value, logical),
         (Value::Null, _)
             | (Value::Bool(_), LogicalType::Bool)
-            | (Value::Int(_), LogicalType::Integer | LogicalType::Numeric | LogicalType::Float)
+            | (
+                Value::Int(_),
+                LogicalType::Integer | LogicalType::Numeric | LogicalType::Float
+            )
             | (Value::Numeric(_), LogicalType::Numeric | LogicalType::Float)
             | (Value::Float(_), LogicalType::Float | LogicalType::Numeric)
             | (Value::Text(_), LogicalType::Text)
@@ -450,8 +517,12 @@ fn encode<'a>(value: &'a Value, column: &Column) -> Result<ToSqlOutput<'a>> {
         (Value::Numeric(number), LogicalType::Integer) => {
             ToSqlOutput::Owned(SqliteValue::Integer(number.to_i64().ok_or_else(mismatch)?))
         }
-        (Value::Numeric(number), LogicalType::Float) => ToSqlOutput::Owned(SqliteValue::Real(number.to_f64())),
-        (Value::Int(number), LogicalType::Float) => ToSqlOutput::Owned(SqliteValue::Real(*number as f64)),
+        (Value::Numeric(number), LogicalType::Float) => {
+            ToSqlOutput::Owned(SqliteValue::Real(number.to_f64()))
+        }
+        (Value::Int(number), LogicalType::Float) => {
+            ToSqlOutput::Owned(SqliteValue::Real(*number as f64))
+        }
         _ => encode_untyped(value),
     })
 }
@@ -462,6 +533,8 @@ fn encode_untyped(value: &Value) -> ToSqlOutput<'_> {
         Value::Null => ToSqlOutput::Owned(SqliteValue::Null),
         Value::Bool(value) => ToSqlOutput::Owned(SqliteValue::Integer(i64::from(*value))),
         Value::Int(value) => ToSqlOutput::Owned(SqliteValue::Integer(*value)),
+        // SQLite turns a NaN REAL into NULL; keep it as text.
+        Value::Float(value) if value.is_nan() => ToSqlOutput::Borrowed(ValueRef::Text(b"NaN")),
         Value::Float(value) => ToSqlOutput::Owned(SqliteValue::Real(*value)),
         Value::Bytes(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         Value::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
@@ -480,6 +553,7 @@ mod tests {
             ("bigint", Some(LogicalType::Integer)),
             ("INTERVAL", Some(LogicalType::Interval)),
             ("NUMERIC(10,2)", Some(LogicalType::Numeric)),
+            ("DECIMAL TEXT", Some(LogicalType::Numeric)),
             ("VARCHAR(20)", Some(LogicalType::Text)),
             ("character varying", Some(LogicalType::Text)),
             ("TIMESTAMPTZ", Some(LogicalType::TimestampTz)),

@@ -1,1 +1,7 @@
+//! Integration tests of cutover-db against real PostgreSQL and SQLite.
 
+mod errors;
+mod introspect;
+mod streaming;
+mod support;
+mod types;
