@@ -1,1 +1,76 @@
-fn main() {}
+//! The `cutover` binary: parses arguments, runs one command, and maps the
+//! outcome to an exit code in one place (0 ok, 1 differences or failed
+//! verification, 2 error). A closed stdout (`cutover inspect … | head`) is not an error.
+
+mod cli;
+mod commands;
+mod environment;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// What a command concluded, as opposed to failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything as expected.
+    Success,
+    /// The command ran and found differences or failed checks.
+    Differences,
+}
+
+const EXIT_SUCCESS: u8 = 0;
+const EXIT_DIFFERENCES: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return report(&anyhow::Error::from(error)),
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(Outcome::Success) => ExitCode::from(EXIT_SUCCESS),
+        Ok(Outcome::Differences) => ExitCode::from(EXIT_DIFFERENCES),
+        Err(error) if output::is_broken_pipe(&error) => ExitCode::from(EXIT_SUCCESS),
+        Err(error) => report(&error),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args, &cli.global).await,
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn report(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("cutover={level},cutover_db={level}"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -131,11 +131,12 @@ impl DatabaseUrl {
         Ok(DatabaseUrl {
             locator,
             table,
-            redacted,
+            // The table is not part of the database's name.
+            redacted: redact(base),
         })
     }
 
-    /// The URL with every password replaced by `***`.
+    /// The database's URL (without `#table`) with every password replaced by `***`.
     pub fn redacted(&self) -> &str {
         &self.redacted
     }

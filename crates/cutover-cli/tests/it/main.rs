@@ -1,1 +1,45 @@
+//! End-to-end tests of the `cutover` binary.
 
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The result of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cutover` with `args` from the workspace root, with no stdin.
+pub fn cutover(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .current_dir(workspace_root())
+        .env_remove("PGPASSWORD")
+        .env("CUTOVER_LOG", "off")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running cutover");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Insta settings that hide what changes from machine to machine.
+pub fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"SQLite \d+\.\d+\.\d+", "SQLite [version]");
+    settings.add_filter(r"(?m)\(PostgreSQL .*\)$", "(PostgreSQL [version])");
+    settings.add_filter(r"127\.0\.0\.1:\d+/cutover_test_\w+", "[test-database]");
+    settings.add_filter(r"/tmp/\.tmp\w+", "[temp]");
+    settings
+}

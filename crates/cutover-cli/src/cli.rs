@@ -1,0 +1,58 @@
+//! The command line: global options and one subcommand per capability.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands::inspect::InspectArgs;
+
+/// Move health data between systems and environments, and prove that it moved right.
+///
+/// Databases are named by URL: postgres://user@host:port/dbname (passwords
+/// from the URL, PGPASSWORD or ~/.pgpass; never printed) or sqlite:PATH.
+/// Add #table (or #schema.table) where a command works on one table.
+///
+/// Exit codes: 0 success, 1 differences found or verification failed, 2 error.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Output format: human-readable text, or JSON for machines.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). Row values are never logged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Readable summary.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Summarise a database's schema: tables with row counts, keys, foreign keys, indexes, views, sequences.
+    Inspect(InspectArgs),
+}
