@@ -697,3 +697,51 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Trailing zeros, leading zeros and a leading `+` never change a numeric.
+        #[test]
+        fn numeric_ignores_scale_and_padding(integer in 0u64..1_000_000_000_000, fraction in 0u32..1_000_000, zeros in 0usize..6, negative: bool) {
+            let sign = if negative { "-" } else { "" };
+            let plain = format!("{sign}{integer}.{fraction:06}");
+            let padded = format!("{sign}000{integer}.{fraction:06}{}", "0".repeat(zeros));
+            prop_assert_eq!(Numeric::parse(&plain), Numeric::parse(&padded));
+        }
+
+        /// Every timestamp survives its own text form, in both flavours.
+        #[test]
+        fn timestamps_round_trip_through_text(micros in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let text = Value::Timestamp(micros).to_text().expect("not null");
+            prop_assert_eq!(parse_timestamp(&text), Some(micros));
+            let text = Value::TimestampTz(micros).to_text().expect("not null");
+            prop_assert_eq!(parse_timestamptz(&text), Some(micros));
+        }
+
+        /// Every interval survives its own text form.
+        #[test]
+        fn intervals_round_trip_through_text(months: i32, days: i32, micros in -1_000_000_000_000_000i64..1_000_000_000_000_000) {
+            let interval = Interval { months, days, micros };
+            let text = Value::Interval(interval).to_text().expect("not null");
+            prop_assert_eq!(parse_interval(&text), Some(interval));
+        }
+
+        /// Every float survives its own text form.
+        #[test]
+        fn floats_round_trip_through_text(value: f64) {
+            let text = format_float(value);
+            let back: f64 = match text.as_str() {
+                "NaN" => f64::NAN,
+                "Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                other => other.parse().expect("a float"),
+            };
+            prop_assert!(back.to_bits() == value.to_bits() || (back.is_nan() && value.is_nan()));
+        }
+    }
+}

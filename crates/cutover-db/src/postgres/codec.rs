@@ -411,3 +411,22 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any decimal survives PostgreSQL's binary numeric format.
+        #[test]
+        fn numeric_binary_round_trips_any_decimal(integer in "[0-9]{0,40}", fraction in "[0-9]{0,40}", negative: bool) {
+            let text = format!("{}{}.{}", if negative { "-" } else { "" }, if integer.is_empty() { "0" } else { &integer }, fraction);
+            let number = Numeric::parse(&text).expect("a number");
+            let mut buffer = BytesMut::new();
+            encode_numeric(&number, &mut buffer);
+            prop_assert_eq!(decode_numeric(&buffer), Some(number));
+        }
+    }
+}
