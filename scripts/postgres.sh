@@ -3,7 +3,8 @@
 #   start_postgres    start a private cluster in a temp dir, export CUTOVER_TEST_POSTGRES_URL
 #   stop_postgres     stop it and remove the temp dir
 # The cluster listens on 127.0.0.1 on a free private port and on a socket in
-# its own directory, trusts local connections (one role, cutover_auth, needs
+# its own directory, offers TLS with a certificate from a private CA (exported as
+# CUTOVER_TEST_POSTGRES_CA), trusts local connections (one role, cutover_auth, needs
 # a password so that authentication failures can be tested) and runs with
 # fsync off: it holds nothing worth keeping.
 
@@ -17,7 +18,7 @@ postgres_bindir() {
 }
 
 ensure_postgres() {
-  if postgres_bindir >/dev/null; then return 0; fi
+  if postgres_bindir >/dev/null && command -v openssl >/dev/null 2>&1; then return 0; fi
   if [ "$(id -u)" != 0 ]; then
     echo "PostgreSQL server binaries (initdb) not found; install PostgreSQL (e.g. apt-get install postgresql) and re-run" >&2
     return 1
@@ -25,7 +26,7 @@ ensure_postgres() {
   echo "installing PostgreSQL (Debian packages)..." >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  apt-get install -y -qq postgresql >/dev/null
+  apt-get install -y -qq postgresql openssl >/dev/null
   postgres_bindir >/dev/null
 }
 
@@ -47,12 +48,27 @@ free_port() {
   return 1
 }
 
+make_test_certificates() {
+  local dir=$1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=cutover test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1 || return 1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1 || return 1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 3 -extfile "$dir/server.ext" -out "$dir/server.crt" >/dev/null 2>&1 || return 1
+}
+
 start_postgres() {
   local bindir port
   bindir=$(postgres_bindir) || { echo "PostgreSQL not found" >&2; return 1; }
   CUTOVER_PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/cutover-pg.XXXXXX")
   export CUTOVER_PG_DIR CUTOVER_PG_BINDIR="$bindir"
   mkdir -p "$CUTOVER_PG_DIR/socket"
+  # A private CA and a server certificate for localhost and 127.0.0.1, so that TLS modes can be tested.
+  make_test_certificates "$CUTOVER_PG_DIR" || { echo "could not make test certificates with openssl" >&2; return 1; }
+  chmod 600 "$CUTOVER_PG_DIR/server.key"
   if [ "$(id -u)" = 0 ]; then chown -R postgres "$CUTOVER_PG_DIR"; fi
   as_postgres_owner "$bindir/initdb" -D "$CUTOVER_PG_DIR/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >"$CUTOVER_PG_DIR/initdb.log" 2>&1 \
     || as_postgres_owner "$bindir/initdb" -D "$CUTOVER_PG_DIR/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$CUTOVER_PG_DIR/initdb.log" 2>&1 \
@@ -62,9 +78,10 @@ start_postgres() {
   cat "$CUTOVER_PG_DIR/hba.tmp" >"$CUTOVER_PG_DIR/data/pg_hba.conf"
   port=$(free_port)
   as_postgres_owner "$bindir/pg_ctl" -D "$CUTOVER_PG_DIR/data" -l "$CUTOVER_PG_DIR/server.log" -w -t 60 start \
-    -o "-p $port -k $CUTOVER_PG_DIR/socket -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null \
+    -o "-p $port -k $CUTOVER_PG_DIR/socket -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$CUTOVER_PG_DIR/server.crt -c ssl_key_file=$CUTOVER_PG_DIR/server.key" >/dev/null \
     || { cat "$CUTOVER_PG_DIR/server.log" >&2; return 1; }
   export CUTOVER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export CUTOVER_TEST_POSTGRES_CA="$CUTOVER_PG_DIR/ca.crt"
   echo "test PostgreSQL running at $CUTOVER_TEST_POSTGRES_URL ($("$bindir/postgres" --version))" >&2
 }
 

@@ -58,6 +58,14 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
+/// The certificate of the private CA that signed the test cluster's TLS certificate.
+pub fn postgres_certificate() -> Option<PathBuf> {
+    std::env::var("CUTOVER_TEST_POSTGRES_CA")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Creates an empty database for the calling test.
 ///
 /// # Panics

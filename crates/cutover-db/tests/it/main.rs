@@ -4,4 +4,5 @@ mod errors;
 mod introspect;
 mod streaming;
 mod support;
+mod tls;
 mod types;
