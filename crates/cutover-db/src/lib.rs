@@ -187,6 +187,39 @@ impl ResolvedRead {
         })
     }
 
+    /// The SELECT for this read and its parameters, in the dialect both engines share:
+    /// `table` is the quoted table, `expression` gives each column's select expression,
+    /// `placeholder` the n-th parameter's placeholder (`$1` or `?1`).
+    fn select_sql(
+        &self,
+        table: &str,
+        expression: impl Fn(&Column) -> String,
+        placeholder: impl Fn(usize) -> String,
+    ) -> (String, Vec<Value>) {
+        let list = self
+            .columns
+            .iter()
+            .map(expression)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = format!("SELECT {list} FROM {table}");
+        let (condition, parameters) = self.range_condition(placeholder);
+        if let Some(condition) = condition {
+            sql.push_str(" WHERE ");
+            sql.push_str(&condition);
+        }
+        if self.ordered && !self.key.is_empty() {
+            let key = self
+                .key
+                .iter()
+                .map(|name| schema::quote_identifier(name))
+                .collect::<Vec<_>>();
+            sql.push_str(" ORDER BY ");
+            sql.push_str(&key.join(", "));
+        }
+        (sql, parameters)
+    }
+
     /// The key range as a SQL condition with numbered placeholders, and the parameters in order.
     /// Row-value comparison works in PostgreSQL and in SQLite (3.15+).
     fn range_condition(

@@ -134,32 +134,14 @@ impl PostgresDatabase {
     }
 
     pub(crate) async fn read(&self, read: ResolvedRead) -> Result<RowStream> {
-        let select_list = read
-            .columns
-            .iter()
-            .map(|column| match column.logical_type {
+        let (sql, parameters) = read.select_sql(
+            &qualified(&read.table.name),
+            |column| match column.logical_type {
                 Some(LogicalType::Array) => format!("{}::text", quote_identifier(&column.name)),
                 _ => quote_identifier(&column.name),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let (condition, parameters) = read.range_condition(|number| format!("${number}"));
-        let mut sql = format!("SELECT {select_list} FROM {}", qualified(&read.table.name));
-        if let Some(condition) = condition {
-            sql.push_str(" WHERE ");
-            sql.push_str(&condition);
-        }
-        if read.ordered && !read.key.is_empty() {
-            sql.push_str(" ORDER BY ");
-            sql.push_str(
-                &read
-                    .key
-                    .iter()
-                    .map(|name| quote_identifier(name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-        }
+            },
+            |number| format!("${number}"),
+        );
         let context = format!("reading table {}", read.table.name);
         let statement = self
             .client

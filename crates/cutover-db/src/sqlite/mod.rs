@@ -135,11 +135,14 @@ impl SqliteDatabase {
         let columns = read.columns.clone();
         let table_name = read.table.name.to_string();
         // Prepare on this side so that SQL errors surface from `read`, not mid-stream.
-        let sql = select_sql(&read);
+        let (sql, parameters) = read.select_sql(
+            &quote_identifier(&read.table.name.name),
+            |column| quote_identifier(&column.name),
+            |number| format!("?{number}"),
+        );
         connection
             .prepare(&sql)
             .map_err(|error| Error::sqlite(format!("reading table {table_name}"), error))?;
-        let (_, parameters) = read.range_condition(|number| format!("?{number}"));
         tokio::task::spawn_blocking(move || {
             let result = stream_rows(
                 &connection,
@@ -293,36 +296,6 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
         .busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|error| Error::sqlite(format!("opening {}", path.display()), error))?;
     Ok(connection)
-}
-
-fn select_sql(read: &ResolvedRead) -> String {
-    let list = read
-        .columns
-        .iter()
-        .map(|column| quote_identifier(&column.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut sql = format!(
-        "SELECT {list} FROM {}",
-        quote_identifier(&read.table.name.name)
-    );
-    let (condition, _) = read.range_condition(|number| format!("?{number}"));
-    if let Some(condition) = condition {
-        sql.push_str(" WHERE ");
-        sql.push_str(&condition);
-    }
-    if read.ordered && !read.key.is_empty() {
-        sql.push_str(" ORDER BY ");
-        sql.push_str(
-            &read
-                .key
-                .iter()
-                .map(|name| quote_identifier(name))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-    }
-    sql
 }
 
 fn stream_rows(
