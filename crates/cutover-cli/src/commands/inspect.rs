@@ -202,21 +202,16 @@ fn render_table(out: &mut String, table: &Table) {
             Some(logical) => logical.name().to_owned(),
             None => "unsupported".to_owned(),
         };
-        let _ = writeln!(
-            out,
+        let line = format!(
             "  {:<name_width$}  {:<type_width$}  {:<11}  {}",
             column.name,
             column.type_name,
             logical,
             notes.join(", ")
         );
+        // Columns without notes would end in padding.
+        let _ = writeln!(out, "{}", line.trim_end());
     }
-    // Trim the padding of lines without notes.
-    let trimmed: String = out
-        .lines()
-        .map(|line| format!("{}\n", line.trim_end()))
-        .collect();
-    *out = trimmed;
     match &table.primary_key {
         Some(key) => {
             let _ = writeln!(out, "  primary key ({})", key.columns.join(", "));
