@@ -382,6 +382,47 @@ impl Database {
         }
     }
 
+    /// The columns a SELECT returns, with their logical types (PostgreSQL's
+    /// from the statement's description, SQLite's from declared types).
+    /// A column whose type cutover cannot read has `logical_type: None`.
+    pub async fn describe(&self, sql: &str) -> Result<Vec<Column>> {
+        match self {
+            Database::Postgres(database) => database.describe(sql).await,
+            Database::Sqlite(database) => database.describe(sql).await,
+        }
+    }
+
+    /// Streams the rows of a SELECT written by the caller, decoded as
+    /// `columns` say (one per output column, in order). `label` names what is
+    /// read in errors (never a row value). PostgreSQL reads through binary COPY.
+    pub async fn query(&self, sql: &str, columns: Vec<Column>, label: &str) -> Result<RowStream> {
+        for column in &columns {
+            if column.logical_type.is_none() {
+                return Err(Error::UnsupportedType {
+                    table: label.to_owned(),
+                    column: column.name.clone(),
+                    type_name: column.type_name.clone(),
+                });
+            }
+        }
+        match self {
+            Database::Postgres(database) => {
+                database.stream(sql, &[], columns, label.to_owned()).await
+            }
+            Database::Sqlite(database) => {
+                database.stream(sql, &[], columns, label.to_owned()).await
+            }
+        }
+    }
+
+    /// PostgreSQL's version number (`150004` for 15.4); `None` for SQLite.
+    pub async fn server_version(&self) -> Result<Option<u32>> {
+        match self {
+            Database::Postgres(database) => Ok(Some(database.server_version().await?)),
+            Database::Sqlite(_) => Ok(None),
+        }
+    }
+
     /// Appends rows to `table` in one transaction: either every row is written or none is.
     /// Returns the number of rows written.
     pub async fn write(

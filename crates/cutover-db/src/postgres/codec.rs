@@ -64,7 +64,7 @@ pub(crate) fn logical_type(
     })
 }
 
-fn base_type(ty: &Type) -> &Type {
+pub(crate) fn base_type(ty: &Type) -> &Type {
     match ty.kind() {
         Kind::Domain(base) => base_type(base),
         _ => ty,

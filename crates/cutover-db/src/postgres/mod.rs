@@ -142,20 +142,69 @@ impl PostgresDatabase {
             },
             |number| format!("${number}"),
         );
-        let context = format!("reading table {}", read.table.name);
+        self.stream(&sql, &parameters, read.columns, read.table.name.to_string())
+            .await
+    }
+
+    /// The columns a SELECT returns, with their logical types.
+    pub(crate) async fn describe(&self, sql: &str) -> Result<Vec<Column>> {
         let statement = self
             .client
-            .prepare(&sql)
+            .prepare(sql)
+            .await
+            .map_err(|error| Error::postgres("describing a query", error))?;
+        Ok(statement
+            .columns()
+            .iter()
+            .map(|column| {
+                let base = codec::base_type(column.type_());
+                let logical = match base.kind() {
+                    // Arrays are read as text; a query must cast them itself.
+                    postgres_types::Kind::Array(_) => None,
+                    postgres_types::Kind::Enum(_) => Some(LogicalType::Text),
+                    _ => codec::logical_type(base.name(), "b", ""),
+                };
+                Column {
+                    name: column.name().to_owned(),
+                    type_name: column.type_().name().to_owned(),
+                    logical_type: logical,
+                    nullable: true,
+                    default: None,
+                }
+            })
+            .collect())
+    }
+
+    /// Streams a SELECT's rows, decoded as `columns` say. `label` names the
+    /// table or query in errors.
+    pub(crate) async fn stream(
+        &self,
+        sql: &str,
+        parameters: &[Value],
+        columns: Vec<Column>,
+        label: String,
+    ) -> Result<RowStream> {
+        let context = format!("reading {label}");
+        let statement = self
+            .client
+            .prepare(sql)
             .await
             .map_err(|error| Error::postgres(&context, error))?;
+        if statement.columns().len() != columns.len() {
+            return Err(Error::RowWidth {
+                table: label,
+                got: statement.columns().len(),
+                expected: columns.len(),
+            });
+        }
         let decoder = Arc::new(RowDecoder {
-            table: read.table.name.to_string(),
+            table: label,
             types: statement
                 .columns()
                 .iter()
                 .map(|column| column.type_().clone())
                 .collect(),
-            columns: read.columns.clone(),
+            columns: columns.clone(),
         });
         if parameters.is_empty() {
             let copy = self
@@ -168,7 +217,7 @@ impl PostgresDatabase {
                 let row = row.map_err(|error| Error::postgres(&context, error))?;
                 decoder.decode(|index| row.try_get::<RawField>(index))
             });
-            Ok(RowStream::new(read.columns, rows))
+            Ok(RowStream::new(columns, rows))
         } else {
             let rows = self
                 .client
@@ -179,8 +228,19 @@ impl PostgresDatabase {
                 let row = row.map_err(|error| Error::postgres(&context, error))?;
                 decoder.decode(|index| row.try_get::<_, RawField>(index))
             });
-            Ok(RowStream::new(read.columns, rows))
+            Ok(RowStream::new(columns, rows))
         }
+    }
+
+    /// The server's version as a number (`150004` for 15.4).
+    pub(crate) async fn server_version(&self) -> Result<u32> {
+        let row = self
+            .client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .await
+            .map_err(|error| Error::postgres("reading the server version", error))?;
+        let version: i32 = row.get(0);
+        Ok(u32::try_from(version).unwrap_or_default())
     }
 
     pub(crate) async fn write(

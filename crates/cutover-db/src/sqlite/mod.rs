@@ -130,26 +130,72 @@ impl SqliteDatabase {
     }
 
     pub(crate) async fn read(&self, read: ResolvedRead) -> Result<RowStream> {
-        let connection = self.connection()?;
-        let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
-        let columns = read.columns.clone();
-        let table_name = read.table.name.to_string();
-        // Prepare on this side so that SQL errors surface from `read`, not mid-stream.
         let (sql, parameters) = read.select_sql(
             &quote_identifier(&read.table.name.name),
             |column| quote_identifier(&column.name),
             |number| format!("?{number}"),
         );
-        connection
-            .prepare(&sql)
-            .map_err(|error| Error::sqlite(format!("reading table {table_name}"), error))?;
+        self.stream(&sql, &parameters, read.columns, read.table.name.to_string())
+            .await
+    }
+
+    /// The columns a SELECT returns, typed by their declared types.
+    pub(crate) async fn describe(&self, sql: &str) -> Result<Vec<Column>> {
+        let sql = sql.to_owned();
+        self.blocking(move |connection| {
+            let statement = connection
+                .prepare(&sql)
+                .map_err(|error| Error::sqlite("describing a query", error))?;
+            Ok(statement
+                .columns()
+                .map(|column| {
+                    let declared = column.decl_type().unwrap_or("").to_owned();
+                    Column {
+                        name: column.name().to_owned(),
+                        logical_type: logical_type(&declared),
+                        type_name: declared,
+                        nullable: true,
+                        default: None,
+                    }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Streams a SELECT's rows, decoded as `columns` say, from a blocking
+    /// thread in bounded batches. `label` names the table or query in errors.
+    pub(crate) async fn stream(
+        &self,
+        sql: &str,
+        parameters: &[Value],
+        columns: Vec<Column>,
+        label: String,
+    ) -> Result<RowStream> {
+        let connection = self.connection()?;
+        let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
+        // Prepare on this side so that SQL errors surface from here, not mid-stream.
+        let width = connection
+            .prepare(sql)
+            .map_err(|error| Error::sqlite(format!("reading {label}"), error))?
+            .column_count();
+        if width != columns.len() {
+            return Err(Error::RowWidth {
+                table: label,
+                got: width,
+                expected: columns.len(),
+            });
+        }
+        let sql = sql.to_owned();
+        let parameters = parameters.to_vec();
+        let stream_columns = columns.clone();
         tokio::task::spawn_blocking(move || {
             let result = stream_rows(
                 &connection,
                 &sql,
                 &parameters,
-                &read.columns,
-                &table_name,
+                &stream_columns,
+                &label,
                 &sender,
             );
             if let Err(error) = result {
@@ -306,7 +352,7 @@ fn stream_rows(
     table: &str,
     sender: &mpsc::Sender<Result<Vec<Row>>>,
 ) -> Result<()> {
-    let context = format!("reading table {table}");
+    let context = format!("reading {table}");
     let mut statement = connection
         .prepare(sql)
         .map_err(|error| Error::sqlite(&context, error))?;
