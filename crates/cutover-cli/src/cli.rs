@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::commands::diff::DiffArgs;
 use crate::commands::inspect::InspectArgs;
 
 /// Move health data between systems and environments, and prove that it moved right.
@@ -55,4 +56,6 @@ pub enum Format {
 pub enum Command {
     /// Summarise a database's schema: tables with row counts, keys, foreign keys, indexes, views, sequences.
     Inspect(InspectArgs),
+    /// Reconcile two tables or queries exactly: rows missing, extra or changed, per column and per group.
+    Diff(Box<DiffArgs>),
 }

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod environment;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Inspect(args) => commands::inspect::run(args, &cli.global).await,
+        Command::Diff(args) => commands::diff::run(*args, &cli.global).await,
     }
 }
 
@@ -66,7 +68,9 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("cutover={level},cutover_db={level}"))
+        tracing_subscriber::EnvFilter::new(format!(
+            "cutover={level},cutover_db={level},cutover_diff={level}"
+        ))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -61,6 +61,18 @@ impl TableName {
         }
     }
 
+    /// The name as SQL: `"schema"."table"`, or `"table"` to go by the search path.
+    pub fn quoted(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!(
+                "{}.{}",
+                quote_identifier(schema),
+                quote_identifier(&self.name)
+            ),
+            None => quote_identifier(&self.name),
+        }
+    }
+
     /// Whether `other` names this object, treating a missing schema as "any".
     pub fn matches(&self, other: &TableName) -> bool {
         self.name == other.name

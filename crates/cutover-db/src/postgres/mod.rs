@@ -350,14 +350,7 @@ impl RowDecoder {
 
 /// `"schema"."table"`, or `"table"` to go by the search path.
 pub(crate) fn qualified(table: &TableName) -> String {
-    match &table.schema {
-        Some(schema) => format!(
-            "{}.{}",
-            quote_identifier(schema),
-            quote_identifier(&table.name)
-        ),
-        None => quote_identifier(&table.name),
-    }
+    table.quoted()
 }
 
 fn connect_error(

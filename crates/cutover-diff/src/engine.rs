@@ -1,0 +1,881 @@
+//! Running a diff: the layout of partitions and buckets, the two strategies'
+//! bucket digests and candidate reads, the whole-table checks, and resuming.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use cutover_db::{Column, ConnectOptions, Database, LogicalType, Row, Value, canonical};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::compare::{Candidates, Shared, compare};
+use crate::error::{Error, Result};
+use crate::plan::{Plan, SidePlan, Source, Strategy, plan};
+use crate::report::{Report, build_report};
+use crate::store::{CHECKS_PARTITION, Store};
+use crate::{DiffOptions, Progress};
+
+/// Mismatching buckets asked for per PostgreSQL query in the second pass.
+const BUCKETS_PER_QUERY: usize = 50_000;
+/// Rows between progress reports.
+const PROGRESS_EVERY: u64 = 16_384;
+/// Rows assumed when a side's size is unknown.
+const DEFAULT_ROWS: u64 = 1_000_000;
+
+/// A finished diff: its report, and the work database its delta can be read from.
+#[derive(Debug)]
+pub struct Diff {
+    /// Counts, per-column and per-group breakdowns, samples.
+    pub report: Report,
+    store: Store,
+}
+
+impl Diff {
+    /// Every finding in order of discovery, for writing a delta.
+    pub fn delta(&self) -> Result<crate::delta::DeltaReader> {
+        crate::delta::DeltaReader::open(self.store.reader()?)
+    }
+}
+
+/// Partition and bucket layout, fixed for the life of a state file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+struct Layout {
+    partitions: u32,
+    bucket_bits: u32,
+}
+
+impl Layout {
+    fn choose(plan: &Plan, options: &DiffOptions) -> Layout {
+        let rows = plan
+            .source
+            .row_estimate
+            .into_iter()
+            .chain(plan.target.row_estimate)
+            .max()
+            .filter(|rows| *rows > 0)
+            .unwrap_or(DEFAULT_ROWS);
+        let (partitions, max_bits) = match plan.strategy {
+            Strategy::Server => {
+                let wanted = (options.jobs.max(1) as u64).max(rows.div_ceil(50_000_000));
+                (wanted.next_power_of_two().min(4_096) as u32, 26)
+            }
+            Strategy::Client => (1, 21),
+        };
+        let per_partition = rows / u64::from(partitions);
+        let buckets = (per_partition / options.rows_per_bucket.max(1))
+            .max(1)
+            .next_power_of_two();
+        Layout {
+            partitions,
+            bucket_bits: buckets.trailing_zeros().clamp(8, max_bits),
+        }
+    }
+
+    fn buckets(self) -> u64 {
+        1 << self.bucket_bits
+    }
+
+    fn bucket_of(self, key_hash: u64) -> i64 {
+        (key_hash & (self.buckets() - 1)) as i64
+    }
+
+    fn partition_of(self, key_hash: u64) -> i64 {
+        ((key_hash >> 48) & u64::from(self.partitions - 1)) as i64
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct PartitionStats {
+    #[serde(default)]
+    pub source_rows: u64,
+    #[serde(default)]
+    pub target_rows: u64,
+    #[serde(default)]
+    pub matched: u64,
+    #[serde(default)]
+    pub source_null_keys: u64,
+    #[serde(default)]
+    pub target_null_keys: u64,
+}
+
+/// Runs a diff of `source` against `target`.
+pub async fn run(
+    source: &Source,
+    target: &Source,
+    connect: &ConnectOptions,
+    options: &DiffOptions,
+    progress: &dyn Progress,
+) -> Result<Diff> {
+    let started = Instant::now();
+    if options.group_by.is_empty() && options.samples == usize::MAX {
+        return Err(Error::BadOption("samples must be bounded".into()));
+    }
+    if let Some(tolerance) = options.normalise.float_tolerance {
+        if !(tolerance.is_finite() && tolerance > 0.0) {
+            return Err(Error::BadOption(
+                "--float-tolerance must be a positive number".into(),
+            ));
+        }
+    }
+    let plan = plan(source, target, connect, options).await?;
+    let fingerprint = fingerprint(&plan, options);
+    let (store, done) = Store::open(options.state.as_deref(), &fingerprint)?;
+    let layout = layout(&store, &plan, options, &done)?;
+    tracing::debug!(strategy = ?plan.strategy, partitions = layout.partitions, buckets = layout.buckets(), "diff layout");
+
+    let writer = store.writer()?;
+    let shared = Arc::new(Shared {
+        plan: plan.clone(),
+        options: options.clone(),
+        writer: writer.handle()?,
+        differences: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
+    });
+    // Differences already recorded by an interrupted run count towards --max-diffs.
+    shared
+        .differences
+        .store(recorded_differences(&store)?, Ordering::Relaxed);
+
+    let result = async {
+        if !done.contains(&CHECKS_PARTITION) {
+            let stats = whole_table_checks(&shared, connect).await?;
+            shared
+                .writer
+                .done(CHECKS_PARTITION, serde_json::to_string(&stats).unwrap_or_default())
+                .await?;
+        }
+        let total = plan
+            .source
+            .row_estimate
+            .unwrap_or(0)
+            .saturating_add(plan.target.row_estimate.unwrap_or(0));
+        progress.phase("comparing", (total > 0).then_some(total));
+        let jobs = options.jobs.max(1);
+        let rows_read = Arc::new(AtomicU64::new(0));
+        let mut reported = 0u64;
+        let mut pending = (0..i64::from(layout.partitions)).filter(|partition| !done.contains(partition));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            while tasks.len() < jobs && !shared.stopped.load(Ordering::Relaxed) {
+                let Some(partition) = pending.next() else { break };
+                let shared = shared.clone();
+                let connect = connect.clone();
+                let rows_read = rows_read.clone();
+                tasks.spawn(async move {
+                    let stats = match shared.plan.strategy {
+                        Strategy::Server => {
+                            server_partition(&shared, &connect, layout, partition, &rows_read).await?
+                        }
+                        Strategy::Client => {
+                            client_partition(&shared, &connect, layout, partition, &rows_read).await?
+                        }
+                    };
+                    if !shared.stopped.load(Ordering::Relaxed) {
+                        shared
+                            .writer
+                            .done(partition, serde_json::to_string(&stats).unwrap_or_default())
+                            .await?;
+                    }
+                    Ok::<_, Error>(())
+                });
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    if let Some(joined) = joined {
+                        joined.map_err(|error| Error::Internal(format!("partition task: {error}")))??;
+                    }
+                }
+                _ = ticker.tick() => {}
+            }
+            let now = rows_read.load(Ordering::Relaxed);
+            progress.advance(now.saturating_sub(reported));
+            reported = now;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    drop(shared);
+    let finished = writer.finish().await;
+    result?;
+    finished?;
+    let stopped = options
+        .max_diffs
+        .is_some_and(|limit| recorded_differences(&store).unwrap_or(0) >= limit)
+        && done_partitions(&store)? < u64::from(layout.partitions) + 1;
+    let report = build_report(
+        &store,
+        &plan,
+        options,
+        layout.partitions,
+        layout.buckets(),
+        stopped,
+        started.elapsed(),
+    )?;
+    Ok(Diff { report, store })
+}
+
+/// What makes two runs the same diff (a state file only resumes its own).
+fn fingerprint(plan: &Plan, options: &DiffOptions) -> String {
+    serde_json::json!({
+        "source": plan.source.label,
+        "target": plan.target.label,
+        "source_from": plan.source.from,
+        "target_from": plan.target.from,
+        "columns": plan.names,
+        "key": plan.key_len,
+        "compared": plan.compared,
+        "source_where": plan.source.filter,
+        "target_where": plan.target.filter,
+        "strategy": plan.strategy,
+        "normalise": options.normalise,
+        "group_by": options.group_by,
+        "keep_values": options.keep_values,
+    })
+    .to_string()
+}
+
+/// The layout recorded in the state file, or a new one (recorded).
+fn layout(
+    store: &Store,
+    plan: &Plan,
+    options: &DiffOptions,
+    done: &HashSet<i64>,
+) -> Result<Layout> {
+    let connection = store.reader()?;
+    let recorded: Option<String> = connection
+        .query_row("SELECT value FROM meta WHERE name = 'layout'", [], |row| {
+            row.get(0)
+        })
+        .ok();
+    if let Some(layout) = recorded.and_then(|text| serde_json::from_str::<Layout>(&text).ok()) {
+        return Ok(layout);
+    }
+    if !done.is_empty() {
+        return Err(Error::Internal(
+            "state file has finished partitions but no layout".into(),
+        ));
+    }
+    let layout = Layout::choose(plan, options);
+    connection
+        .execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('layout', ?1)",
+            [serde_json::to_string(&layout).unwrap_or_default()],
+        )
+        .map_err(|error| Error::store("recording the layout", error))?;
+    Ok(layout)
+}
+
+fn recorded_differences(store: &Store) -> Result<u64> {
+    store
+        .reader()?
+        .query_row(
+            "SELECT count(*) FROM finding WHERE kind IN ('missing', 'extra', 'changed')",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|count| count as u64)
+        .map_err(|error| Error::store("counting findings", error))
+}
+
+fn done_partitions(store: &Store) -> Result<u64> {
+    store
+        .reader()?
+        .query_row("SELECT count(*) FROM partition_done", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|count| count as u64)
+        .map_err(|error| Error::store("counting finished partitions", error))
+}
+
+fn integer_column(name: &str) -> Column {
+    Column {
+        name: name.to_owned(),
+        type_name: "int8".to_owned(),
+        logical_type: Some(LogicalType::Integer),
+        nullable: true,
+        default: None,
+    }
+}
+
+fn fetch_list(side: &SidePlan, columns: &[Column]) -> String {
+    columns
+        .iter()
+        .map(|column| side.fetch_expression(column))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
+/// NULL keys counted and duplicate keys listed, on each side whose key is not
+/// guaranteed unique, over the whole (filtered) table.
+async fn whole_table_checks(
+    shared: &Arc<Shared>,
+    connect: &ConnectOptions,
+) -> Result<PartitionStats> {
+    let plan = &shared.plan;
+    let mut stats = PartitionStats::default();
+    for side in [&plan.source, &plan.target] {
+        if !side.key_nullable && side.key_unique {
+            continue;
+        }
+        let database = side.connect(connect).await?;
+        if side.key_nullable {
+            let mut conditions = Vec::new();
+            if let Some(filter) = &side.filter {
+                conditions.push(format!("({filter})"));
+            }
+            conditions.push(format!("({})", side.null_key_condition(plan.key_len)));
+            let sql = format!(
+                "SELECT count(*) FROM {}{}",
+                side.from,
+                where_clause(&conditions)
+            );
+            let mut rows = database
+                .query(
+                    &sql,
+                    vec![integer_column("count")],
+                    &format!("{} {}", side.role, side.label),
+                )
+                .await?;
+            let count = match rows.next().await.transpose()? {
+                Some(row) => match row.first() {
+                    Some(Value::Int(count)) => *count as u64,
+                    _ => 0,
+                },
+                None => 0,
+            };
+            if side.role == "source" {
+                stats.source_null_keys = count;
+            } else {
+                stats.target_null_keys = count;
+            }
+        }
+        if !side.key_unique {
+            let keys = &side.columns[..plan.key_len];
+            let key_list = keys
+                .iter()
+                .map(|column| cutover_db::schema::quote_identifier(&column.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {}, count(*) FROM {}{} GROUP BY {key_list} HAVING count(*) > 1",
+                fetch_list(side, keys),
+                side.from,
+                where_clause(&side.base_conditions(plan.key_len)),
+            );
+            let mut columns = keys.to_vec();
+            columns.push(integer_column("count"));
+            let mut rows = database
+                .query(&sql, columns, &format!("{} {}", side.role, side.label))
+                .await?;
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                let count = match row.last() {
+                    Some(Value::Int(count)) => *count as u64,
+                    _ => 0,
+                };
+                shared
+                    .duplicate(CHECKS_PARTITION, side.role, &row[..plan.key_len], count)
+                    .await?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// The key hash and row hash PostgreSQL computes for a side.
+fn server_hashes(shared: &Shared, side: &SidePlan) -> (String, String) {
+    let plan = &shared.plan;
+    let expressions: Vec<String> = side.columns[..plan.key_len + plan.compared]
+        .iter()
+        .map(|column| {
+            shared
+                .options
+                .normalise
+                .postgres_expression(column, &cutover_db::schema::quote_identifier(&column.name))
+        })
+        .collect();
+    let key = expressions[..plan.key_len].join(", ");
+    let all = expressions.join(", ");
+    (
+        format!("hashtextextended(ROW({key})::text, 0)"),
+        format!("hashtextextended(ROW({all})::text, 0)"),
+    )
+}
+
+fn server_conditions(
+    shared: &Shared,
+    side: &SidePlan,
+    layout: Layout,
+    partition: i64,
+    key_hash: &str,
+) -> Vec<String> {
+    let mut conditions = side.base_conditions(shared.plan.key_len);
+    if layout.partitions > 1 {
+        conditions.push(format!(
+            "(({key_hash} >> 48) & {}) = {partition}",
+            layout.partitions - 1
+        ));
+    }
+    conditions
+}
+
+/// One partition with the server strategy: bucket digests from both servers,
+/// then the rows of mismatching buckets.
+async fn server_partition(
+    shared: &Arc<Shared>,
+    connect: &ConnectOptions,
+    layout: Layout,
+    partition: i64,
+    rows_read: &AtomicU64,
+) -> Result<PartitionStats> {
+    let plan = &shared.plan;
+    let (source_db, target_db) =
+        tokio::try_join!(plan.source.connect(connect), plan.target.connect(connect))?;
+    let (mut source_digests, mut target_digests) = tokio::try_join!(
+        server_digests(shared, &plan.source, &source_db, layout, partition),
+        server_digests(shared, &plan.target, &target_db, layout, partition)
+    )?;
+    let mut stats = PartitionStats::default();
+    let mut mismatched: Vec<i64> = Vec::new();
+    let as_digest = |row: Row| -> (i64, u64, i64) {
+        let int = |index: usize| match row.get(index) {
+            Some(Value::Int(value)) => *value,
+            _ => 0,
+        };
+        (int(0), int(1) as u64, int(2))
+    };
+    let mut next_source = source_digests.next().await.transpose()?.map(as_digest);
+    let mut next_target = target_digests.next().await.transpose()?.map(as_digest);
+    loop {
+        match (next_source, next_target) {
+            (None, None) => break,
+            (Some(left), Some(right)) if left.0 == right.0 => {
+                stats.source_rows += left.1;
+                stats.target_rows += right.1;
+                if left.1 == right.1 && left.2 == right.2 {
+                    stats.matched += left.1;
+                } else {
+                    mismatched.push(left.0);
+                }
+                rows_read.fetch_add(left.1 + right.1, Ordering::Relaxed);
+                next_source = source_digests.next().await.transpose()?.map(as_digest);
+                next_target = target_digests.next().await.transpose()?.map(as_digest);
+            }
+            (Some(left), right) if right.is_none_or(|right| left.0 < right.0) => {
+                stats.source_rows += left.1;
+                mismatched.push(left.0);
+                rows_read.fetch_add(left.1, Ordering::Relaxed);
+                next_source = source_digests.next().await.transpose()?.map(as_digest);
+            }
+            (_, Some(right)) => {
+                stats.target_rows += right.1;
+                mismatched.push(right.0);
+                rows_read.fetch_add(right.1, Ordering::Relaxed);
+                next_target = target_digests.next().await.transpose()?.map(as_digest);
+            }
+            (Some(_), None) => unreachable_state()?,
+        }
+    }
+    drop((source_digests, target_digests));
+
+    for chunk in mismatched.chunks(BUCKETS_PER_QUERY) {
+        if shared.stopped.load(Ordering::Relaxed) {
+            break;
+        }
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let (source_rows, target_rows) = tokio::try_join!(
+            server_candidates(shared, &plan.source, &source_db, layout, partition, &list),
+            server_candidates(shared, &plan.target, &target_db, layout, partition, &list)
+        )?;
+        stats.matched += compare(shared, partition, source_rows, target_rows)
+            .await?
+            .matched;
+    }
+    Ok(stats)
+}
+
+/// Pass one on a server: (bucket, rows, digest) in bucket order.
+async fn server_digests(
+    shared: &Shared,
+    side: &SidePlan,
+    database: &Database,
+    layout: Layout,
+    partition: i64,
+) -> Result<cutover_db::RowStream> {
+    let mask = layout.buckets() - 1;
+    let (key_hash, row_hash) = server_hashes(shared, side);
+    let conditions = server_conditions(shared, side, layout, partition, &key_hash);
+    let sql = format!(
+        "SELECT ({key_hash} & {mask}) AS bucket, count(*), bit_xor({row_hash}) FROM {}{} GROUP BY 1 ORDER BY 1",
+        side.from,
+        where_clause(&conditions)
+    );
+    let columns = vec![
+        integer_column("bucket"),
+        integer_column("count"),
+        integer_column("digest"),
+    ];
+    Ok(database
+        .query(&sql, columns, &format!("{} {}", side.role, side.label))
+        .await?)
+}
+
+/// Pass two on a server: the rows of the listed buckets, in bucket order.
+async fn server_candidates(
+    shared: &Shared,
+    side: &SidePlan,
+    database: &Database,
+    layout: Layout,
+    partition: i64,
+    list: &str,
+) -> Result<Candidates> {
+    let mask = layout.buckets() - 1;
+    let (key_hash, _) = server_hashes(shared, side);
+    let mut conditions = server_conditions(shared, side, layout, partition, &key_hash);
+    conditions.push(format!("({key_hash} & {mask}) = ANY('{{{list}}}'::int8[])"));
+    let sql = format!(
+        "SELECT ({key_hash} & {mask}) AS cutover_bucket, {} FROM {}{} ORDER BY 1",
+        fetch_list(side, &side.columns),
+        side.from,
+        where_clause(&conditions)
+    );
+    let mut columns = vec![integer_column("cutover_bucket")];
+    columns.extend(side.columns.iter().cloned());
+    let rows = database
+        .query(&sql, columns, &format!("{} {}", side.role, side.label))
+        .await?;
+    Ok(with_bucket(rows.boxed()))
+}
+
+fn unreachable_state() -> Result<()> {
+    Err(Error::Internal(
+        "bucket merge reached an impossible state".into(),
+    ))
+}
+
+/// Splits the leading bucket column off each row.
+fn with_bucket(rows: BoxStream<'static, cutover_db::Result<Row>>) -> Candidates {
+    rows.map(|row| {
+        let mut row = row?;
+        if row.is_empty() {
+            return Err(Error::Internal("candidate row without a bucket".into()));
+        }
+        let bucket = match row.remove(0) {
+            Value::Int(bucket) => bucket,
+            _ => return Err(Error::Internal("candidate bucket is not an integer".into())),
+        };
+        Ok((bucket, row))
+    })
+    .boxed()
+}
+
+/// The plain read of a side for the client strategy.
+fn client_sql(shared: &Shared, side: &SidePlan) -> String {
+    format!(
+        "SELECT {} FROM {}{}",
+        fetch_list(side, &side.columns),
+        side.from,
+        where_clause(&side.base_conditions(shared.plan.key_len))
+    )
+}
+
+/// Key hash and row hash of a row as the client strategy computes them.
+fn client_hashes(shared: &Shared, row: &[Value], buffer: &mut Vec<u8>) -> (u64, u64) {
+    let plan = &shared.plan;
+    buffer.clear();
+    for value in &row[..plan.key_len] {
+        canonical::encode_into(&shared.options.normalise.for_hash(value), buffer);
+    }
+    let key_hash = xxhash_rust::xxh3::xxh3_64(buffer);
+    for value in &row[plan.key_len..plan.key_len + plan.compared] {
+        canonical::encode_into(&shared.options.normalise.for_hash(value), buffer);
+    }
+    (key_hash, xxhash_rust::xxh3::xxh3_64(buffer))
+}
+
+struct BucketDigests {
+    counts: Vec<u32>,
+    digests: Vec<u64>,
+    rows: u64,
+}
+
+/// One partition with the client strategy: each side read and hashed by
+/// cutover into bucket digests, then read again keeping only the rows of
+/// mismatching buckets, which are spilled to disk and compared in bucket order.
+async fn client_partition(
+    shared: &Arc<Shared>,
+    connect: &ConnectOptions,
+    layout: Layout,
+    partition: i64,
+    rows_read: &Arc<AtomicU64>,
+) -> Result<PartitionStats> {
+    let plan = &shared.plan;
+    let (source_db, target_db) =
+        tokio::try_join!(plan.source.connect(connect), plan.target.connect(connect))?;
+    let source_db = Arc::new(source_db);
+    let target_db = Arc::new(target_db);
+    let digest_side = |side: SidePlan, database: Arc<Database>| {
+        let shared = shared.clone();
+        let rows_read = rows_read.clone();
+        tokio::spawn(async move {
+            let sql = client_sql(&shared, &side);
+            let mut rows = database
+                .query(
+                    &sql,
+                    side.columns.clone(),
+                    &format!("{} {}", side.role, side.label),
+                )
+                .await?;
+            let buckets = layout.buckets() as usize;
+            let mut digests = BucketDigests {
+                counts: vec![0; buckets],
+                digests: vec![0; buckets],
+                rows: 0,
+            };
+            let mut buffer = Vec::with_capacity(256);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                let (key_hash, row_hash) = client_hashes(&shared, &row, &mut buffer);
+                if layout.partition_of(key_hash) != partition {
+                    continue;
+                }
+                let bucket = layout.bucket_of(key_hash) as usize;
+                digests.counts[bucket] = digests.counts[bucket].wrapping_add(1);
+                digests.digests[bucket] ^= row_hash;
+                digests.rows += 1;
+                if digests.rows % PROGRESS_EVERY == 0 {
+                    rows_read.fetch_add(PROGRESS_EVERY, Ordering::Relaxed);
+                }
+            }
+            rows_read.fetch_add(digests.rows % PROGRESS_EVERY, Ordering::Relaxed);
+            Ok::<_, Error>(digests)
+        })
+    };
+    let joined = |handle: tokio::task::JoinHandle<Result<BucketDigests>>| async move {
+        handle
+            .await
+            .map_err(|error| Error::Internal(format!("hashing task: {error}")))?
+    };
+    let (source_digests, target_digests) = tokio::try_join!(
+        joined(digest_side(plan.source.clone(), source_db.clone())),
+        joined(digest_side(plan.target.clone(), target_db.clone()))
+    )?;
+    let mut stats = PartitionStats {
+        source_rows: source_digests.rows,
+        target_rows: target_digests.rows,
+        ..PartitionStats::default()
+    };
+    let mut mismatched = vec![false; layout.buckets() as usize];
+    let mut any = false;
+    for (bucket, mismatch) in mismatched.iter_mut().enumerate() {
+        if source_digests.counts[bucket] == target_digests.counts[bucket]
+            && source_digests.digests[bucket] == target_digests.digests[bucket]
+        {
+            stats.matched += u64::from(source_digests.counts[bucket]);
+        } else {
+            *mismatch = true;
+            any = true;
+        }
+    }
+    drop((source_digests, target_digests));
+    if !any {
+        return Ok(stats);
+    }
+    let mismatched = Arc::new(mismatched);
+    let spill_directory = tempfile::Builder::new()
+        .prefix("cutover-spill-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir().display().to_string(),
+            source,
+        })?;
+    let spill_side = |side: SidePlan, database: Arc<Database>, path: PathBuf| {
+        let shared = shared.clone();
+        let mismatched = mismatched.clone();
+        tokio::spawn(async move {
+            let sql = client_sql(&shared, &side);
+            let mut rows = database
+                .query(
+                    &sql,
+                    side.columns.clone(),
+                    &format!("{} {}", side.role, side.label),
+                )
+                .await?;
+            let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
+            let writer = tokio::task::spawn_blocking(move || spill_write(&path, receiver));
+            let mut buffer = Vec::with_capacity(256);
+            let mut batch = Vec::with_capacity(1_024);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                let (key_hash, _) = client_hashes(&shared, &row, &mut buffer);
+                if layout.partition_of(key_hash) != partition {
+                    continue;
+                }
+                let bucket = layout.bucket_of(key_hash);
+                if !mismatched[bucket as usize] {
+                    continue;
+                }
+                let mut encoded = Vec::with_capacity(128);
+                canonical::encode_row_into(&row, &mut encoded);
+                batch.push((bucket, encoded));
+                if batch.len() == 1_024 && sender.send(std::mem::take(&mut batch)).await.is_err() {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = sender.send(batch).await;
+            }
+            drop(sender);
+            writer
+                .await
+                .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
+        })
+    };
+    let source_path = spill_directory.path().join("source.db");
+    let target_path = spill_directory.path().join("target.db");
+    let joined = |handle: tokio::task::JoinHandle<Result<()>>| async move {
+        handle
+            .await
+            .map_err(|error| Error::Internal(format!("spill task: {error}")))?
+    };
+    tokio::try_join!(
+        joined(spill_side(
+            plan.source.clone(),
+            source_db,
+            source_path.clone()
+        )),
+        joined(spill_side(
+            plan.target.clone(),
+            target_db,
+            target_path.clone()
+        ))
+    )?;
+    let compared = compare(
+        shared,
+        partition,
+        spill_read(source_path),
+        spill_read(target_path),
+    )
+    .await?;
+    stats.matched += compared.matched;
+    Ok(stats)
+}
+
+fn spill_connection(path: &Path) -> Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)
+        .map_err(|error| Error::store(format!("opening spill file {}", path.display()), error))?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = FILE;",
+        )
+        .map_err(|error| Error::store("setting up a spill file", error))?;
+    Ok(connection)
+}
+
+fn spill_write(path: &Path, mut receiver: mpsc::Receiver<Vec<(i64, Vec<u8>)>>) -> Result<()> {
+    let mut connection = spill_connection(path)?;
+    connection
+        .execute_batch("CREATE TABLE candidate (bucket INTEGER NOT NULL, row BLOB NOT NULL)")
+        .map_err(|error| Error::store("creating a spill file", error))?;
+    let transaction = connection
+        .transaction()
+        .map_err(|error| Error::store("writing a spill file", error))?;
+    {
+        let mut insert = transaction
+            .prepare("INSERT INTO candidate (bucket, row) VALUES (?1, ?2)")
+            .map_err(|error| Error::store("writing a spill file", error))?;
+        while let Some(batch) = receiver.blocking_recv() {
+            for (bucket, row) in batch {
+                insert
+                    .execute(rusqlite::params![bucket, row])
+                    .map_err(|error| Error::store("writing a spill file", error))?;
+            }
+        }
+    }
+    transaction
+        .commit()
+        .map_err(|error| Error::store("writing a spill file", error))
+}
+
+/// Reads spilled candidates back in bucket order.
+fn spill_read(path: PathBuf) -> Candidates {
+    let (sender, receiver) = mpsc::channel::<Result<Vec<(i64, Row)>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> Result<()> {
+            let connection = spill_connection(&path)?;
+            let mut statement = connection
+                .prepare("SELECT bucket, row FROM candidate ORDER BY bucket")
+                .map_err(|error| Error::store("reading a spill file", error))?;
+            let mut rows = statement
+                .query([])
+                .map_err(|error| Error::store("reading a spill file", error))?;
+            let mut batch = Vec::with_capacity(1_024);
+            while let Some(row) = rows
+                .next()
+                .map_err(|error| Error::store("reading a spill file", error))?
+            {
+                let bucket: i64 = row
+                    .get(0)
+                    .map_err(|error| Error::store("reading a spill file", error))?;
+                let bytes: Vec<u8> = row
+                    .get(1)
+                    .map_err(|error| Error::store("reading a spill file", error))?;
+                let values = canonical::decode_row(&bytes)
+                    .ok_or_else(|| Error::Internal("spill file holds an undecodable row".into()))?;
+                batch.push((bucket, values));
+                if batch.len() == 1_024
+                    && sender
+                        .blocking_send(Ok(std::mem::take(&mut batch)))
+                        .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            if !batch.is_empty() {
+                let _ = sender.blocking_send(Ok(batch));
+            }
+            Ok(())
+        })();
+        if let Err(error) = result {
+            let _ = sender.blocking_send(Err(error));
+        }
+    });
+    type State = (
+        mpsc::Receiver<Result<Vec<(i64, Row)>>>,
+        std::vec::IntoIter<(i64, Row)>,
+    );
+    let start: State = (receiver, Vec::new().into_iter());
+    futures_util::stream::unfold(start, |(mut receiver, mut batch)| async move {
+        loop {
+            if let Some(item) = batch.next() {
+                return Some((Ok(item), (receiver, batch)));
+            }
+            match receiver.recv().await? {
+                Ok(next) => batch = next.into_iter(),
+                Err(error) => return Some((Err(error), (receiver, Vec::new().into_iter()))),
+            }
+        }
+    })
+    .boxed()
+}

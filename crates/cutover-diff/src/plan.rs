@@ -1,0 +1,474 @@
+//! Resolving a diff before any row is read: what each side is, which columns
+//! pair up, whether their types can be compared, and which strategy runs.
+
+use cutover_db::{Column, ConnectOptions, Database, DatabaseUrl, Engine, LogicalType, TableName};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::normalise::comparable;
+use crate::{DiffOptions, StrategyChoice};
+
+/// One side of a diff: where its rows come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A table (or view) in a database.
+    Table {
+        /// The database.
+        url: DatabaseUrl,
+        /// The table.
+        table: TableName,
+    },
+    /// The rows of a SELECT run on a database.
+    Query {
+        /// The database.
+        url: DatabaseUrl,
+        /// The SELECT.
+        sql: String,
+    },
+}
+
+impl Source {
+    /// What to call this side in messages and reports (credentials redacted).
+    pub fn label(&self) -> String {
+        match self {
+            Source::Table { url, table } => format!("{}#{table}", url.redacted()),
+            Source::Query { url, .. } => format!("{} (query)", url.redacted()),
+        }
+    }
+
+    fn url(&self) -> &DatabaseUrl {
+        match self {
+            Source::Table { url, .. } | Source::Query { url, .. } => url,
+        }
+    }
+}
+
+/// The strategy a diff runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Both sides are PostgreSQL: each server hashes its own rows and groups
+    /// them into buckets; only bucket digests and the rows of mismatching
+    /// buckets cross the wire.
+    Server,
+    /// cutover reads every row and hashes its canonical encoding with xxh3.
+    Client,
+}
+
+/// A side resolved: how to read it and what its columns are.
+#[derive(Debug, Clone)]
+pub(crate) struct SidePlan {
+    pub role: &'static str,
+    pub label: String,
+    pub url: DatabaseUrl,
+    pub engine: Engine,
+    /// The FROM item: a quoted table, or the query as a subquery.
+    pub from: String,
+    pub filter: Option<String>,
+    /// Fetched columns in row order: key, then compared, then group-only.
+    pub columns: Vec<Column>,
+    /// Whether a unique constraint guarantees the key has no duplicates.
+    pub key_unique: bool,
+    /// Whether some key column may hold NULL.
+    pub key_nullable: bool,
+    pub row_estimate: Option<u64>,
+}
+
+impl SidePlan {
+    pub async fn connect(&self, options: &ConnectOptions) -> Result<Database> {
+        let mut options = options.clone();
+        options.read_only = true;
+        let database = Database::connect(&self.url, &options).await?;
+        if database.engine() == Engine::Postgres {
+            // Fixed text forms, so that server-side hashes agree between servers.
+            database
+                .execute_batch(
+                    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+                     SET extra_float_digits = 3; SET bytea_output = 'hex'; SET work_mem = '128MB'",
+                )
+                .await?;
+        }
+        Ok(database)
+    }
+
+    /// The select-list expression of a fetched column.
+    pub fn fetch_expression(&self, column: &Column) -> String {
+        let quoted = cutover_db::schema::quote_identifier(&column.name);
+        if self.engine == Engine::Postgres && column.logical_type == Some(LogicalType::Array) {
+            format!("{quoted}::text")
+        } else {
+            quoted
+        }
+    }
+
+    /// The WHERE conditions every read of this side carries (the user's
+    /// filter, and no NULL in the key), joined with AND; `None` if there are none.
+    pub fn base_conditions(&self, key_len: usize) -> Vec<String> {
+        let mut conditions = Vec::new();
+        if let Some(filter) = &self.filter {
+            conditions.push(format!("({filter})"));
+        }
+        if self.key_nullable {
+            for column in &self.columns[..key_len] {
+                conditions.push(format!(
+                    "{} IS NOT NULL",
+                    cutover_db::schema::quote_identifier(&column.name)
+                ));
+            }
+        }
+        conditions
+    }
+
+    /// A condition true for rows with a NULL in the key.
+    pub fn null_key_condition(&self, key_len: usize) -> String {
+        self.columns[..key_len]
+            .iter()
+            .map(|column| {
+                format!(
+                    "{} IS NULL",
+                    cutover_db::schema::quote_identifier(&column.name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    }
+}
+
+/// Everything decided before reading.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub source: SidePlan,
+    pub target: SidePlan,
+    /// Column names as reported (the source's names), in row order.
+    pub names: Vec<String>,
+    pub key_len: usize,
+    /// Columns compared, after the key: indices `key_len..key_len + compared`.
+    pub compared: usize,
+    /// Group-by expressions: index of the fetched column and the truncation.
+    pub groups: Vec<(usize, crate::GroupBy)>,
+    pub only_in_source: Vec<String>,
+    pub only_in_target: Vec<String>,
+    pub strategy: Strategy,
+}
+
+struct Described {
+    label: String,
+    engine: Engine,
+    from: String,
+    columns: Vec<Column>,
+    unique_keys: Vec<Vec<String>>,
+    primary_key: Option<Vec<String>>,
+    row_estimate: Option<u64>,
+}
+
+async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described> {
+    let mut options = options.clone();
+    options.read_only = true;
+    let database = Database::connect(source.url(), &options).await?;
+    match source {
+        Source::Table { table, .. } => {
+            let table = database.table(table).await?;
+            let mut unique_keys: Vec<Vec<String>> = table
+                .unique_constraints
+                .iter()
+                .map(|key| key.columns.clone())
+                .collect();
+            unique_keys.extend(
+                table
+                    .indexes
+                    .iter()
+                    .filter(|index| index.unique)
+                    .map(|index| index.columns.clone()),
+            );
+            if let Some(primary) = &table.primary_key {
+                unique_keys.push(primary.columns.clone());
+            }
+            Ok(Described {
+                label: source.label(),
+                engine: database.engine(),
+                from: table.name.quoted(),
+                primary_key: table.primary_key.as_ref().map(|key| key.columns.clone()),
+                columns: table.columns,
+                unique_keys,
+                row_estimate: table.row_count.or(table.row_estimate),
+            })
+        }
+        Source::Query { sql, .. } => {
+            let sql = sql.trim().trim_end_matches(';');
+            let columns = database.describe(sql).await?;
+            Ok(Described {
+                label: source.label(),
+                engine: database.engine(),
+                from: format!("({sql}) AS cutover_query"),
+                columns,
+                unique_keys: Vec::new(),
+                primary_key: None,
+                row_estimate: None,
+            })
+        }
+    }
+}
+
+fn find<'a>(described: &'a Described, role: &str, name: &str) -> Result<&'a Column> {
+    described
+        .columns
+        .iter()
+        .find(|column| column.name == name)
+        .or_else(|| {
+            let mut folded = described
+                .columns
+                .iter()
+                .filter(|column| column.name.eq_ignore_ascii_case(name));
+            match (folded.next(), folded.next()) {
+                (Some(column), None) => Some(column),
+                _ => None,
+            }
+        })
+        .ok_or_else(|| Error::UnknownColumn {
+            side: format!("{role} {}", described.label),
+            column: name.to_owned(),
+            hint: Some(format!(
+                "it has: {}",
+                described
+                    .columns
+                    .iter()
+                    .map(|column| column.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })
+}
+
+pub(crate) async fn plan(
+    source: &Source,
+    target: &Source,
+    connect: &ConnectOptions,
+    options: &DiffOptions,
+) -> Result<Plan> {
+    let (source_described, target_described) =
+        tokio::try_join!(describe(source, connect), describe(target, connect))?;
+    let renamed = |name: &str| -> String {
+        options
+            .map
+            .iter()
+            .find(|(from, _)| from == name)
+            .map(|(_, to)| to.clone())
+            .unwrap_or_else(|| name.to_owned())
+    };
+
+    let key: Vec<String> = if options.key.is_empty() {
+        source_described
+            .primary_key
+            .clone()
+            .ok_or_else(|| Error::NoKey {
+                side: format!("source {}", source_described.label),
+            })?
+    } else {
+        options.key.clone()
+    };
+
+    // Pairs of (source column, target column), key first.
+    let mut pairs: Vec<(Column, Column)> = Vec::new();
+    for name in &key {
+        let source_column = find(&source_described, "source", name)?.clone();
+        let target_column = find(&target_described, "target", &renamed(name))?.clone();
+        pairs.push((source_column, target_column));
+    }
+    let is_key = |name: &str| key.iter().any(|key| key.eq_ignore_ascii_case(name));
+    for name in &options.exclude {
+        find(&source_described, "source", name)?;
+    }
+    let excluded = |name: &str| {
+        options
+            .exclude
+            .iter()
+            .any(|excluded| excluded.eq_ignore_ascii_case(name))
+    };
+
+    let mut only_in_source = Vec::new();
+    let mut only_in_target = Vec::new();
+    match &options.columns {
+        Some(columns) => {
+            for name in columns {
+                if is_key(name) {
+                    continue;
+                }
+                let source_column = find(&source_described, "source", name)?.clone();
+                let target_column = find(&target_described, "target", &renamed(name))?.clone();
+                pairs.push((source_column, target_column));
+            }
+        }
+        None => {
+            let mut matched_target = Vec::new();
+            for column in &source_described.columns {
+                if is_key(&column.name) || excluded(&column.name) {
+                    continue;
+                }
+                match find(&target_described, "target", &renamed(&column.name)) {
+                    Ok(target_column) => {
+                        matched_target.push(target_column.name.clone());
+                        pairs.push((column.clone(), target_column.clone()));
+                    }
+                    Err(_) => only_in_source.push(column.name.clone()),
+                }
+            }
+            for column in &target_described.columns {
+                let is_paired = pairs.iter().any(|(_, target)| target.name == column.name);
+                let excluded_by_source_name = options
+                    .map
+                    .iter()
+                    .any(|(from, to)| to == &column.name && excluded(from))
+                    || excluded(&column.name);
+                if !is_paired && !excluded_by_source_name {
+                    only_in_target.push(column.name.clone());
+                }
+            }
+        }
+    }
+    let compared = pairs.len() - key.len();
+
+    for (source_column, target_column) in &pairs {
+        for (role, described, column) in [
+            ("source", &source_described, source_column),
+            ("target", &target_described, target_column),
+        ] {
+            if column.logical_type.is_none() {
+                return Err(Error::Database(cutover_db::Error::UnsupportedType {
+                    table: format!("{role} {}", described.label),
+                    column: column.name.clone(),
+                    type_name: column.type_name.clone(),
+                }));
+            }
+        }
+        let (Some(left), Some(right)) = (source_column.logical_type, target_column.logical_type)
+        else {
+            continue;
+        };
+        if !comparable(left, right) {
+            return Err(Error::IncompatibleTypes {
+                column: source_column.name.clone(),
+                source_type: source_column.type_name.clone(),
+                target_type: target_column.type_name.clone(),
+            });
+        }
+    }
+
+    // Group-by columns: compared or key columns are reused, others fetched in addition.
+    let mut groups = Vec::new();
+    for group in &options.group_by {
+        let index = match pairs
+            .iter()
+            .position(|(source, _)| source.name.eq_ignore_ascii_case(&group.column))
+        {
+            Some(index) => index,
+            None => {
+                let source_column = find(&source_described, "source", &group.column)?.clone();
+                let target_column =
+                    find(&target_described, "target", &renamed(&group.column))?.clone();
+                pairs.push((source_column, target_column));
+                pairs.len() - 1
+            }
+        };
+        groups.push((index, group.clone()));
+    }
+
+    let key_unique = |described: &Described, columns: &[&Column]| {
+        described.unique_keys.iter().any(|unique| {
+            unique
+                .iter()
+                .all(|name| columns.iter().any(|column| &column.name == name))
+                && columns.iter().all(|column| !column.nullable)
+        })
+    };
+    let source_key: Vec<&Column> = pairs[..key.len()]
+        .iter()
+        .map(|(source, _)| source)
+        .collect();
+    let target_key: Vec<&Column> = pairs[..key.len()]
+        .iter()
+        .map(|(_, target)| target)
+        .collect();
+    let source_plan = SidePlan {
+        role: "source",
+        label: source_described.label.clone(),
+        url: source.url().clone(),
+        engine: source_described.engine,
+        from: source_described.from.clone(),
+        filter: options.source_where.clone(),
+        key_unique: key_unique(&source_described, &source_key),
+        key_nullable: source_key.iter().any(|column| column.nullable),
+        columns: pairs.iter().map(|(source, _)| source.clone()).collect(),
+        row_estimate: source_described.row_estimate,
+    };
+    let target_plan = SidePlan {
+        role: "target",
+        label: target_described.label.clone(),
+        url: target.url().clone(),
+        engine: target_described.engine,
+        from: target_described.from.clone(),
+        filter: options.target_where.clone(),
+        key_unique: key_unique(&target_described, &target_key),
+        key_nullable: target_key.iter().any(|column| column.nullable),
+        columns: pairs.iter().map(|(_, target)| target.clone()).collect(),
+        row_estimate: target_described.row_estimate,
+    };
+
+    let strategy = choose_strategy(&source_plan, &target_plan, connect, options).await?;
+    Ok(Plan {
+        names: pairs
+            .iter()
+            .map(|(source, _)| source.name.clone())
+            .collect(),
+        key_len: key.len(),
+        compared,
+        groups,
+        only_in_source,
+        only_in_target,
+        source: source_plan,
+        target: target_plan,
+        strategy,
+    })
+}
+
+async fn choose_strategy(
+    source: &SidePlan,
+    target: &SidePlan,
+    connect: &ConnectOptions,
+    options: &DiffOptions,
+) -> Result<Strategy> {
+    let server_possible = async {
+        for side in [source, target] {
+            if side.engine != Engine::Postgres {
+                return Err(format!("the {} is not PostgreSQL", side.role));
+            }
+            let database = side
+                .connect(connect)
+                .await
+                .map_err(|error| error.to_string())?;
+            let version = database
+                .server_version()
+                .await
+                .map_err(|error| error.to_string())?
+                .unwrap_or_default();
+            if version < 140_000 {
+                return Err(format!(
+                    "the {} runs PostgreSQL {} and the server strategy needs 14 or later (bit_xor)",
+                    side.role,
+                    version / 10_000
+                ));
+            }
+        }
+        Ok(())
+    };
+    match options.strategy {
+        StrategyChoice::Client => Ok(Strategy::Client),
+        StrategyChoice::Server => match server_possible.await {
+            Ok(()) => Ok(Strategy::Server),
+            Err(reason) => Err(Error::ServerStrategyUnavailable { reason }),
+        },
+        StrategyChoice::Auto => Ok(match server_possible.await {
+            Ok(()) => Strategy::Server,
+            Err(_) => Strategy::Client,
+        }),
+    }
+}
