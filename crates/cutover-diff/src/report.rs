@@ -211,7 +211,15 @@ pub(crate) fn build_report(
             .map(|count| count as u64)
             .map_err(failed("counting findings"))
     };
-    let summary = Summary {
+    let duplicated_source_rows: u64 = connection
+        .query_row(
+            "SELECT coalesce(sum(count), 0) FROM finding WHERE kind = 'duplicate_key' AND side = 'source'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|count| count as u64)
+        .map_err(failed("counting findings"))?;
+    let mut summary = Summary {
         source_rows: totals.source_rows + totals.source_null_keys,
         target_rows: totals.target_rows + totals.target_null_keys,
         matched: totals.matched,
@@ -221,6 +229,15 @@ pub(crate) fn build_report(
         duplicate_keys: count("duplicate_key")?,
         null_keys: totals.source_null_keys + totals.target_null_keys,
     };
+    if !stopped_early {
+        // Every source row is exactly one of: matched, missing, changed, under a
+        // duplicated key, or under a NULL key. Identical duplicates on both sides
+        // leave their bucket's digests equal, so the buckets alone would count
+        // them as matched.
+        summary.matched = summary.source_rows.saturating_sub(
+            summary.missing + summary.changed + duplicated_source_rows + totals.source_null_keys,
+        );
+    }
 
     let columns = {
         let mut statement = connection

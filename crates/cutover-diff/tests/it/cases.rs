@@ -1,0 +1,456 @@
+//! The cases every strategy and engine pair must get exactly right.
+
+use cutover_db::{Numeric, Row, Value};
+use cutover_diff::{DiffOptions, GroupBy, Normalise, StrategyChoice, TimestampPrecision};
+
+use crate::support::{Place, diff, findings};
+
+const COLUMNS: &[(&str, &str, &str)] = &[
+    ("region", "text COLLATE \"C\"", "TEXT"),
+    ("id", "integer", "INTEGER"),
+    ("note", "text", "TEXT"),
+    ("amount", "numeric", "NUMERIC"),
+    ("ratio", "double precision", "REAL"),
+    ("taken_at", "timestamptz", "TIMESTAMPTZ"),
+    ("payload", "bytea", "BLOB"),
+];
+const NOON: i64 = 1_709_294_400_000_000;
+
+fn row(
+    region: &str,
+    id: i64,
+    note: Option<&str>,
+    amount: &str,
+    ratio: f64,
+    taken_at: i64,
+    payload: &[u8],
+) -> Row {
+    vec![
+        Value::Text(region.into()),
+        Value::Int(id),
+        note.map_or(Value::Null, |note| Value::Text(note.into())),
+        Value::Numeric(Numeric::parse(amount).expect("number")),
+        Value::Float(ratio),
+        Value::TimestampTz(taken_at),
+        Value::Bytes(payload.to_vec()),
+    ]
+}
+
+fn source_rows() -> Vec<Row> {
+    vec![
+        row("north", 1, Some("same"), "1.0", 0.5, NOON, b"\x00"),
+        row("north", 2, None, "2", 0.5, NOON, b"\x00"),
+        row("north", 3, Some("x"), "1.0", 0.5, NOON, b"\x00"),
+        row("north", 4, Some("x"), "1", 0.5, NOON, b"\x00"),
+        row("north", 5, Some("x"), "1", 0.1 + 0.2, NOON, b"\x00"),
+        row("north", 6, Some("x"), "1", -0.0, NOON, b"\x00"),
+        row("north", 7, Some("x"), "1", 0.5, NOON, b"\x01"),
+        row("north", 8, Some("x"), "1", f64::NAN, NOON, b""),
+        row("south", 1, Some("gone"), "1", 0.5, NOON, b"\x00"),
+        // Keys that sort differently by byte and by language rules.
+        row("B", 1, Some("k"), "1", 0.5, NOON, b"\x00"),
+        row("a", 1, Some("k"), "1", 0.5, NOON, b"\x00"),
+        row("\u{e9}", 1, Some("k"), "1", 0.5, NOON, b"\x00"),
+        row("Z", 1, Some("  padded "), "1", 0.5, NOON, b"\x00"),
+    ]
+}
+
+fn target_rows() -> Vec<Row> {
+    vec![
+        row("north", 1, Some("same"), "1.00", 0.5, NOON, b"\x00"),
+        row("north", 2, Some(""), "2", 0.5, NOON, b"\x00"),
+        row("north", 3, Some("x"), "1.01", 0.5, NOON, b"\x00"),
+        row("north", 4, Some("x"), "1", 0.5, NOON + 1, b"\x00"),
+        row("north", 5, Some("x"), "1", 0.3, NOON, b"\x00"),
+        row("north", 6, Some("x"), "1", 0.0, NOON, b"\x00"),
+        row("north", 7, Some("x"), "1", 0.5, NOON, b"\x02"),
+        row("north", 8, Some("x"), "1", f64::NAN, NOON, b""),
+        row("south", 2, Some("new"), "1", 0.5, NOON, b"\x00"),
+        row("\u{e9}", 1, Some("K"), "1", 0.5, NOON, b"\x00"),
+        row("a", 1, Some("k"), "1", 0.5, NOON, b"\x00"),
+        row("B", 1, Some("k"), "1", 0.5, NOON, b"\x00"),
+        row("Z", 1, Some("padded"), "1", 0.5, NOON, b"\x00"),
+    ]
+}
+
+fn expected_by_default() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("changed", r#"{"region":"north","id":2}"#, "note"),
+        ("changed", r#"{"region":"north","id":3}"#, "amount"),
+        ("changed", r#"{"region":"north","id":4}"#, "taken_at"),
+        ("changed", r#"{"region":"north","id":5}"#, "ratio"),
+        ("changed", r#"{"region":"north","id":7}"#, "payload"),
+        ("changed", r#"{"region":"é","id":1}"#, "note"),
+        ("changed", r#"{"region":"Z","id":1}"#, "note"),
+        ("missing", r#"{"region":"south","id":1}"#, ""),
+        ("extra", r#"{"region":"south","id":2}"#, ""),
+    ]
+}
+
+async fn fixture(source: &Place, target: &Place) {
+    source
+        .table("cases", COLUMNS, &["region", "id"], source_rows())
+        .await;
+    target
+        .table("cases", COLUMNS, &["region", "id"], target_rows())
+        .await;
+}
+
+fn options(strategy: StrategyChoice) -> DiffOptions {
+    DiffOptions {
+        strategy,
+        ..DiffOptions::default()
+    }
+}
+
+async fn every_case_is_exact(source: Place, target: Place, strategy: StrategyChoice) {
+    fixture(&source, &target).await;
+    let (report, found) = diff(
+        &source.source("cases"),
+        &target.source("cases"),
+        &options(strategy),
+    )
+    .await;
+    assert_eq!(found, findings(&expected_by_default()));
+    assert_eq!(report.summary.source_rows, 13);
+    assert_eq!(report.summary.target_rows, 13);
+    assert_eq!(report.summary.matched, 5);
+    assert_eq!(
+        (
+            report.summary.missing,
+            report.summary.extra,
+            report.summary.changed
+        ),
+        (1, 1, 7)
+    );
+    assert!(report.has_differences());
+
+    // The same data against itself: nothing.
+    let (report, found) = diff(
+        &source.source("cases"),
+        &source.source("cases"),
+        &options(strategy),
+    )
+    .await;
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(report.summary.matched, 13);
+    assert!(!report.has_differences());
+
+    // Normalisation removes exactly what it names.
+    let relaxed = DiffOptions {
+        normalise: Normalise {
+            float_tolerance: Some(1e-9),
+            timestamp_precision: Some(TimestampPrecision::Ms),
+            trim: true,
+            case_insensitive: true,
+            null_equals_empty: true,
+        },
+        ..options(strategy)
+    };
+    let (_, found) = diff(&source.source("cases"), &target.source("cases"), &relaxed).await;
+    assert_eq!(
+        found,
+        findings(&[
+            ("changed", r#"{"region":"north","id":3}"#, "amount"),
+            ("changed", r#"{"region":"north","id":7}"#, "payload"),
+            ("missing", r#"{"region":"south","id":1}"#, ""),
+            ("extra", r#"{"region":"south","id":2}"#, ""),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn postgres_server_strategy_is_exact() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    every_case_is_exact(source, target, StrategyChoice::Server).await;
+}
+
+#[tokio::test]
+async fn postgres_client_strategy_is_exact() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    every_case_is_exact(source, target, StrategyChoice::Client).await;
+}
+
+#[tokio::test]
+async fn sqlite_is_exact() {
+    every_case_is_exact(
+        Place::sqlite("source.db"),
+        Place::sqlite("target.db"),
+        StrategyChoice::Auto,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_against_sqlite_is_exact() {
+    let Some(source) = Place::postgres().await else {
+        return;
+    };
+    every_case_is_exact(source, Place::sqlite("target.db"), StrategyChoice::Auto).await;
+}
+
+#[tokio::test]
+async fn sqlite_against_postgres_is_exact() {
+    let Some(target) = Place::postgres().await else {
+        return;
+    };
+    every_case_is_exact(Place::sqlite("source.db"), target, StrategyChoice::Auto).await;
+}
+
+#[tokio::test]
+async fn the_same_instant_in_two_time_zones_is_equal_and_a_microsecond_is_not() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    source
+        .execute(
+            "SET TimeZone = 'UTC'; CREATE TABLE t (id int PRIMARY KEY, at timestamptz, local timestamp); \
+             INSERT INTO t VALUES (1, '2024-03-01 12:00:00+00', '2024-03-01 12:00:00'), \
+                                  (2, '2024-03-01 12:00:00.000001+00', '2024-03-01 12:00:00.000001')",
+        )
+        .await;
+    target
+        .execute(
+            "SET TimeZone = 'America/Regina'; CREATE TABLE t (id int PRIMARY KEY, at timestamptz, local timestamp); \
+             INSERT INTO t VALUES (1, '2024-03-01 13:00:00+01', '2024-03-01 12:00:00'), \
+                                  (2, '2024-03-01 12:00:00+00', '2024-03-01 12:00:00')",
+        )
+        .await;
+    for strategy in [StrategyChoice::Server, StrategyChoice::Client] {
+        let (_, found) = diff(&source.source("t"), &target.source("t"), &options(strategy)).await;
+        assert_eq!(
+            found,
+            findings(&[("changed", r#"{"id":2}"#, "at,local")]),
+            "{strategy:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn null_vs_empty_string_is_a_change_in_both_directions() {
+    let source = Place::sqlite("source.db");
+    let target = Place::sqlite("target.db");
+    for (place, first, second) in [(&source, "NULL", "''"), (&target, "''", "NULL")] {
+        place
+            .execute(&format!(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, {first}), (2, {second}), (3, 'NULL')"
+            ))
+            .await;
+    }
+    let (_, found) = diff(
+        &source.source("t"),
+        &target.source("t"),
+        &DiffOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        found,
+        findings(&[
+            ("changed", r#"{"id":1}"#, "v"),
+            ("changed", r#"{"id":2}"#, "v")
+        ])
+    );
+}
+
+async fn duplicates_are_findings(source: Place, target: Place) {
+    source
+        .execute("CREATE TABLE t (id integer, v text); INSERT INTO t VALUES (1, 'a'), (1, 'a'), (2, 'b'), (3, 'c'), (3, 'c'), (NULL, 'n')")
+        .await;
+    target
+        .execute("CREATE TABLE t (id integer, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (3, 'c')")
+        .await;
+    let options = DiffOptions {
+        key: vec!["id".into()],
+        ..DiffOptions::default()
+    };
+    let (report, found) = diff(&source.source("t"), &target.source("t"), &options).await;
+    assert_eq!(
+        found,
+        findings(&[
+            ("duplicate_key", r#"{"id":1}"#, "sourcex2"),
+            ("duplicate_key", r#"{"id":3}"#, "sourcex2"),
+            ("duplicate_key", r#"{"id":3}"#, "targetx2"),
+        ])
+    );
+    assert_eq!(report.summary.duplicate_keys, 3);
+    assert_eq!(report.summary.null_keys, 1);
+    assert_eq!(report.source_null_keys, 1);
+    assert_eq!(report.summary.source_rows, 6);
+    assert_eq!(report.summary.matched, 1);
+}
+
+#[tokio::test]
+async fn duplicate_and_null_keys_are_findings_on_sqlite() {
+    duplicates_are_findings(Place::sqlite("source.db"), Place::sqlite("target.db")).await;
+}
+
+#[tokio::test]
+async fn duplicate_and_null_keys_are_findings_on_postgres() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    duplicates_are_findings(source, target).await;
+}
+
+#[tokio::test]
+async fn empty_tables() {
+    let source = Place::sqlite("source.db");
+    let target = Place::sqlite("target.db");
+    source
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    target
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    let (report, found) = diff(
+        &source.source("t"),
+        &target.source("t"),
+        &DiffOptions::default(),
+    )
+    .await;
+    assert!(found.is_empty());
+    assert!(!report.has_differences());
+    target.execute("INSERT INTO t VALUES (1, 'x')").await;
+    let (report, found) = diff(
+        &source.source("t"),
+        &target.source("t"),
+        &DiffOptions::default(),
+    )
+    .await;
+    assert_eq!(found, findings(&[("extra", r#"{"id":1}"#, "")]));
+    assert_eq!(report.summary.target_rows, 1);
+}
+
+#[tokio::test]
+async fn renamed_excluded_and_one_sided_columns() {
+    let source = Place::sqlite("source.db");
+    let target = Place::sqlite("target.db");
+    source
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, noise TEXT, old_only TEXT); INSERT INTO t VALUES (1, 'a', 'x', 'o')")
+        .await;
+    target
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, full_name TEXT, noise TEXT, new_only TEXT); INSERT INTO t VALUES (1, 'b', 'y', 'n')")
+        .await;
+    let options = DiffOptions {
+        map: vec![("name".into(), "full_name".into())],
+        exclude: vec!["noise".into()],
+        ..DiffOptions::default()
+    };
+    let (report, found) = diff(&source.source("t"), &target.source("t"), &options).await;
+    assert_eq!(found, findings(&[("changed", r#"{"id":1}"#, "name")]));
+    assert_eq!(report.schema.only_in_source, vec!["old_only".to_owned()]);
+    assert_eq!(report.schema.only_in_target, vec!["new_only".to_owned()]);
+}
+
+#[tokio::test]
+async fn groups_count_findings_by_column_and_month() {
+    let source = Place::sqlite("source.db");
+    let target = Place::sqlite("target.db");
+    source
+        .execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, program TEXT, reported_at TIMESTAMP, v TEXT); \
+             INSERT INTO t VALUES (1, 'HIV', '2024-01-05 10:00:00', 'a'), (2, 'HIV', '2024-02-05 10:00:00', 'a'), \
+             (3, 'TB', '2024-01-06 10:00:00', 'a'), (4, 'TB', '2024-01-07 10:00:00', 'a')",
+        )
+        .await;
+    target
+        .execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, program TEXT, reported_at TIMESTAMP, v TEXT); \
+             INSERT INTO t VALUES (1, 'HIV', '2024-01-05 10:00:00', 'b'), (3, 'TB', '2024-01-06 10:00:00', 'b'), \
+             (4, 'TB', '2024-01-07 10:00:00', 'b'), (5, 'TB', '2024-03-01 00:00:00', 'a')",
+        )
+        .await;
+    let options = DiffOptions {
+        group_by: vec![
+            GroupBy::parse("program").expect("group"),
+            GroupBy::parse("reported_at:month").expect("group"),
+        ],
+        ..DiffOptions::default()
+    };
+    let (report, _) = diff(&source.source("t"), &target.source("t"), &options).await;
+    let groups: Vec<(String, u64, u64, u64)> = report
+        .groups
+        .iter()
+        .map(|group| {
+            (
+                group
+                    .values
+                    .iter()
+                    .map(|value| value.as_str().unwrap_or("?"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                group.missing,
+                group.extra,
+                group.changed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            ("TB 2024-01".to_owned(), 0, 0, 2),
+            ("HIV 2024-01".to_owned(), 0, 0, 1),
+            ("HIV 2024-02".to_owned(), 1, 0, 0),
+            ("TB 2024-03".to_owned(), 0, 1, 0),
+        ]
+    );
+    assert_eq!(
+        report.group_by,
+        vec!["program".to_owned(), "reported_at:month".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn max_diffs_stops_early_and_says_so() {
+    let source = Place::sqlite("source.db");
+    let target = Place::sqlite("target.db");
+    source
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    target
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    source
+        .execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) INSERT INTO t SELECT i, 'a' FROM n")
+        .await;
+    target
+        .execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) INSERT INTO t SELECT i, 'b' FROM n")
+        .await;
+    let options = DiffOptions {
+        max_diffs: Some(10),
+        ..DiffOptions::default()
+    };
+    let (report, found) = diff(&source.source("t"), &target.source("t"), &options).await;
+    assert_eq!(found.len(), 10);
+    assert_eq!(report.summary.changed, 10);
+    assert!(report.stopped_early);
+}
+
+#[tokio::test]
+async fn queries_can_be_compared_with_tables() {
+    let Some(source) = Place::postgres().await else {
+        return;
+    };
+    source
+        .execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await;
+    let target = Place::sqlite("target.db");
+    target
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'B'), (3, 'c')")
+        .await;
+    let query = cutover_diff::Source::Query {
+        url: cutover_db::DatabaseUrl::parse(&source.url).expect("url"),
+        sql: "SELECT id, v FROM t WHERE id < 3".into(),
+    };
+    let options = DiffOptions {
+        key: vec!["id".into()],
+        target_where: Some("id < 3".into()),
+        ..DiffOptions::default()
+    };
+    let (_, found) = diff(&query, &target.source("t"), &options).await;
+    assert_eq!(found, findings(&[("changed", r#"{"id":2}"#, "v")]));
+}
