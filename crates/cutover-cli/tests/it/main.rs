@@ -1,5 +1,6 @@
 //! End-to-end tests of the `cutover` binary.
 
+mod diff;
 mod inspect;
 
 use std::path::PathBuf;
@@ -41,5 +42,7 @@ pub fn settings() -> insta::Settings {
     settings.add_filter(r"(?m)\(PostgreSQL .*\)$", "(PostgreSQL [version])");
     settings.add_filter(r"127\.0\.0\.1:\d+/cutover_test_\w+", "[test-database]");
     settings.add_filter(r"/tmp/\.tmp\w+", "[temp]");
+    settings.add_filter(r"strategy, \d+\.\d s\)", "strategy, [seconds] s)");
+    settings.add_filter(r#""seconds": [0-9.e-]+"#, r#""seconds": "[seconds]""#);
     settings
 }
