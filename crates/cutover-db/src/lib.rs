@@ -415,6 +415,23 @@ impl Database {
         }
     }
 
+    /// Streams a SELECT that returns two non-NULL `int8` columns (hash pairs,
+    /// counts) in batches, without building a row per tuple. PostgreSQL only.
+    pub async fn query_int8_pairs(
+        &self,
+        sql: &str,
+        label: &str,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<Vec<(i64, i64)>>>> {
+        match self {
+            Database::Postgres(database) => {
+                Ok(database.stream_int8_pairs(sql, label.to_owned()).await?)
+            }
+            Database::Sqlite(_) => Err(Error::Unsupported(
+                "int8 pair streams are read from PostgreSQL only".into(),
+            )),
+        }
+    }
+
     /// PostgreSQL's version number (`150004` for 15.4); `None` for SQLite.
     pub async fn server_version(&self) -> Result<Option<u32>> {
         match self {

@@ -47,7 +47,18 @@ impl Diff {
 struct Layout {
     partitions: u32,
     bucket_bits: u32,
+    /// Server strategy: each server groups its rows into bucket digests
+    /// itself (for tables too large to stream one pair per row per partition).
+    #[serde(default)]
+    grouped: bool,
 }
+
+/// Rows per partition up to which servers stream (key hash, row hash) pairs
+/// and cutover sums the buckets; above it partitions multiply full scans, so
+/// very large tables are grouped by the servers instead.
+const PAIRS_ROWS_PER_PARTITION: u64 = 32 << 20;
+/// Most buckets cutover holds per side and partition (12 bytes each).
+const MAX_CLIENT_BUCKET_BITS: u32 = 22;
 
 impl Layout {
     fn choose(plan: &Plan, options: &DiffOptions) -> Layout {
@@ -59,20 +70,26 @@ impl Layout {
             .max()
             .filter(|rows| *rows > 0)
             .unwrap_or(DEFAULT_ROWS);
-        let (partitions, max_bits) = match plan.strategy {
-            Strategy::Server => {
-                let wanted = (options.jobs.max(1) as u64).max(rows.div_ceil(50_000_000));
-                (wanted.next_power_of_two().min(4_096) as u32, 26)
+        let jobs = options.jobs.max(1) as u64;
+        let (partitions, max_bits, grouped) = match plan.strategy {
+            Strategy::Server if rows > options.grouped_above_rows => {
+                let wanted = jobs.max(rows.div_ceil(1 << 30));
+                (wanted.next_power_of_two().min(4_096), 30, true)
             }
-            Strategy::Client => (1, 21),
+            Strategy::Server => {
+                let wanted = jobs.max(rows.div_ceil(PAIRS_ROWS_PER_PARTITION));
+                (wanted.next_power_of_two(), MAX_CLIENT_BUCKET_BITS, false)
+            }
+            Strategy::Client => (1, MAX_CLIENT_BUCKET_BITS - 1, false),
         };
-        let per_partition = rows / u64::from(partitions);
+        let per_partition = rows / partitions;
         let buckets = (per_partition / options.rows_per_bucket.max(1))
             .max(1)
             .next_power_of_two();
         Layout {
-            partitions,
+            partitions: partitions as u32,
             bucket_bits: buckets.trailing_zeros().clamp(8, max_bits),
+            grouped,
         }
     }
 
@@ -400,23 +417,51 @@ async fn whole_table_checks(
 }
 
 /// The key hash and row hash PostgreSQL computes for a side.
+///
+/// The key hash combines one hash per key column (integers hashed as int8,
+/// text as text, anything else by its canonical text), each with its own
+/// seed; both sides use the same form for a column, chosen from both sides'
+/// types. The row hash covers the compared columns' canonical text forms.
 fn server_hashes(shared: &Shared, side: &SidePlan) -> (String, String) {
     let plan = &shared.plan;
-    let expressions: Vec<String> = side.columns[..plan.key_len + plan.compared]
-        .iter()
-        .map(|column| {
-            shared
-                .options
-                .normalise
-                .postgres_expression(column, &cutover_db::schema::quote_identifier(&column.name))
+    let normalise = &shared.options.normalise;
+    let quoted = |column: &Column| cutover_db::schema::quote_identifier(&column.name);
+    let key_parts: Vec<String> = (0..plan.key_len)
+        .map(|index| {
+            let column = &side.columns[index];
+            let both = (
+                plan.source.columns[index].logical_type,
+                plan.target.columns[index].logical_type,
+            );
+            let expression = normalise.postgres_expression(column, &quoted(column));
+            match both {
+                (Some(LogicalType::Integer), Some(LogicalType::Integer)) => {
+                    format!("hashint8extended({expression}::int8, {index})")
+                }
+                _ => format!("hashtextextended(({expression})::text, {index})"),
+            }
         })
         .collect();
-    let key = expressions[..plan.key_len].join(", ");
-    let all = expressions.join(", ");
-    (
-        format!("hashtextextended(ROW({key})::text, 0)"),
-        format!("hashtextextended(ROW({all})::text, 0)"),
-    )
+    let key_hash = format!("({})", key_parts.join(" # "));
+    let compared: Vec<String> = side.columns[plan.key_len..plan.key_len + plan.compared]
+        .iter()
+        .map(|column| normalise.postgres_expression(column, &quoted(column)))
+        .collect();
+    let row_hash = if compared.is_empty() {
+        "0::int8".to_owned()
+    } else {
+        format!("hashtextextended(ROW({})::text, 0)", compared.join(", "))
+    };
+    (key_hash, row_hash)
+}
+
+/// A bucket's share of a row: the row hash mixed with its key hash, so that
+/// two keys swapping their rows changes the bucket's digest.
+fn mix(key_hash: u64, row_hash: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&key_hash.to_le_bytes());
+    bytes[8..].copy_from_slice(&row_hash.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 fn server_conditions(
@@ -436,21 +481,20 @@ fn server_conditions(
     conditions
 }
 
-/// One partition with the server strategy: bucket digests from both servers,
-/// then the rows of mismatching buckets.
-async fn server_partition(
-    shared: &Arc<Shared>,
-    connect: &ConnectOptions,
+/// Pass one with the servers grouping: (bucket, rows, digest) from each,
+/// merged in bucket order. Returns the counts and the mismatching buckets.
+async fn grouped_digests(
+    shared: &Shared,
+    source_db: &Database,
+    target_db: &Database,
     layout: Layout,
     partition: i64,
     rows_read: &AtomicU64,
-) -> Result<PartitionStats> {
+) -> Result<(PartitionStats, Vec<i64>)> {
     let plan = &shared.plan;
-    let (source_db, target_db) =
-        tokio::try_join!(plan.source.connect(connect), plan.target.connect(connect))?;
     let (mut source_digests, mut target_digests) = tokio::try_join!(
-        server_digests(shared, &plan.source, &source_db, layout, partition),
-        server_digests(shared, &plan.target, &target_db, layout, partition)
+        server_digests(shared, &plan.source, source_db, layout, partition),
+        server_digests(shared, &plan.target, target_db, layout, partition)
     )?;
     let mut stats = PartitionStats::default();
     let mut mismatched: Vec<i64> = Vec::new();
@@ -493,7 +537,108 @@ async fn server_partition(
             (Some(_), None) => unreachable_state()?,
         }
     }
-    drop((source_digests, target_digests));
+    Ok((stats, mismatched))
+}
+
+/// Pass one with the servers streaming one (key hash, row hash) pair per
+/// row: cutover sums them into bucket digests.
+async fn streamed_digests(
+    shared: &Shared,
+    side: &SidePlan,
+    database: &Database,
+    layout: Layout,
+    partition: i64,
+    rows_read: &AtomicU64,
+) -> Result<BucketDigests> {
+    let (key_hash, row_hash) = server_hashes(shared, side);
+    let conditions = server_conditions(shared, side, layout, partition, &key_hash);
+    let sql = format!(
+        "SELECT {key_hash}, {row_hash} FROM {}{}",
+        side.from,
+        where_clause(&conditions)
+    );
+    let mut pairs = database
+        .query_int8_pairs(&sql, &format!("{} {}", side.role, side.label))
+        .await?;
+    let mut digests = BucketDigests::new(layout);
+    while let Some(batch) = pairs.next().await {
+        for (key_hash, row_hash) in batch? {
+            digests.add(layout, key_hash as u64, row_hash as u64, rows_read);
+        }
+    }
+    digests.flush_progress(rows_read);
+    Ok(digests)
+}
+
+/// Compares two sides' bucket digests: counts, and which buckets differ.
+fn compare_digests(source: &BucketDigests, target: &BucketDigests) -> (PartitionStats, Vec<bool>) {
+    let mut stats = PartitionStats {
+        source_rows: source.rows,
+        target_rows: target.rows,
+        ..PartitionStats::default()
+    };
+    let mismatched = source
+        .counts
+        .iter()
+        .zip(&target.counts)
+        .zip(source.digests.iter().zip(&target.digests))
+        .map(
+            |((source_count, target_count), (source_digest, target_digest))| {
+                let equal = source_count == target_count && source_digest == target_digest;
+                if equal {
+                    stats.matched += u64::from(*source_count);
+                }
+                !equal
+            },
+        )
+        .collect();
+    (stats, mismatched)
+}
+
+/// One partition with the server strategy: bucket digests from both servers,
+/// then the rows of mismatching buckets.
+async fn server_partition(
+    shared: &Arc<Shared>,
+    connect: &ConnectOptions,
+    layout: Layout,
+    partition: i64,
+    rows_read: &AtomicU64,
+) -> Result<PartitionStats> {
+    let plan = &shared.plan;
+    let started = Instant::now();
+    let (source_db, target_db) =
+        tokio::try_join!(plan.source.connect(connect), plan.target.connect(connect))?;
+    let (mut stats, mismatched) = if layout.grouped {
+        grouped_digests(shared, &source_db, &target_db, layout, partition, rows_read).await?
+    } else {
+        let (source_digests, target_digests) = tokio::try_join!(
+            streamed_digests(
+                shared,
+                &plan.source,
+                &source_db,
+                layout,
+                partition,
+                rows_read
+            ),
+            streamed_digests(
+                shared,
+                &plan.target,
+                &target_db,
+                layout,
+                partition,
+                rows_read
+            )
+        )?;
+        let (stats, mismatched) = compare_digests(&source_digests, &target_digests);
+        let list: Vec<i64> = mismatched
+            .iter()
+            .enumerate()
+            .filter(|(_, mismatch)| **mismatch)
+            .map(|(bucket, _)| bucket as i64)
+            .collect();
+        (stats, list)
+    };
+    tracing::debug!(partition, mismatched = mismatched.len(), elapsed = ?started.elapsed(), "bucket digests compared");
 
     for chunk in mismatched.chunks(BUCKETS_PER_QUERY) {
         if shared.stopped.load(Ordering::Relaxed) {
@@ -512,6 +657,7 @@ async fn server_partition(
             .await?
             .matched;
     }
+    tracing::debug!(partition, elapsed = ?started.elapsed(), "mismatching buckets compared");
     Ok(stats)
 }
 
@@ -527,7 +673,7 @@ async fn server_digests(
     let (key_hash, row_hash) = server_hashes(shared, side);
     let conditions = server_conditions(shared, side, layout, partition, &key_hash);
     let sql = format!(
-        "SELECT ({key_hash} & {mask}) AS bucket, count(*), bit_xor({row_hash}) FROM {}{} GROUP BY 1 ORDER BY 1",
+        "SELECT ({key_hash} & {mask}) AS bucket, count(*), bit_xor(hashint8extended({row_hash}, {key_hash})) FROM {}{} GROUP BY 1 ORDER BY 1",
         side.from,
         where_clause(&conditions)
     );
@@ -614,10 +760,37 @@ fn client_hashes(shared: &Shared, row: &[Value], buffer: &mut Vec<u8>) -> (u64, 
     (key_hash, xxhash_rust::xxh3::xxh3_64(buffer))
 }
 
+/// One side's bucket digests for a partition: rows per bucket, and the XOR of
+/// each row's [`mix`] of key hash and row hash.
 struct BucketDigests {
     counts: Vec<u32>,
     digests: Vec<u64>,
     rows: u64,
+}
+
+impl BucketDigests {
+    fn new(layout: Layout) -> BucketDigests {
+        let buckets = layout.buckets() as usize;
+        BucketDigests {
+            counts: vec![0; buckets],
+            digests: vec![0; buckets],
+            rows: 0,
+        }
+    }
+
+    fn add(&mut self, layout: Layout, key_hash: u64, row_hash: u64, rows_read: &AtomicU64) {
+        let bucket = layout.bucket_of(key_hash) as usize;
+        self.counts[bucket] = self.counts[bucket].wrapping_add(1);
+        self.digests[bucket] ^= mix(key_hash, row_hash);
+        self.rows += 1;
+        if self.rows % PROGRESS_EVERY == 0 {
+            rows_read.fetch_add(PROGRESS_EVERY, Ordering::Relaxed);
+        }
+    }
+
+    fn flush_progress(&self, rows_read: &AtomicU64) {
+        rows_read.fetch_add(self.rows % PROGRESS_EVERY, Ordering::Relaxed);
+    }
 }
 
 /// One partition with the client strategy: each side read and hashed by
@@ -647,12 +820,7 @@ async fn client_partition(
                     &format!("{} {}", side.role, side.label),
                 )
                 .await?;
-            let buckets = layout.buckets() as usize;
-            let mut digests = BucketDigests {
-                counts: vec![0; buckets],
-                digests: vec![0; buckets],
-                rows: 0,
-            };
+            let mut digests = BucketDigests::new(layout);
             let mut buffer = Vec::with_capacity(256);
             while let Some(row) = rows.next().await {
                 let row = row?;
@@ -660,15 +828,9 @@ async fn client_partition(
                 if layout.partition_of(key_hash) != partition {
                     continue;
                 }
-                let bucket = layout.bucket_of(key_hash) as usize;
-                digests.counts[bucket] = digests.counts[bucket].wrapping_add(1);
-                digests.digests[bucket] ^= row_hash;
-                digests.rows += 1;
-                if digests.rows % PROGRESS_EVERY == 0 {
-                    rows_read.fetch_add(PROGRESS_EVERY, Ordering::Relaxed);
-                }
+                digests.add(layout, key_hash, row_hash, &rows_read);
             }
-            rows_read.fetch_add(digests.rows % PROGRESS_EVERY, Ordering::Relaxed);
+            digests.flush_progress(&rows_read);
             Ok::<_, Error>(digests)
         })
     };
@@ -681,25 +843,9 @@ async fn client_partition(
         joined(digest_side(plan.source.clone(), source_db.clone())),
         joined(digest_side(plan.target.clone(), target_db.clone()))
     )?;
-    let mut stats = PartitionStats {
-        source_rows: source_digests.rows,
-        target_rows: target_digests.rows,
-        ..PartitionStats::default()
-    };
-    let mut mismatched = vec![false; layout.buckets() as usize];
-    let mut any = false;
-    for (bucket, mismatch) in mismatched.iter_mut().enumerate() {
-        if source_digests.counts[bucket] == target_digests.counts[bucket]
-            && source_digests.digests[bucket] == target_digests.digests[bucket]
-        {
-            stats.matched += u64::from(source_digests.counts[bucket]);
-        } else {
-            *mismatch = true;
-            any = true;
-        }
-    }
+    let (mut stats, mismatched) = compare_digests(&source_digests, &target_digests);
     drop((source_digests, target_digests));
-    if !any {
+    if !mismatched.iter().any(|mismatch| *mismatch) {
         return Ok(stats);
     }
     let mismatched = Arc::new(mismatched);

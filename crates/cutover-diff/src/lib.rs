@@ -146,6 +146,9 @@ pub struct DiffOptions {
     pub samples: usize,
     /// Rows per bucket aimed at; fewer means more, smaller buckets.
     pub rows_per_bucket: u64,
+    /// Server strategy: tables with more rows than this are grouped into
+    /// bucket digests by the servers instead of streamed as hash pairs.
+    pub grouped_above_rows: u64,
 }
 
 impl Default for DiffOptions {
@@ -166,6 +169,7 @@ impl Default for DiffOptions {
             keep_values: false,
             samples: 5,
             rows_per_bucket: 8,
+            grouped_above_rows: 256 << 20,
         }
     }
 }

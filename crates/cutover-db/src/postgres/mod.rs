@@ -232,6 +232,50 @@ impl PostgresDatabase {
         }
     }
 
+    /// Streams a SELECT of two non-NULL `int8` columns in batches, parsing
+    /// binary COPY directly: no per-row allocation (hash pairs, counts).
+    pub(crate) async fn stream_int8_pairs(&self, sql: &str, label: String) -> Result<PairStream> {
+        let context = format!("reading {label}");
+        let copy = self
+            .client
+            .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
+            .await
+            .map_err(|error| Error::postgres(&context, error))?;
+        let state = (Box::pin(copy), PairParser::default(), context);
+        let stream =
+            futures_util::stream::unfold(state, |(mut copy, mut parser, context)| async move {
+                if parser.done {
+                    return None;
+                }
+                // One COPY message per row: gather many rows before yielding.
+                let mut batch = Vec::with_capacity(PAIR_BATCH);
+                while batch.len() < PAIR_BATCH {
+                    match copy.next().await {
+                        Some(Ok(chunk)) => {
+                            if parser.feed(&chunk, &mut batch).is_err() {
+                                let error = Error::Decode {
+                                    table: context.clone(),
+                                    column: "int8 pair".into(),
+                                    expected: "two non-NULL int8 columns".into(),
+                                };
+                                return Some((Err(error), (copy, PairParser::finished(), context)));
+                            }
+                        }
+                        Some(Err(error)) => {
+                            let error = Error::postgres(&context, error);
+                            return Some((Err(error), (copy, PairParser::finished(), context)));
+                        }
+                        None => {
+                            parser.done = true;
+                            break;
+                        }
+                    }
+                }
+                Some((Ok(batch), (copy, parser, context)))
+            });
+        Ok(Box::pin(stream))
+    }
+
     /// The server's version as a number (`150004` for 15.4).
     pub(crate) async fn server_version(&self) -> Result<u32> {
         let row = self
@@ -312,6 +356,95 @@ impl PostgresDatabase {
             .finish()
             .await
             .map_err(|error| Error::postgres(&context, error))
+    }
+}
+
+/// Batches of `(i64, i64)` rows.
+pub(crate) type PairStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<(i64, i64)>>> + Send>>;
+
+/// Incremental parser of binary COPY holding two non-NULL int8 fields per row.
+#[derive(Debug, Default)]
+struct PairParser {
+    pending: Vec<u8>,
+    header_done: bool,
+    done: bool,
+}
+
+/// Bytes of one (int8, int8) tuple: field count, then length and value twice.
+const PAIR_TUPLE: usize = 2 + 2 * (4 + 8);
+/// Pairs per batch handed to the caller.
+const PAIR_BATCH: usize = 8_192;
+
+impl PairParser {
+    fn finished() -> PairParser {
+        PairParser {
+            done: true,
+            ..PairParser::default()
+        }
+    }
+
+    /// Appends what is complete to `batch`; keeps a partial tuple for the next chunk.
+    fn feed(&mut self, chunk: &[u8], batch: &mut Vec<(i64, i64)>) -> std::result::Result<(), ()> {
+        if self.done {
+            return Ok(());
+        }
+        let owned;
+        let mut input: &[u8] = if self.pending.is_empty() {
+            chunk
+        } else {
+            self.pending.extend_from_slice(chunk);
+            owned = std::mem::take(&mut self.pending);
+            &owned
+        };
+        if !self.header_done {
+            // Signature (11 bytes), flags (4), extension length (4) and extension.
+            if input.len() < 19 {
+                self.pending = input.to_vec();
+                return Ok(());
+            }
+            if &input[..11] != b"PGCOPY\n\xff\r\n\0" {
+                return Err(());
+            }
+            let extension =
+                u32::from_be_bytes([input[15], input[16], input[17], input[18]]) as usize;
+            if input.len() < 19 + extension {
+                self.pending = input.to_vec();
+                return Ok(());
+            }
+            input = &input[19 + extension..];
+            self.header_done = true;
+        }
+        while input.len() >= 2 {
+            let fields = i16::from_be_bytes([input[0], input[1]]);
+            if fields == -1 {
+                self.done = true;
+                return Ok(());
+            }
+            if fields != 2 {
+                return Err(());
+            }
+            if input.len() < PAIR_TUPLE {
+                break;
+            }
+            let length = |at: usize| {
+                i32::from_be_bytes([input[at], input[at + 1], input[at + 2], input[at + 3]])
+            };
+            if length(2) != 8 || length(14) != 8 {
+                return Err(());
+            }
+            let value = |at: usize| {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&input[at..at + 8]);
+                i64::from_be_bytes(bytes)
+            };
+            batch.push((value(6), value(18)));
+            input = &input[PAIR_TUPLE..];
+        }
+        if !input.is_empty() {
+            self.pending = input.to_vec();
+        }
+        Ok(())
     }
 }
 
@@ -424,5 +557,52 @@ fn connect_error(
         target: redacted.to_owned(),
         reason,
         hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PairParser;
+
+    fn copy_bytes(pairs: &[(i64, i64)]) -> Vec<u8> {
+        let mut bytes = b"PGCOPY\n\xff\r\n\0".to_vec();
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        for (left, right) in pairs {
+            bytes.extend_from_slice(&2i16.to_be_bytes());
+            for value in [left, right] {
+                bytes.extend_from_slice(&8i32.to_be_bytes());
+                bytes.extend_from_slice(&value.to_be_bytes());
+            }
+        }
+        bytes.extend_from_slice(&(-1i16).to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn pairs_parse_whatever_the_chunk_boundaries() {
+        let pairs: Vec<(i64, i64)> = (0..50)
+            .map(|index| (index * 7 - 100, i64::MIN + index))
+            .collect();
+        let bytes = copy_bytes(&pairs);
+        for chunk_size in [1, 3, 25, 26, 27, 1000] {
+            let mut parser = PairParser::default();
+            let mut parsed = Vec::new();
+            for chunk in bytes.chunks(chunk_size) {
+                parser.feed(chunk, &mut parsed).expect("valid COPY");
+            }
+            assert_eq!(parsed, pairs, "chunks of {chunk_size}");
+            assert!(parser.done);
+        }
+    }
+
+    #[test]
+    fn a_null_or_a_third_field_is_an_error() {
+        let mut bytes = copy_bytes(&[(1, 2)]);
+        bytes[19 + 2..19 + 6].copy_from_slice(&(-1i32).to_be_bytes());
+        assert!(PairParser::default().feed(&bytes, &mut Vec::new()).is_err());
+        let mut bytes = copy_bytes(&[(1, 2)]);
+        bytes[19..21].copy_from_slice(&3i16.to_be_bytes());
+        assert!(PairParser::default().feed(&bytes, &mut Vec::new()).is_err());
     }
 }

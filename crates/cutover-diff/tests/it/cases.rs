@@ -168,6 +168,21 @@ async fn postgres_server_strategy_is_exact() {
 }
 
 #[tokio::test]
+async fn postgres_server_strategy_grouping_on_the_servers_is_exact() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    fixture(&source, &target).await;
+    let options = DiffOptions {
+        grouped_above_rows: 0,
+        ..options(StrategyChoice::Server)
+    };
+    let (report, found) = diff(&source.source("cases"), &target.source("cases"), &options).await;
+    assert_eq!(found, findings(&expected_by_default()));
+    assert_eq!(report.summary.matched, 5);
+}
+
+#[tokio::test]
 async fn postgres_client_strategy_is_exact() {
     let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
         return;
