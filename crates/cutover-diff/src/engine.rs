@@ -418,39 +418,26 @@ async fn whole_table_checks(
 
 /// The key hash and row hash PostgreSQL computes for a side.
 ///
-/// The key hash combines one hash per key column (integers hashed as int8,
-/// text as text, anything else by its canonical text), each with its own
-/// seed; both sides use the same form for a column, chosen from both sides'
-/// types. The row hash covers the compared columns' canonical text forms.
+/// Each is the XOR of one typed hash per column, each with its own seed
+/// (see [`crate::normalise::Normalise::postgres_hash`]): the key hash over
+/// the key columns, the row hash over the compared columns.
 fn server_hashes(shared: &Shared, side: &SidePlan) -> (String, String) {
     let plan = &shared.plan;
-    let normalise = &shared.options.normalise;
-    let quoted = |column: &Column| cutover_db::schema::quote_identifier(&column.name);
-    let key_parts: Vec<String> = (0..plan.key_len)
+    let hashes: Vec<String> = (0..plan.key_len + plan.compared)
         .map(|index| {
-            let column = &side.columns[index];
-            let both = (
-                plan.source.columns[index].logical_type,
-                plan.target.columns[index].logical_type,
-            );
-            let expression = normalise.postgres_expression(column, &quoted(column));
-            match both {
-                (Some(LogicalType::Integer), Some(LogicalType::Integer)) => {
-                    format!("hashint8extended({expression}::int8, {index})")
-                }
-                _ => format!("hashtextextended(({expression})::text, {index})"),
-            }
+            shared.options.normalise.postgres_hash(
+                &plan.source.columns[index],
+                &plan.target.columns[index],
+                &side.columns[index],
+                index,
+            )
         })
         .collect();
-    let key_hash = format!("({})", key_parts.join(" # "));
-    let compared: Vec<String> = side.columns[plan.key_len..plan.key_len + plan.compared]
-        .iter()
-        .map(|column| normalise.postgres_expression(column, &quoted(column)))
-        .collect();
-    let row_hash = if compared.is_empty() {
+    let key_hash = format!("({})", hashes[..plan.key_len].join(" # "));
+    let row_hash = if plan.compared == 0 {
         "0::int8".to_owned()
     } else {
-        format!("hashtextextended(ROW({})::text, 0)", compared.join(", "))
+        format!("({})", hashes[plan.key_len..].join(" # "))
     };
     (key_hash, row_hash)
 }

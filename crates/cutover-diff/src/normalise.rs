@@ -160,6 +160,97 @@ impl Normalise {
     }
 }
 
+/// Marks NULL in a column's hash (plus the column's seed): no value hashes to
+/// it except by a 2^-64 accident.
+const NULL_HASH: i64 = 0x5bd1_e995_2a9c_6f53;
+
+impl Normalise {
+    /// The SQL expression PostgreSQL evaluates to hash one column: a typed
+    /// 64-bit hash with its own `seed`, without going through text where the
+    /// type allows (integers, numerics, floats, timestamps, times, UUIDs,
+    /// text), and through its canonical text form otherwise. The form is
+    /// chosen from both sides' columns so that both servers hash alike, and it
+    /// is never coarser than [`Normalise::equal`].
+    pub(crate) fn postgres_hash(
+        &self,
+        source: &Column,
+        target: &Column,
+        this: &Column,
+        seed: usize,
+    ) -> String {
+        let quoted = cutover_db::schema::quote_identifier(&this.name);
+        let both = (source.logical_type, target.logical_type);
+        let hash = match both {
+            (Some(LogicalType::Integer), Some(LogicalType::Integer)) => {
+                format!("hashint8extended({quoted}::int8, {seed})")
+            }
+            (
+                Some(LogicalType::Integer | LogicalType::Numeric),
+                Some(LogicalType::Integer | LogicalType::Numeric),
+            ) => {
+                // Numeric hashing ignores scale, as the canonical form does.
+                format!("hash_numeric_extended({quoted}::numeric, {seed})")
+            }
+            (Some(LogicalType::Float), Some(LogicalType::Float)) => match self.float_tolerance {
+                Some(tolerance) => format!(
+                    "hashfloat8extended(floor({quoted}::float8 / {tolerance:e}::float8), {seed})"
+                ),
+                None => format!("hashfloat8extended({quoted}::float8, {seed})"),
+            },
+            (Some(LogicalType::Timestamp), Some(LogicalType::Timestamp)) => {
+                format!(
+                    "timestamp_hash_extended({}, {seed})",
+                    self.postgres_expression(this, &quoted)
+                )
+            }
+            (Some(LogicalType::TimestampTz), Some(LogicalType::TimestampTz)) => format!(
+                "timestamp_hash_extended(({}) AT TIME ZONE 'UTC', {seed})",
+                self.postgres_expression(this, &quoted)
+            ),
+            (Some(LogicalType::Time), Some(LogicalType::Time)) => {
+                format!("time_hash_extended({quoted}, {seed})")
+            }
+            (Some(LogicalType::Uuid), Some(LogicalType::Uuid)) => {
+                format!("uuid_hash_extended({quoted}, {seed})")
+            }
+            (Some(LogicalType::Bool), Some(LogicalType::Bool)) => {
+                format!("hashint4extended({quoted}::int4, {seed})")
+            }
+            (Some(LogicalType::Text), Some(LogicalType::Text))
+                if !self.trim
+                    && !self.case_insensitive
+                    && !self.null_equals_empty
+                    && fixed_length_char(source)
+                    && source.type_name == target.type_name =>
+            {
+                // Same char(n) on both sides: equal values are equally padded.
+                format!("hashbpcharextended({quoted}, {seed})")
+            }
+            (Some(LogicalType::Text), Some(LogicalType::Text)) if !is_char(this) => format!(
+                "hashtextextended(({}) COLLATE \"C\", {seed})",
+                self.postgres_expression(this, &quoted)
+            ),
+            _ => format!(
+                "hashtextextended(({})::text COLLATE \"C\", {seed})",
+                self.postgres_expression(this, &quoted)
+            ),
+        };
+        format!("coalesce({hash}, {})", NULL_HASH.wrapping_add(seed as i64))
+    }
+}
+
+fn is_char(column: &Column) -> bool {
+    let type_name = column.type_name.to_ascii_lowercase();
+    type_name == "bpchar" || type_name == "character" || type_name.starts_with("character(")
+}
+
+fn fixed_length_char(column: &Column) -> bool {
+    column
+        .type_name
+        .to_ascii_lowercase()
+        .starts_with("character(")
+}
+
 /// Whether values of these two logical types can ever be equal canonically.
 pub(crate) fn comparable(left: LogicalType, right: LogicalType) -> bool {
     let family = |logical: LogicalType| match logical {

@@ -469,3 +469,43 @@ async fn queries_can_be_compared_with_tables() {
     let (_, found) = diff(&query, &target.source("t"), &options).await;
     assert_eq!(found, findings(&[("changed", r#"{"id":2}"#, "v")]));
 }
+
+#[tokio::test]
+async fn type_equalities_looser_than_canonical_are_still_differences() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    let create = "CREATE TABLE t (id int PRIMARY KEY, span interval, code char(4), label varchar(8), \
+                  amount numeric, ratio float8, at timestamp, day date, clock time, tag uuid, flag bool, doc jsonb);";
+    source
+        .execute(&format!(
+            "{create} INSERT INTO t VALUES \
+             (1, '1 mon', 'ab', 'ab', 'NaN', 'Infinity', 'infinity', '2024-01-01', '10:00', '00000000-0000-0000-0000-000000000001', true, '{{\"a\": 1}}'), \
+             (2, '1 day', 'ab', 'ab ', 1, 1, '2024-01-01', '2024-01-01', '10:00', '00000000-0000-0000-0000-000000000001', true, '{{\"a\": 1, \"b\": 2}}'), \
+             (3, '1 day', 'ab', 'ab', 1, 1, '2024-01-01', '2024-01-01', '10:00:00.000001', '00000000-0000-0000-0000-000000000001', false, '[]'), \
+             (4, '1 day', 'ab', 'ab', 1, 1, '2024-01-01', '2024-01-02', '10:00', '00000000-0000-0000-0000-000000000002', true, '{{}}')"
+        ))
+        .await;
+    target
+        .execute(&format!(
+            "{create} INSERT INTO t VALUES \
+             (1, '30 days', 'ab  ', 'ab', 'NaN', 'Infinity', 'infinity', '2024-01-01', '10:00', '00000000-0000-0000-0000-000000000001', true, '{{\"a\": 1}}'), \
+             (2, '1 day', 'ab', 'ab', 1, 1, '2024-01-01', '2024-01-01', '10:00', '00000000-0000-0000-0000-000000000001', true, '{{\"b\": 2, \"a\": 1}}'), \
+             (3, '1 day', 'ab', 'ab', 1, 1, '2024-01-01', '2024-01-01', '10:00', '00000000-0000-0000-0000-000000000001', true, '[]'), \
+             (4, '1 day', 'ab', 'ab', 1, 1, '2024-01-01', '2024-01-01', '10:00', '00000000-0000-0000-0000-000000000001', true, '{{}}')"
+        ))
+        .await;
+    for strategy in [StrategyChoice::Server, StrategyChoice::Client] {
+        let (_, found) = diff(&source.source("t"), &target.source("t"), &options(strategy)).await;
+        assert_eq!(
+            found,
+            findings(&[
+                ("changed", r#"{"id":1}"#, "span"),
+                ("changed", r#"{"id":2}"#, "label"),
+                ("changed", r#"{"id":3}"#, "clock,flag"),
+                ("changed", r#"{"id":4}"#, "day,tag"),
+            ]),
+            "{strategy:?}"
+        );
+    }
+}
