@@ -695,6 +695,7 @@ async fn server_candidates(
     );
     let mut columns = vec![integer_column("cutover_bucket")];
     columns.extend(side.columns.iter().cloned());
+    tracing::trace!(%sql, "candidate query");
     let rows = database
         .query(&sql, columns, &format!("{} {}", side.role, side.label))
         .await?;

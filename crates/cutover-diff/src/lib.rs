@@ -168,7 +168,7 @@ impl Default for DiffOptions {
             max_diffs: None,
             keep_values: false,
             samples: 5,
-            rows_per_bucket: 8,
+            rows_per_bucket: 2,
             grouped_above_rows: 256 << 20,
         }
     }
