@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Writes examples/lab-results.db: a small synthetic lab-results store (scenario A).
+"""Writes examples/lab-results.db: a small synthetic lab-results store (scenario A),
+and beside it lab-results-new.db: the same feed as the new platform received it,
+with a few rows missing, extra or changed (a 1 ms timestamp shift, a value that
+became NULL, a changed result), for trying `cutover diff`.
 
-Synthetic data only. Deterministic: the same file every run.
+Synthetic data only. Deterministic: the same files every run.
 Usage: python3 examples/make-lab-results.py [PATH]
 """
 import os
@@ -82,3 +85,31 @@ db.commit()
 db.execute("VACUUM")
 db.close()
 print(f"wrote {path}: {len(rows)} lab results")
+
+new_path = os.path.join(os.path.dirname(os.path.abspath(path)), "lab-results-new.db")
+if os.path.exists(new_path):
+    os.remove(new_path)
+source = sqlite3.connect(path)
+new = sqlite3.connect(new_path)
+source.backup(new)
+source.close()
+changes = [
+    # Lost on the way: the new platform never received these.
+    "DELETE FROM lab_results WHERE result_id IN ('R0000101', 'R0000733', 'R0001207', 'R0001862')",
+    # Received twice under a new message id.
+    "INSERT INTO lab_results SELECT result_id || '-dup', sender_id, message_id || '-R', observation_index, jurisdiction,"
+    " patient_key, loinc_code, value_numeric, value_text, unit, interpretation, specimen_collected_at, reported_at,"
+    " program, condition_code FROM lab_results WHERE result_id IN ('R0000412', 'R0001533')",
+    # Timestamps truncated to the millisecond by the new pipeline.
+    "UPDATE lab_results SET specimen_collected_at = substr(specimen_collected_at, 1, 23) || '000+00'"
+    " WHERE result_id IN ('R0000050', 'R0000950', 'R0001450')",
+    # An interpretation dropped, a result re-read.
+    "UPDATE lab_results SET interpretation = NULL WHERE result_id IN ('R0000300', 'R0001300') AND interpretation IS NOT NULL",
+    "UPDATE lab_results SET value_text = 'Not detected' WHERE result_id = 'R0001777'",
+]
+for change in changes:
+    new.execute(change)
+new.commit()
+new.execute("VACUUM")
+new.close()
+print(f"wrote {new_path}: the same feed with a few rows missing, extra or changed")
