@@ -171,6 +171,10 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
+    /// A row source outside the database layer (a file) failed; the message
+    /// names the file and line, never a value.
+    #[error("{0}")]
+    Source(String),
     /// A background task stopped unexpectedly.
     #[error("internal: {0}")]
     Internal(String),

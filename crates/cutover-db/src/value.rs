@@ -274,6 +274,47 @@ impl Value {
         Some(Value::Uuid(bytes))
     }
 
+    /// Reads a value of `logical` type from its text form (SQLite text
+    /// storage, CSV fields): the canonical forms [`Value::to_text`] writes, and
+    /// the usual variants (`t`/`yes` for booleans, `NaN`/`Infinity` for floats,
+    /// offsets and a `T` separator in timestamps, `\x…` hex for bytes).
+    /// `None` if the text is not such a value.
+    pub fn from_text(logical: LogicalType, text: &str) -> Option<Value> {
+        Some(match logical {
+            LogicalType::Bool => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "t" | "1" | "yes" => Value::Bool(true),
+                "false" | "f" | "0" | "no" => Value::Bool(false),
+                _ => return None,
+            },
+            LogicalType::Integer => Value::Int(text.trim().parse().ok()?),
+            LogicalType::Numeric => Value::Numeric(Numeric::parse(text)?),
+            LogicalType::Float => Value::Float(match text.trim() {
+                "NaN" => f64::NAN,
+                "Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                other => other.parse().ok()?,
+            }),
+            LogicalType::Text => Value::Text(text.to_owned()),
+            LogicalType::Bytes => match text.strip_prefix("\\x") {
+                Some(hex) if hex.len() % 2 == 0 => Value::Bytes(
+                    (0..hex.len())
+                        .step_by(2)
+                        .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+                        .collect::<Option<Vec<u8>>>()?,
+                ),
+                _ => Value::Bytes(text.as_bytes().to_vec()),
+            },
+            LogicalType::Date => Value::Date(parse_date(text)?),
+            LogicalType::Time => Value::Time(parse_time(text)?),
+            LogicalType::Timestamp => Value::Timestamp(parse_timestamp(text)?),
+            LogicalType::TimestampTz => Value::TimestampTz(parse_timestamptz(text)?),
+            LogicalType::Interval => Value::Interval(parse_interval(text)?),
+            LogicalType::Uuid => Value::uuid_from_text(text)?,
+            LogicalType::Json => Value::json(text)?,
+            LogicalType::Array => Value::Array(text.to_owned()),
+        })
+    }
+
     /// The canonical text form, as written into text storage (SQLite, CSV)
     /// and shown with `--show-values`. `None` for NULL.
     pub fn to_text(&self) -> Option<String> {

@@ -132,6 +132,8 @@ pub enum DeltaFormat {
     JsonLines,
     /// Comma-separated, JSON in the key and row columns.
     Csv,
+    /// Parquet, the same columns as CSV (`count` as an integer).
+    Parquet,
 }
 
 impl DeltaFormat {
@@ -140,8 +142,30 @@ impl DeltaFormat {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "jsonl" | "ndjson" | "json" => Some(DeltaFormat::JsonLines),
             "csv" => Some(DeltaFormat::Csv),
+            "parquet" | "pq" => Some(DeltaFormat::Parquet),
             _ => None,
         }
+    }
+}
+
+/// The delta's columns in CSV and Parquet files.
+const COLUMNS: [&str; 7] = [
+    "kind", "side", "key", "columns", "count", "source", "target",
+];
+
+impl DeltaRecord {
+    /// The record as CSV/Parquet fields: JSON text for the key and rows,
+    /// `;`-joined changed columns.
+    fn fields(&self) -> [Option<String>; 7] {
+        [
+            Some(self.kind.clone()),
+            self.side.clone(),
+            Some(self.key.get().to_owned()),
+            (!self.columns.is_empty()).then(|| self.columns.join(";")),
+            self.count.map(|count| count.to_string()),
+            self.source.as_ref().map(|row| row.get().to_owned()),
+            self.target.as_ref().map(|row| row.get().to_owned()),
+        ]
     }
 }
 
@@ -157,10 +181,47 @@ pub fn write_file(records: DeltaReader, path: &Path, format: DeltaFormat) -> Res
         .filter(|parent| !parent.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let temporary = tempfile::NamedTempFile::new_in(directory).map_err(io)?;
+    if format == DeltaFormat::Parquet {
+        let columns: Vec<(String, cutover_db::LogicalType)> = COLUMNS
+            .iter()
+            .map(|name| {
+                let logical = if *name == "count" {
+                    cutover_db::LogicalType::Integer
+                } else {
+                    cutover_db::LogicalType::Text
+                };
+                ((*name).to_owned(), logical)
+            })
+            .collect();
+        let mut writer = cutover_files::ParquetWriter::create(temporary.path(), &columns)
+            .map_err(Error::File)?;
+        let mut written = 0u64;
+        for record in records {
+            let record = record?;
+            let count = record.count;
+            let row = record
+                .fields()
+                .into_iter()
+                .enumerate()
+                .map(|(index, field)| match (index, field) {
+                    (4, _) => count.map_or(cutover_db::Value::Null, |count| {
+                        cutover_db::Value::Int(count as i64)
+                    }),
+                    (_, Some(text)) => cutover_db::Value::Text(text),
+                    (_, None) => cutover_db::Value::Null,
+                })
+                .collect();
+            writer.write(row).map_err(Error::File)?;
+            written += 1;
+        }
+        writer.finish().map_err(Error::File)?;
+        temporary.persist(path).map_err(|error| io(error.error))?;
+        return Ok(written);
+    }
     let mut out = std::io::BufWriter::new(temporary);
     let mut written = 0u64;
     if format == DeltaFormat::Csv {
-        writeln!(out, "kind,side,key,columns,count,source,target").map_err(io)?;
+        writeln!(out, "{}", COLUMNS.join(",")).map_err(io)?;
     }
     for record in records {
         let record = record?;
@@ -170,30 +231,11 @@ pub fn write_file(records: DeltaReader, path: &Path, format: DeltaFormat) -> Res
                     .map_err(|error| io(std::io::Error::other(error)))?;
                 writeln!(out).map_err(io)?;
             }
-            DeltaFormat::Csv => {
-                let fields = [
-                    record.kind.clone(),
-                    record.side.clone().unwrap_or_default(),
-                    record.key.to_string(),
-                    record.columns.join(";"),
-                    record
-                        .count
-                        .map(|count| count.to_string())
-                        .unwrap_or_default(),
-                    record
-                        .source
-                        .as_ref()
-                        .map(|row| row.get().to_owned())
-                        .unwrap_or_default(),
-                    record
-                        .target
-                        .as_ref()
-                        .map(|row| row.get().to_owned())
-                        .unwrap_or_default(),
-                ];
-                let line = fields
+            DeltaFormat::Csv | DeltaFormat::Parquet => {
+                let line = record
+                    .fields()
                     .iter()
-                    .map(|field| csv_field(field))
+                    .map(|field| csv_field(field.as_deref().unwrap_or("")))
                     .collect::<Vec<_>>()
                     .join(",");
                 writeln!(out, "{line}").map_err(io)?;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::compare::{Candidates, Shared, compare};
 use crate::error::{Error, Result};
-use crate::plan::{Plan, SidePlan, Source, Strategy, plan};
+use crate::plan::{Opened, Plan, SidePlan, Source, Strategy, plan};
 use crate::report::{Report, build_report};
 use crate::store::{CHECKS_PARTITION, Store};
 use crate::{DiffOptions, Progress};
@@ -348,7 +348,8 @@ async fn whole_table_checks(
     let plan = &shared.plan;
     let mut stats = PartitionStats::default();
     for side in [&plan.source, &plan.target] {
-        if !side.key_nullable && side.key_unique {
+        // Files are checked for NULL keys as they are read; duplicates show where they differ.
+        if side.is_file() || (!side.key_nullable && side.key_unique) {
             continue;
         }
         let database = side.connect(connect).await?;
@@ -724,16 +725,6 @@ fn with_bucket(rows: BoxStream<'static, cutover_db::Result<Row>>) -> Candidates 
     .boxed()
 }
 
-/// The plain read of a side for the client strategy.
-fn client_sql(shared: &Shared, side: &SidePlan) -> String {
-    format!(
-        "SELECT {} FROM {}{}",
-        fetch_list(side, &side.columns),
-        side.from,
-        where_clause(&side.base_conditions(shared.plan.key_len))
-    )
-}
-
 /// Key hash and row hash of a row as the client strategy computes them.
 fn client_hashes(shared: &Shared, row: &[Value], buffer: &mut Vec<u8>) -> (u64, u64) {
     let plan = &shared.plan;
@@ -754,6 +745,8 @@ struct BucketDigests {
     counts: Vec<u32>,
     digests: Vec<u64>,
     rows: u64,
+    /// Rows skipped for a NULL in the key (files; databases filter them in SQL).
+    null_keys: u64,
 }
 
 impl BucketDigests {
@@ -763,6 +756,7 @@ impl BucketDigests {
             counts: vec![0; buckets],
             digests: vec![0; buckets],
             rows: 0,
+            null_keys: 0,
         }
     }
 
@@ -793,25 +787,23 @@ async fn client_partition(
 ) -> Result<PartitionStats> {
     let plan = &shared.plan;
     let (source_db, target_db) =
-        tokio::try_join!(plan.source.connect(connect), plan.target.connect(connect))?;
+        tokio::try_join!(plan.source.open(connect), plan.target.open(connect))?;
     let source_db = Arc::new(source_db);
     let target_db = Arc::new(target_db);
-    let digest_side = |side: SidePlan, database: Arc<Database>| {
+    let key_len = plan.key_len;
+    let digest_side = |side: SidePlan, opened: Arc<Opened>| {
         let shared = shared.clone();
         let rows_read = rows_read.clone();
         tokio::spawn(async move {
-            let sql = client_sql(&shared, &side);
-            let mut rows = database
-                .query(
-                    &sql,
-                    side.columns.clone(),
-                    &format!("{} {}", side.role, side.label),
-                )
-                .await?;
+            let mut rows = side.rows(&opened, key_len).await?;
             let mut digests = BucketDigests::new(layout);
             let mut buffer = Vec::with_capacity(256);
             while let Some(row) = rows.next().await {
                 let row = row?;
+                if row[..key_len].iter().any(Value::is_null) {
+                    digests.null_keys += 1;
+                    continue;
+                }
                 let (key_hash, row_hash) = client_hashes(&shared, &row, &mut buffer);
                 if layout.partition_of(key_hash) != partition {
                     continue;
@@ -832,6 +824,8 @@ async fn client_partition(
         joined(digest_side(plan.target.clone(), target_db.clone()))
     )?;
     let (mut stats, mismatched) = compare_digests(&source_digests, &target_digests);
+    stats.source_null_keys = source_digests.null_keys;
+    stats.target_null_keys = target_digests.null_keys;
     drop((source_digests, target_digests));
     if !mismatched.iter().any(|mismatch| *mismatch) {
         return Ok(stats);
@@ -844,24 +838,20 @@ async fn client_partition(
             path: std::env::temp_dir().display().to_string(),
             source,
         })?;
-    let spill_side = |side: SidePlan, database: Arc<Database>, path: PathBuf| {
+    let spill_side = |side: SidePlan, opened: Arc<Opened>, path: PathBuf| {
         let shared = shared.clone();
         let mismatched = mismatched.clone();
         tokio::spawn(async move {
-            let sql = client_sql(&shared, &side);
-            let mut rows = database
-                .query(
-                    &sql,
-                    side.columns.clone(),
-                    &format!("{} {}", side.role, side.label),
-                )
-                .await?;
+            let mut rows = side.rows(&opened, key_len).await?;
             let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
             let writer = tokio::task::spawn_blocking(move || spill_write(&path, receiver));
             let mut buffer = Vec::with_capacity(256);
             let mut batch = Vec::with_capacity(1_024);
             while let Some(row) = rows.next().await {
                 let row = row?;
+                if row[..key_len].iter().any(Value::is_null) {
+                    continue;
+                }
                 let (key_hash, _) = client_hashes(&shared, &row, &mut buffer);
                 if layout.partition_of(key_hash) != partition {
                     continue;

@@ -8,6 +8,9 @@ pub enum Error {
     /// The database layer failed (connection, SQL, decoding).
     #[error(transparent)]
     Database(#[from] cutover_db::Error),
+    /// A CSV or Parquet side failed (unreadable file, malformed line).
+    #[error(transparent)]
+    File(cutover_files::Error),
     /// A column named on the command line is not on a side.
     #[error("{side}: no column {column}{}", hint_line(.hint))]
     UnknownColumn {

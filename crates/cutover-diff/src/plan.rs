@@ -1,7 +1,10 @@
 //! Resolving a diff before any row is read: what each side is, which columns
 //! pair up, whether their types can be compared, and which strategy runs.
 
-use cutover_db::{Column, ConnectOptions, Database, DatabaseUrl, Engine, LogicalType, TableName};
+use cutover_db::{
+    Column, ConnectOptions, Database, DatabaseUrl, Engine, LogicalType, RowStream, TableName,
+};
+use cutover_files::FileSource;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -25,6 +28,8 @@ pub enum Source {
         /// The SELECT.
         sql: String,
     },
+    /// A CSV or Parquet file.
+    File(FileSource),
 }
 
 impl Source {
@@ -33,14 +38,28 @@ impl Source {
         match self {
             Source::Table { url, table } => format!("{}#{table}", url.redacted()),
             Source::Query { url, .. } => format!("{} (query)", url.redacted()),
+            Source::File(file) => file.path().display().to_string(),
         }
     }
+}
 
-    fn url(&self) -> &DatabaseUrl {
-        match self {
-            Source::Table { url, .. } | Source::Query { url, .. } => url,
-        }
-    }
+/// Where a side's rows come from, resolved.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// A database, read with SQL.
+    Database {
+        url: Box<DatabaseUrl>,
+        engine: Engine,
+    },
+    /// A file, read whole.
+    File(FileSource),
+}
+
+/// An open side: a database connection or a file.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    Database(Database),
+    File(FileSource),
 }
 
 /// The strategy a diff runs with.
@@ -60,9 +79,8 @@ pub enum Strategy {
 pub(crate) struct SidePlan {
     pub role: &'static str,
     pub label: String,
-    pub url: DatabaseUrl,
-    pub engine: Engine,
-    /// The FROM item: a quoted table, or the query as a subquery.
+    pub origin: Origin,
+    /// The FROM item: a quoted table, or the query as a subquery (a file's path for files).
     pub from: String,
     pub filter: Option<String>,
     /// Fetched columns in row order: key, then compared, then group-only.
@@ -75,10 +93,65 @@ pub(crate) struct SidePlan {
 }
 
 impl SidePlan {
+    pub fn engine(&self) -> Option<Engine> {
+        match &self.origin {
+            Origin::Database { engine, .. } => Some(*engine),
+            Origin::File(_) => None,
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(self.origin, Origin::File(_))
+    }
+
+    /// Opens the side: connects to its database, or takes its file.
+    pub async fn open(&self, options: &ConnectOptions) -> Result<Opened> {
+        match &self.origin {
+            Origin::Database { .. } => Ok(Opened::Database(self.connect(options).await?)),
+            Origin::File(file) => Ok(Opened::File(file.clone())),
+        }
+    }
+
+    /// Reads every row of the side (filtered, key first) once.
+    pub async fn rows(&self, opened: &Opened, key_len: usize) -> Result<RowStream> {
+        match opened {
+            Opened::Database(database) => {
+                let sql = format!(
+                    "SELECT {} FROM {}{}",
+                    self.columns
+                        .iter()
+                        .map(|column| self.fetch_expression(column))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.from,
+                    match self.base_conditions(key_len) {
+                        conditions if conditions.is_empty() => String::new(),
+                        conditions => format!(" WHERE {}", conditions.join(" AND ")),
+                    }
+                );
+                Ok(database
+                    .query(
+                        &sql,
+                        self.columns.clone(),
+                        &format!("{} {}", self.role, self.label),
+                    )
+                    .await?)
+            }
+            Opened::File(file) => Ok(file.read(&self.columns).map_err(Error::File)?),
+        }
+    }
+
+    /// Connects to the side's database (never called for files).
     pub async fn connect(&self, options: &ConnectOptions) -> Result<Database> {
+        let Origin::Database { url, .. } = &self.origin else {
+            return Err(Error::Internal(format!(
+                "{} {} is a file, not a database",
+                self.role, self.label
+            )));
+        };
         let mut options = options.clone();
         options.read_only = true;
-        let database = Database::connect(&self.url, &options).await?;
+        let database = Database::connect(url, &options).await?;
         if database.engine() == Engine::Postgres {
             // Fixed text forms, so that server-side hashes agree between servers.
             database
@@ -94,7 +167,9 @@ impl SidePlan {
     /// The select-list expression of a fetched column.
     pub fn fetch_expression(&self, column: &Column) -> String {
         let quoted = cutover_db::schema::quote_identifier(&column.name);
-        if self.engine == Engine::Postgres && column.logical_type == Some(LogicalType::Array) {
+        if self.engine() == Some(Engine::Postgres)
+            && column.logical_type == Some(LogicalType::Array)
+        {
             format!("{quoted}::text")
         } else {
             quoted
@@ -153,7 +228,7 @@ pub(crate) struct Plan {
 
 struct Described {
     label: String,
-    engine: Engine,
+    origin: Origin,
     from: String,
     columns: Vec<Column>,
     unique_keys: Vec<Vec<String>>,
@@ -162,11 +237,31 @@ struct Described {
 }
 
 async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described> {
+    let (url, what) = match source {
+        Source::File(file) => {
+            let columns = file.columns().map_err(Error::File)?;
+            return Ok(Described {
+                label: source.label(),
+                origin: Origin::File(file.clone()),
+                from: file.path().display().to_string(),
+                columns,
+                unique_keys: Vec::new(),
+                primary_key: None,
+                row_estimate: None,
+            });
+        }
+        Source::Table { url, table } => (url, Ok(table)),
+        Source::Query { url, sql } => (url, Err(sql)),
+    };
     let mut options = options.clone();
     options.read_only = true;
-    let database = Database::connect(source.url(), &options).await?;
-    match source {
-        Source::Table { table, .. } => {
+    let database = Database::connect(url, &options).await?;
+    let origin = Origin::Database {
+        url: Box::new(url.clone()),
+        engine: database.engine(),
+    };
+    match what {
+        Ok(table) => {
             let table = database.table(table).await?;
             let mut unique_keys: Vec<Vec<String>> = table
                 .unique_constraints
@@ -185,7 +280,7 @@ async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described
             }
             Ok(Described {
                 label: source.label(),
-                engine: database.engine(),
+                origin,
                 from: table.name.quoted(),
                 primary_key: table.primary_key.as_ref().map(|key| key.columns.clone()),
                 columns: table.columns,
@@ -193,12 +288,12 @@ async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described
                 row_estimate: table.row_count.or(table.row_estimate),
             })
         }
-        Source::Query { sql, .. } => {
+        Err(sql) => {
             let sql = sql.trim().trim_end_matches(';');
             let columns = database.describe(sql).await?;
             Ok(Described {
                 label: source.label(),
-                engine: database.engine(),
+                origin,
                 from: format!("({sql}) AS cutover_query"),
                 columns,
                 unique_keys: Vec::new(),
@@ -327,6 +422,23 @@ pub(crate) async fn plan(
     }
     let compared = pairs.len() - key.len();
 
+    // A file's text column takes the other side's type: its fields are parsed into it.
+    for (source_column, target_column) in &mut pairs {
+        adopt_type(&source_described, source_column, target_column);
+        adopt_type(&target_described, target_column, source_column);
+    }
+    for (described, filter, flag) in [
+        (&source_described, &options.source_where, "--source-where"),
+        (&target_described, &options.target_where, "--target-where"),
+    ] {
+        if filter.is_some() && matches!(described.origin, Origin::File(_)) {
+            return Err(Error::BadOption(format!(
+                "{flag}/--where: {} is a file and cannot be filtered with SQL\nhint: filter the file first, or compare a database query instead",
+                described.label
+            )));
+        }
+    }
+
     for (source_column, target_column) in &pairs {
         for (role, described, column) in [
             ("source", &source_described, source_column),
@@ -391,8 +503,7 @@ pub(crate) async fn plan(
     let source_plan = SidePlan {
         role: "source",
         label: source_described.label.clone(),
-        url: source.url().clone(),
-        engine: source_described.engine,
+        origin: source_described.origin.clone(),
         from: source_described.from.clone(),
         filter: options.source_where.clone(),
         key_unique: key_unique(&source_described, &source_key),
@@ -403,8 +514,7 @@ pub(crate) async fn plan(
     let target_plan = SidePlan {
         role: "target",
         label: target_described.label.clone(),
-        url: target.url().clone(),
-        engine: target_described.engine,
+        origin: target_described.origin.clone(),
         from: target_described.from.clone(),
         filter: options.target_where.clone(),
         key_unique: key_unique(&target_described, &target_key),
@@ -430,6 +540,14 @@ pub(crate) async fn plan(
     })
 }
 
+/// A file column read as text takes `other`'s type (its fields are parsed into it).
+fn adopt_type(described: &Described, column: &mut Column, other: &Column) {
+    let is_file = matches!(described.origin, Origin::File(_));
+    if is_file && column.logical_type == Some(LogicalType::Text) && other.logical_type.is_some() {
+        column.logical_type = other.logical_type;
+    }
+}
+
 async fn choose_strategy(
     source: &SidePlan,
     target: &SidePlan,
@@ -438,7 +556,7 @@ async fn choose_strategy(
 ) -> Result<Strategy> {
     let server_possible = async {
         for side in [source, target] {
-            if side.engine != Engine::Postgres {
+            if side.engine() != Some(Engine::Postgres) {
                 return Err(format!("the {} is not PostgreSQL", side.role));
             }
             let database = side

@@ -43,7 +43,7 @@ use crate::output::{print, print_json, thousands};
 #[command(verbatim_doc_comment)]
 pub struct DiffArgs {
     /// The reference side: a database URL with #table (postgres://host/db#schema.table,
-    /// sqlite:file.db#table), or a URL alone with --source-query.
+    /// sqlite:file.db#table), a URL alone with --source-query, or a .csv or .parquet file.
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -137,7 +137,7 @@ pub struct DiffArgs {
     #[arg(long)]
     pub show_values: bool,
 
-    /// Write the full delta to this file: .jsonl or .csv.
+    /// Write the full delta to this file: .jsonl, .csv or .parquet.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -176,6 +176,16 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
 }
 
 fn side(role: &str, text: &str, query: Option<&String>) -> anyhow::Result<Source> {
+    let is_url =
+        text.contains("://") || text.starts_with("sqlite:") || text.starts_with("postgres");
+    if !is_url && cutover_files::FileFormat::from_path(text.as_ref()).is_some() {
+        if query.is_some() {
+            bail!("{role} {text}: --{role}-query needs a database URL, not a file");
+        }
+        return Ok(Source::File(cutover_files::FileSource::open(
+            text.as_ref(),
+        )?));
+    }
     let url = DatabaseUrl::parse(text)?;
     match (query, url.table.clone()) {
         (Some(_), Some(_)) => bail!(
@@ -209,7 +219,7 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     let output_format = match &args.output {
         Some(path) => Some(DeltaFormat::from_path(path).with_context(|| {
             format!(
-                "--output {}: unknown file type\nhint: name it .jsonl or .csv",
+                "--output {}: unknown file type\nhint: name it .jsonl, .csv or .parquet",
                 path.display()
             )
         })?),

@@ -194,3 +194,44 @@ fn bad_input_is_explained() {
         settings.bind(|| insta::assert_snapshot!(name, run.stderr));
     }
 }
+
+#[test]
+fn a_csv_file_against_a_table_with_a_parquet_delta() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let csv = directory.path().join("export.csv");
+    std::fs::write(
+        &csv,
+        "id,amount,seen_at\n1,1.50,2024-03-01 12:00:00\n2,2,2024-03-01 12:00:00\n3,3,\n",
+    )
+    .expect("csv");
+    let database = directory.path().join("new.db");
+    let connection = rusqlite::Connection::open(&database).expect("sqlite");
+    connection
+        .execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, amount NUMERIC, seen_at TIMESTAMP); \
+             INSERT INTO t VALUES (1, 1.5, '2024-03-01 12:00:00'), (2, 2, '2024-03-01 12:00:00.001'), (4, 4, NULL);",
+        )
+        .expect("fixture");
+    let delta = directory.path().join("delta.parquet");
+    let run = cutover(&[
+        "diff",
+        &csv.display().to_string(),
+        &format!("sqlite:{}#t", database.display()),
+        "--key",
+        "id",
+        "--output",
+        &delta.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["summary"]["matched"], 1);
+    assert_eq!(report["summary"]["changed"], 1);
+    assert_eq!(report["summary"]["missing"], 1);
+    assert_eq!(report["summary"]["extra"], 1);
+    assert_eq!(report["columns"][0]["column"], "seen_at");
+    assert_eq!(report["output"]["records"], 3);
+    let bytes = std::fs::read(&delta).expect("delta file");
+    assert_eq!(&bytes[..4], b"PAR1");
+}

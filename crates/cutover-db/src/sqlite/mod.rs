@@ -435,68 +435,32 @@ pub(crate) fn logical_type(declared: &str) -> Option<LogicalType> {
 /// Decodes a stored value as the column's logical type; `None` if it is not one.
 fn decode(raw: ValueRef<'_>, column: &Column) -> Option<Value> {
     let logical = column.logical_type?;
-    if let ValueRef::Null = raw {
-        return Some(Value::Null);
-    }
-    let text = || match raw {
-        ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok(),
-        _ => None,
-    };
-    Some(match logical {
-        LogicalType::Bool => match raw {
-            ValueRef::Integer(0) => Value::Bool(false),
-            ValueRef::Integer(1) => Value::Bool(true),
-            _ => match text()?.trim().to_ascii_lowercase().as_str() {
-                "true" | "t" | "1" | "yes" => Value::Bool(true),
-                "false" | "f" | "0" | "no" => Value::Bool(false),
-                _ => return None,
-            },
-        },
-        LogicalType::Integer => match raw {
-            ValueRef::Integer(value) => Value::Int(value),
-            _ => Value::Int(text()?.trim().parse().ok()?),
-        },
-        LogicalType::Numeric => Value::Numeric(match raw {
-            ValueRef::Integer(value) => Numeric::from(value),
-            ValueRef::Real(value) => Numeric::parse(&value::format_float(value))?,
-            _ => Numeric::parse(text()?)?,
-        }),
-        LogicalType::Float => Value::Float(match raw {
-            ValueRef::Real(value) => value,
-            ValueRef::Integer(value) => value as f64,
-            _ => match text()?.trim() {
-                "NaN" => f64::NAN,
-                "Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                other => other.parse().ok()?,
-            },
-        }),
-        LogicalType::Text => Value::Text(match raw {
-            ValueRef::Integer(value) => value.to_string(),
-            ValueRef::Real(value) => value::format_float(value),
-            _ => text()?.to_owned(),
-        }),
-        LogicalType::Bytes => Value::Bytes(match raw {
-            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes.to_vec(),
-            _ => return None,
-        }),
-        LogicalType::Date => Value::Date(value::parse_date(text()?)?),
-        LogicalType::Time => Value::Time(value::parse_time(text()?)?),
-        LogicalType::Timestamp => Value::Timestamp(match raw {
-            ValueRef::Integer(seconds) => seconds.checked_mul(1_000_000)?,
-            _ => value::parse_timestamp(text()?)?,
-        }),
-        LogicalType::TimestampTz => Value::TimestampTz(match raw {
-            ValueRef::Integer(seconds) => seconds.checked_mul(1_000_000)?,
-            _ => value::parse_timestamptz(text()?)?,
-        }),
-        LogicalType::Interval => Value::Interval(value::parse_interval(text()?)?),
-        LogicalType::Uuid => match raw {
-            ValueRef::Blob(bytes) => Value::Uuid(bytes.try_into().ok()?),
-            _ => Value::uuid_from_text(text()?)?,
-        },
-        LogicalType::Json => Value::json(text()?)?,
-        LogicalType::Array => Value::Array(text()?.to_owned()),
+    Some(match (raw, logical) {
+        (ValueRef::Null, _) => Value::Null,
+        (ValueRef::Blob(bytes) | ValueRef::Text(bytes), LogicalType::Bytes) => {
+            Value::Bytes(bytes.to_vec())
+        }
+        (ValueRef::Blob(bytes), LogicalType::Uuid) => Value::Uuid(bytes.try_into().ok()?),
+        (ValueRef::Text(bytes), _) => Value::from_text(logical, std::str::from_utf8(bytes).ok()?)?,
+        (ValueRef::Integer(0), LogicalType::Bool) => Value::Bool(false),
+        (ValueRef::Integer(1), LogicalType::Bool) => Value::Bool(true),
+        (ValueRef::Integer(value), LogicalType::Integer) => Value::Int(value),
+        (ValueRef::Integer(value), LogicalType::Numeric) => Value::Numeric(Numeric::from(value)),
+        (ValueRef::Integer(value), LogicalType::Float) => Value::Float(value as f64),
+        (ValueRef::Integer(value), LogicalType::Text) => Value::Text(value.to_string()),
+        // INTEGER timestamps are Unix seconds.
+        (ValueRef::Integer(seconds), LogicalType::Timestamp) => {
+            Value::Timestamp(seconds.checked_mul(1_000_000)?)
+        }
+        (ValueRef::Integer(seconds), LogicalType::TimestampTz) => {
+            Value::TimestampTz(seconds.checked_mul(1_000_000)?)
+        }
+        (ValueRef::Real(value), LogicalType::Numeric) => {
+            Value::Numeric(Numeric::parse(&value::format_float(value))?)
+        }
+        (ValueRef::Real(value), LogicalType::Float) => Value::Float(value),
+        (ValueRef::Real(value), LogicalType::Text) => Value::Text(value::format_float(value)),
+        _ => return None,
     })
 }
 

@@ -1,9 +1,9 @@
 //! The cases every strategy and engine pair must get exactly right.
 
-use cutover_db::{Numeric, Row, Value};
+use cutover_db::{LogicalType, Numeric, Row, Value};
 use cutover_diff::{DiffOptions, GroupBy, Normalise, StrategyChoice, TimestampPrecision};
 
-use crate::support::{Place, diff, findings};
+use crate::support::{Place, diff, file_source, findings, write_csv, write_parquet};
 
 const COLUMNS: &[(&str, &str, &str)] = &[
     ("region", "text COLLATE \"C\"", "TEXT"),
@@ -508,4 +508,115 @@ async fn type_equalities_looser_than_canonical_are_still_differences() {
             "{strategy:?}"
         );
     }
+}
+
+async fn files_against(target: Place) {
+    target
+        .table("cases", COLUMNS, &["region", "id"], target_rows())
+        .await;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let names: Vec<&str> = COLUMNS.iter().map(|(name, _, _)| *name).collect();
+    let csv = directory.path().join("cases.csv");
+    write_csv(&csv, &names, &source_rows());
+    let parquet = directory.path().join("cases.parquet");
+    write_parquet(
+        &parquet,
+        &[
+            ("region", LogicalType::Text),
+            ("id", LogicalType::Integer),
+            ("note", LogicalType::Text),
+            ("amount", LogicalType::Text),
+            ("ratio", LogicalType::Float),
+            ("taken_at", LogicalType::Text),
+            ("payload", LogicalType::Text),
+        ],
+        &source_rows(),
+    );
+    let options = DiffOptions {
+        key: vec!["region".into(), "id".into()],
+        ..DiffOptions::default()
+    };
+    for file in [&csv, &parquet] {
+        let (report, found) = diff(&file_source(file), &target.source("cases"), &options).await;
+        assert_eq!(
+            found,
+            findings(&expected_by_default()),
+            "{}",
+            file.display()
+        );
+        assert_eq!(report.summary.matched, 5, "{}", file.display());
+        // And the other way round: the file as the target.
+        let (_, found) = diff(&target.source("cases"), &file_source(file), &options).await;
+        assert_eq!(
+            found.len(),
+            expected_by_default().len(),
+            "{}",
+            file.display()
+        );
+    }
+    // A file against itself in the other format.
+    let (report, found) = diff(&file_source(&csv), &file_source(&parquet), &options).await;
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(report.summary.matched, 13);
+}
+
+#[tokio::test]
+async fn csv_and_parquet_against_sqlite_are_exact() {
+    files_against(Place::sqlite("target.db")).await;
+}
+
+#[tokio::test]
+async fn csv_and_parquet_against_postgres_are_exact() {
+    let Some(target) = Place::postgres().await else {
+        return;
+    };
+    files_against(target).await;
+}
+
+#[tokio::test]
+async fn a_malformed_csv_line_is_named_by_number() {
+    let target = Place::sqlite("target.db");
+    target
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .await;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let csv = directory.path().join("t.csv");
+    std::fs::write(&csv, "id,v\n1,a\n2,b,extra\n").expect("fixture");
+    let error = cutover_diff::run(
+        &file_source(&csv),
+        &target.source("t"),
+        &cutover_db::ConnectOptions::default(),
+        &DiffOptions {
+            key: vec!["id".into()],
+            ..DiffOptions::default()
+        },
+        &cutover_diff::NoProgress,
+    )
+    .await
+    .expect_err("a malformed line");
+    assert!(
+        error
+            .to_string()
+            .contains("line 3: expected 2 fields, found 3"),
+        "{error}"
+    );
+    std::fs::write(&csv, "id,v\n1,a\nx,b\n").expect("fixture");
+    let error = cutover_diff::run(
+        &file_source(&csv),
+        &target.source("t"),
+        &cutover_db::ConnectOptions::default(),
+        &DiffOptions {
+            key: vec!["id".into()],
+            ..DiffOptions::default()
+        },
+        &cutover_diff::NoProgress,
+    )
+    .await
+    .expect_err("a field that is not an integer");
+    assert!(
+        error
+            .to_string()
+            .contains("line 3, column id: not a valid integer"),
+        "{error}"
+    );
 }

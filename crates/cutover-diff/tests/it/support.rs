@@ -156,3 +156,44 @@ pub async fn diff(
     }
     (diff.report, found)
 }
+
+/// Writes rows as CSV with a header, each value in its canonical text form
+/// (NULL as an empty field), quoting every field.
+pub fn write_csv(path: &std::path::Path, names: &[&str], rows: &[Row]) {
+    let mut text = names.join(",");
+    text.push('\n');
+    for row in rows {
+        let fields: Vec<String> = row
+            .iter()
+            .map(|value| match value.to_text() {
+                None => String::new(),
+                Some(text) => format!("\"{}\"", text.replace('"', "\"\"")),
+            })
+            .collect();
+        text.push_str(&fields.join(","));
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("writing a CSV fixture");
+}
+
+/// Writes rows as Parquet with the given column types (others as text).
+pub fn write_parquet(
+    path: &std::path::Path,
+    columns: &[(&str, cutover_db::LogicalType)],
+    rows: &[Row],
+) {
+    let columns: Vec<(String, cutover_db::LogicalType)> = columns
+        .iter()
+        .map(|(name, logical)| ((*name).to_owned(), *logical))
+        .collect();
+    let mut writer =
+        cutover_files::ParquetWriter::create(path, &columns).expect("creating a Parquet fixture");
+    for row in rows {
+        writer.write(row.clone()).expect("writing a Parquet row");
+    }
+    writer.finish().expect("finishing a Parquet fixture");
+}
+
+pub fn file_source(path: &std::path::Path) -> Source {
+    Source::File(cutover_files::FileSource::open(path).expect("fixture file"))
+}

@@ -1,0 +1,172 @@
+//! CSV and Parquet files as row streams, read in bounded memory on a blocking
+//! thread, with the same value model as the databases ([`cutover_db::Value`]);
+//! and Parquet writing for delta files.
+//!
+//! A CSV file's columns are its header's names. Its fields are text until the
+//! caller gives a column a type, and are then parsed into that type
+//! ([`cutover_db::Value::from_text`]); an empty field is NULL. A Parquet
+//! file's columns and types come from its schema.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use cutover_files::FileSource;
+//! let file = FileSource::open("results.csv".as_ref())?;
+//! let columns = file.columns()?;
+//! let mut rows = file.read(&columns)?;
+//! while let Some(row) = rows.next().await {
+//!     let _values = row?;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod csv_file;
+mod error;
+mod parquet_file;
+
+use std::path::{Path, PathBuf};
+
+use cutover_db::{Column, Row, RowStream};
+use tokio::sync::mpsc;
+
+pub use error::{Error, Result};
+pub use parquet_file::ParquetWriter;
+
+/// Rows per batch passed from the reading thread.
+const BATCH_ROWS: usize = 1_024;
+/// Batches in flight between the reading thread and the consumer.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format a path's extension names (`.csv`, `.parquet`/`.pq`), if any.
+    pub fn from_path(path: &Path) -> Option<FileFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(FileFormat::Csv),
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// A CSV or Parquet file to read rows from.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+    format: FileFormat,
+}
+
+impl FileSource {
+    /// A file whose extension names its format; it must exist.
+    pub fn open(path: &Path) -> Result<FileSource> {
+        let format = FileFormat::from_path(path).ok_or_else(|| Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other("unknown file type: name it .csv or .parquet"),
+        })?;
+        std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            format,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's format.
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// The file's columns: CSV header names (typed as text), or the Parquet
+    /// schema's columns with their logical types (`None` where unsupported).
+    pub fn columns(&self) -> Result<Vec<Column>> {
+        match self.format {
+            FileFormat::Csv => csv_file::columns(&self.path),
+            FileFormat::Parquet => parquet_file::columns(&self.path),
+        }
+    }
+
+    /// Streams the named columns of every row, in file order. A column's
+    /// `logical_type` says how to read it: CSV text is parsed into it, Parquet
+    /// values are converted when the file holds them as text.
+    pub fn read(&self, columns: &[Column]) -> Result<RowStream> {
+        let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
+        let reader: Reader = match self.format {
+            FileFormat::Csv => csv_file::reader(&self.path, columns)?,
+            FileFormat::Parquet => parquet_file::reader(&self.path, columns)?,
+        };
+        tokio::task::spawn_blocking(move || {
+            let sink = Sender { sender };
+            if let Err(error) = reader(&sink) {
+                let _ = sink.sender.blocking_send(Err(error));
+            }
+        });
+        let rows = futures_util::stream::unfold(
+            (receiver, Vec::<Row>::new().into_iter()),
+            |(mut receiver, mut batch)| async move {
+                loop {
+                    if let Some(row) = batch.next() {
+                        return Some((Ok(row), (receiver, batch)));
+                    }
+                    match receiver.recv().await? {
+                        Ok(next) => batch = next.into_iter(),
+                        Err(error) => {
+                            let error = cutover_db::Error::Source(error.to_string());
+                            return Some((Err(error), (receiver, Vec::new().into_iter())));
+                        }
+                    }
+                }
+            },
+        );
+        Ok(RowStream::new(columns.to_vec(), rows))
+    }
+}
+
+/// The work of a reading thread: reads the file and sends its rows.
+pub(crate) type Reader = Box<dyn FnOnce(&Sender) -> Result<()> + Send>;
+
+/// Where a reading thread sends its batches.
+pub(crate) struct Sender {
+    sender: mpsc::Sender<Result<Vec<Row>>>,
+}
+
+impl Sender {
+    /// Sends a full batch; false when the consumer has gone (stop reading).
+    pub(crate) fn send(&self, batch: Vec<Row>) -> bool {
+        self.sender.blocking_send(Ok(batch)).is_ok()
+    }
+}
+
+fn column_index(path: &Path, names: &[String], wanted: &Column) -> Result<usize> {
+    names
+        .iter()
+        .position(|name| name == &wanted.name)
+        .or_else(|| {
+            let mut folded = names
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| name.eq_ignore_ascii_case(&wanted.name));
+            match (folded.next(), folded.next()) {
+                (Some((index, _)), None) => Some(index),
+                _ => None,
+            }
+        })
+        .ok_or_else(|| Error::UnknownColumn {
+            path: path.display().to_string(),
+            column: wanted.name.clone(),
+            available: names.join(", "),
+        })
+}
