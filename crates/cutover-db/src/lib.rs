@@ -33,7 +33,7 @@ use std::path::PathBuf;
 pub use error::{Error, Result};
 pub use locator::{DatabaseUrl, Locator, redact};
 pub use schema::{Column, Engine, Schema, Table, TableName};
-pub use stream::{Row, RowStream};
+pub use stream::{Row, RowStream, from_batches};
 pub use value::{Interval, LogicalType, Numeric, Value};
 
 /// What the caller knows from its environment; the library reads no

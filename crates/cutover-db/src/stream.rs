@@ -68,3 +68,31 @@ impl Stream for RowStream {
         self.inner.as_mut().poll_next(context)
     }
 }
+
+/// Flattens batches sent by a producer thread (`blocking_send` of
+/// `Vec<T>` batches over a bounded channel) into a stream of items, so that
+/// memory holds at most the channel's capacity in batches. An error ends the
+/// stream after it is yielded.
+pub fn from_batches<T, E>(
+    receiver: tokio::sync::mpsc::Receiver<std::result::Result<Vec<T>, E>>,
+) -> BoxStream<'static, std::result::Result<T, E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let start = (Some(receiver), Vec::<T>::new().into_iter());
+    Box::pin(futures_util::stream::unfold(
+        start,
+        |(mut receiver, mut batch)| async move {
+            loop {
+                if let Some(item) = batch.next() {
+                    return Some((Ok(item), (receiver, batch)));
+                }
+                match receiver.as_mut()?.recv().await? {
+                    Ok(next) => batch = next.into_iter(),
+                    Err(error) => return Some((Err(error), (None, Vec::new().into_iter()))),
+                }
+            }
+        },
+    ))
+}

@@ -985,21 +985,5 @@ fn spill_read(path: PathBuf) -> Candidates {
             let _ = sender.blocking_send(Err(error));
         }
     });
-    type State = (
-        mpsc::Receiver<Result<Vec<(i64, Row)>>>,
-        std::vec::IntoIter<(i64, Row)>,
-    );
-    let start: State = (receiver, Vec::new().into_iter());
-    futures_util::stream::unfold(start, |(mut receiver, mut batch)| async move {
-        loop {
-            if let Some(item) = batch.next() {
-                return Some((Ok(item), (receiver, batch)));
-            }
-            match receiver.recv().await? {
-                Ok(next) => batch = next.into_iter(),
-                Err(error) => return Some((Err(error), (receiver, Vec::new().into_iter()))),
-            }
-        }
-    })
-    .boxed()
+    cutover_db::from_batches(receiver).boxed()
 }

@@ -26,6 +26,7 @@ mod parquet_file;
 use std::path::{Path, PathBuf};
 
 use cutover_db::{Column, Row, RowStream};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
@@ -114,23 +115,8 @@ impl FileSource {
                 let _ = sink.sender.blocking_send(Err(error));
             }
         });
-        let rows = futures_util::stream::unfold(
-            (receiver, Vec::<Row>::new().into_iter()),
-            |(mut receiver, mut batch)| async move {
-                loop {
-                    if let Some(row) = batch.next() {
-                        return Some((Ok(row), (receiver, batch)));
-                    }
-                    match receiver.recv().await? {
-                        Ok(next) => batch = next.into_iter(),
-                        Err(error) => {
-                            let error = cutover_db::Error::Source(error.to_string());
-                            return Some((Err(error), (receiver, Vec::new().into_iter())));
-                        }
-                    }
-                }
-            },
-        );
+        let rows = cutover_db::from_batches(receiver)
+            .map(|row| row.map_err(|error| cutover_db::Error::Source(error.to_string())));
         Ok(RowStream::new(columns.to_vec(), rows))
     }
 }

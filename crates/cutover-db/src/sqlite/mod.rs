@@ -202,22 +202,7 @@ impl SqliteDatabase {
                 let _ = sender.blocking_send(Err(error));
             }
         });
-        let rows = futures_util::stream::unfold(
-            (receiver, Vec::<Row>::new().into_iter()),
-            |(mut receiver, mut batch)| async move {
-                loop {
-                    if let Some(row) = batch.next() {
-                        return Some((Ok(row), (receiver, batch)));
-                    }
-                    match receiver.recv().await? {
-                        Ok(next) => batch = next.into_iter(),
-                        Err(error) => {
-                            return Some((Err(error), (receiver, Vec::new().into_iter())));
-                        }
-                    }
-                }
-            },
-        );
+        let rows = crate::stream::from_batches(receiver);
         Ok(RowStream::new(columns, rows))
     }
 
