@@ -620,3 +620,63 @@ async fn a_malformed_csv_line_is_named_by_number() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn keys_that_sort_differently_in_two_collations_still_match() {
+    let (Some(source), Some(target)) = (Place::postgres().await, Place::postgres().await) else {
+        return;
+    };
+    source
+        .execute("CREATE TABLE t (k text COLLATE \"C\" PRIMARY KEY, v int); INSERT INTO t VALUES ('a', 1), ('B', 2), ('\u{e9}', 3), ('Z', 4), ('b', 5)")
+        .await;
+    // A linguistic collation orders a < b < B < é < Z; "C" orders B < Z < a < b < é.
+    target
+        .execute("CREATE TABLE t (k text COLLATE \"und-x-icu\" PRIMARY KEY, v int); INSERT INTO t VALUES ('a', 1), ('B', 2), ('\u{e9}', 30), ('Z', 4), ('c', 6)")
+        .await;
+    let sqlite = Place::sqlite("target.db");
+    sqlite
+        .execute("CREATE TABLE t (k TEXT COLLATE NOCASE PRIMARY KEY, v INTEGER); INSERT INTO t VALUES ('a', 1), ('B', 2), ('\u{e9}', 30), ('Z', 4), ('c', 6)")
+        .await;
+    let expected = findings(&[
+        ("changed", r#"{"k":"é"}"#, "v"),
+        ("missing", r#"{"k":"b"}"#, ""),
+        ("extra", r#"{"k":"c"}"#, ""),
+    ]);
+    for strategy in [StrategyChoice::Server, StrategyChoice::Client] {
+        let (_, found) = diff(&source.source("t"), &target.source("t"), &options(strategy)).await;
+        assert_eq!(found, expected, "{strategy:?}");
+    }
+    let (_, found) = diff(
+        &source.source("t"),
+        &sqlite.source("t"),
+        &DiffOptions::default(),
+    )
+    .await;
+    assert_eq!(found, expected);
+}
+
+#[tokio::test]
+async fn types_that_cannot_be_compared_are_named_with_a_hint() {
+    let source = Place::sqlite("source.db");
+    let target = Place::sqlite("target.db");
+    source
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, seen TIMESTAMP)")
+        .await;
+    target
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, seen INTEGER)")
+        .await;
+    let error = cutover_diff::run(
+        &source.source("t"),
+        &target.source("t"),
+        &cutover_db::ConnectOptions::default(),
+        &DiffOptions::default(),
+        &cutover_diff::NoProgress,
+    )
+    .await
+    .expect_err("timestamp against integer");
+    assert_eq!(
+        error.to_string(),
+        "column seen: TIMESTAMP in the source cannot be compared with INTEGER in the target\n\
+         hint: leave it out with --exclude seen, or cast it on one side with --source-query/--target-query"
+    );
+}
