@@ -1,0 +1,30 @@
+//! Errors of a refresh. Policy problems are collected and reported together
+//! ([`crate::Problem`]); these are the failures that stop before that point.
+
+/// What can go wrong before a policy can even be checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database layer failed.
+    #[error(transparent)]
+    Database(#[from] cutover_db::Error),
+    /// The policy file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The policy file is not valid TOML or not a policy.
+    #[error("{path}: {message}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+}
+
+/// A refresh's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,29 @@
+//! Refreshing a lower environment from production, fail-closed. This crate
+//! holds the sanitization [`Policy`] (TOML), its [`check`] against the
+//! source's schema (every column of every copied table must be classified,
+//! every rule must fit its column), and [`initial_policy`], a complete
+//! starting policy guessed from the schema.
+//!
+//! ```
+//! use cutover_refresh::Policy;
+//! let policy = Policy::parse(r#"
+//!     [tables.patients]
+//!     action = "copy"
+//!     [tables.patients.columns]
+//!     id = "keep"
+//!     name = "fake:full-name"
+//! "#).expect("a valid policy");
+//! assert_eq!(policy.tables["patients"].columns.len(), 2);
+//! ```
+
+mod check;
+mod error;
+mod init;
+mod policy;
+
+pub use check::{Problem, check, check_filters, table_key};
+pub use error::{Error, Result};
+pub use init::initial_policy;
+pub use policy::{
+    Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
+};
