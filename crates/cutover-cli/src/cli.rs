@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands::diff::DiffArgs;
 use crate::commands::inspect::InspectArgs;
+use crate::commands::refresh::RefreshArgs;
 
 /// Move health data between systems and environments, and prove that it moved right.
 ///
@@ -58,4 +59,6 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Reconcile two tables or queries exactly: rows missing, extra or changed, per column and per group.
     Diff(Box<DiffArgs>),
+    /// Refresh a lower environment from production under a sanitization policy (checks and starting policies).
+    Refresh(RefreshArgs),
 }

@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Inspect(args) => commands::inspect::run(args, &cli.global).await,
         Command::Diff(args) => commands::diff::run(*args, &cli.global).await,
+        Command::Refresh(args) => commands::refresh::run(args, &cli.global).await,
     }
 }
 

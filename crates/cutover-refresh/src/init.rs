@@ -51,7 +51,7 @@ fn joined_has(words: &[String], any: &[&str]) -> bool {
 }
 
 /// The guess for one column, or `None` for `keep`.
-fn guess(column: &Column, is_key: bool) -> Option<Guess> {
+fn guess(column: &Column, is_key: bool, is_reference: bool) -> Option<Guess> {
     let words = words(&column.name);
     let logical = column.logical_type?;
     let text = logical == LogicalType::Text;
@@ -220,9 +220,14 @@ fn guess(column: &Column, is_key: bool) -> Option<Guess> {
             "national_id",
             "social_security",
             "citizen_service",
+            "patient_key",
+            "person_key",
+            "client_number",
+            "pseudonym",
         ],
     );
     if identifier
+        && !is_reference
         && matches!(
             logical,
             LogicalType::Text | LogicalType::Integer | LogicalType::Numeric
@@ -288,8 +293,18 @@ pub fn initial_policy(schema: &Schema, source: &str, written_on: &str) -> String
             .iter()
             .flat_map(|key| &key.columns)
             .collect();
+        let references: Vec<&String> = table
+            .foreign_keys
+            .iter()
+            .flat_map(|foreign_key| &foreign_key.columns)
+            .collect();
         for column in &table.columns {
-            if let Some(guess) = guess(column, key.contains(&&column.name)) {
+            let guessed = guess(
+                column,
+                key.contains(&&column.name),
+                references.contains(&&column.name),
+            );
+            if let Some(guess) = guessed {
                 rules.insert((table_key(table), column.name.clone()), guess);
             }
         }

@@ -20,6 +20,7 @@ mod check;
 mod error;
 mod init;
 mod policy;
+mod targets;
 
 pub use check::{Problem, check, check_filters, table_key};
 pub use error::{Error, Result};
@@ -27,3 +28,4 @@ pub use init::initial_policy;
 pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };
+pub use targets::{forbidden_host, host_of, matches_pattern, same_database};

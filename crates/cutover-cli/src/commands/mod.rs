@@ -1,2 +1,3 @@
 pub mod diff;
 pub mod inspect;
+pub mod refresh;

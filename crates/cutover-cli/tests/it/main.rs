@@ -2,6 +2,7 @@
 
 mod diff;
 mod inspect;
+mod refresh;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,8 +17,15 @@ pub struct Run {
 
 /// Runs `cutover` with `args` from the workspace root, with no stdin.
 pub fn cutover(args: &[&str]) -> Run {
+    cutover_with_env(args, &[])
+}
+
+/// Runs `cutover` with `args` and extra environment variables.
+pub fn cutover_with_env(args: &[&str], environment: &[(&str, &str)]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(args)
+        .env_remove("CUTOVER_MASK_SECRET")
+        .envs(environment.iter().copied())
         .current_dir(workspace_root())
         .env_remove("PGPASSWORD")
         .env("CUTOVER_LOG", "off")

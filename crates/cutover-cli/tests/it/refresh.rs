@@ -1,0 +1,135 @@
+//! `cutover refresh --init-policy` and `--check` end to end on SQLite.
+
+use crate::{cutover, settings};
+
+fn production() -> (tempfile::TempDir, String) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("production.db");
+    let connection = rusqlite::Connection::open(&path).expect("sqlite");
+    connection
+        .execute_batch(
+            "CREATE TABLE patients (id INTEGER PRIMARY KEY, health_card_number TEXT NOT NULL, first_name TEXT NOT NULL, notes TEXT); \
+             CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .expect("schema");
+    let url = format!("sqlite:{}", path.display());
+    (directory, url)
+}
+
+#[test]
+fn init_policy_then_check_then_a_new_column_fails_the_check() {
+    let (directory, source) = production();
+    let policy = directory.path().join("policy.toml");
+    let policy_arg = policy.display().to_string();
+    let target = format!(
+        "sqlite:{}",
+        directory.path().join("acceptance.db").display()
+    );
+    let run = cutover(&["refresh", "--from", &source, "--init-policy", &policy_arg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("2 tables, 6 columns, 3 masking guesses to review"),
+        "{}",
+        run.stdout
+    );
+    let text = std::fs::read_to_string(&policy).expect("policy file");
+    assert!(
+        text.contains("first_name         = \"fake:first-name\"  # guess: a person's name"),
+        "{text}"
+    );
+
+    let run = cutover(&["refresh", "--from", &source, "--init-policy", &policy_arg]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("already exists\nhint:"),
+        "{}",
+        run.stderr
+    );
+
+    let check = || {
+        crate::cutover_with_env(
+            &[
+                "refresh",
+                "--from",
+                &source,
+                "--to",
+                &target,
+                "--policy",
+                &policy_arg,
+                "--check",
+            ],
+            &[("CUTOVER_MASK_SECRET", "test secret")],
+        )
+    };
+    let run = check();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    let connection =
+        rusqlite::Connection::open(directory.path().join("production.db")).expect("sqlite");
+    connection
+        .execute_batch("ALTER TABLE patients ADD COLUMN emergency_contact TEXT; CREATE TABLE audit (id INTEGER PRIMARY KEY)")
+        .expect("schema change");
+    let run = check();
+    assert_eq!(run.code, 1);
+    let mut settings = settings();
+    settings.add_filter(
+        &regex_escape(&directory.path().display().to_string()),
+        "[dir]",
+    );
+    settings.bind(|| insta::assert_snapshot!(run.stdout));
+}
+
+#[test]
+fn a_target_that_is_the_source_or_production_is_refused() {
+    let (directory, source) = production();
+    let policy = directory.path().join("policy.toml");
+    std::fs::write(&policy, "forbid_hosts = [\"*.prod.internal\"]\n[tables.patients]\naction = \"skip\"\n[tables.settings]\naction = \"skip\"\n")
+        .expect("policy");
+    let policy_arg = policy.display().to_string();
+    let run = cutover(&[
+        "refresh",
+        "--from",
+        &source,
+        "--to",
+        &source,
+        "--policy",
+        &policy_arg,
+        "--check",
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("is the source: refusing"),
+        "{}",
+        run.stdout
+    );
+    let run = cutover(&[
+        "refresh",
+        "--from",
+        &source,
+        "--to",
+        "postgres://writer@db2.prod.internal/app",
+        "--policy",
+        &policy_arg,
+        "--check",
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("matches the production host pattern *.prod.internal"),
+        "{}",
+        run.stdout
+    );
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|character| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(character);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(character))
+        })
+        .collect()
+}
