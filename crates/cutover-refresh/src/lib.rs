@@ -19,12 +19,14 @@
 mod check;
 mod error;
 mod init;
+mod mask;
 mod policy;
 mod targets;
 
 pub use check::{Problem, check, check_filters, table_key};
 pub use error::{Error, Result};
 pub use init::initial_policy;
+pub use mask::{MaskError, Masker};
 pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };
