@@ -3,7 +3,7 @@
 use cutover_db::{ConnectOptions, Database, IntrospectOptions, Schema};
 use cutover_refresh::{Policy, Problem, check, check_filters, initial_policy};
 
-const SCENARIO_D: &str = include_str!("scenario_d.sql");
+const SCENARIO_D: &str = include_str!("../../../../examples/scenario-d-schema.sql");
 
 async fn sqlite(sql: &str) -> (tempfile::TempDir, Database) {
     let (directory, path) = cutover_testing::sqlite_path("production.db");
@@ -138,4 +138,18 @@ async fn a_where_the_source_refuses_is_a_problem() {
         "{}",
         problems[0]
     );
+}
+
+#[tokio::test]
+async fn the_scenario_d_example_policy_passes_its_check() {
+    let (_directory, database) = sqlite(SCENARIO_D).await;
+    let schema = schema(&database).await;
+    let policy = Policy::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/scenario-d-policy.toml"
+    )))
+    .expect("the example policy parses");
+    assert_eq!(check(&policy, &schema, true), Vec::<Problem>::new());
+    assert!(check_filters(&database, &policy, &schema).await.is_empty());
+    assert_eq!(policy.tables["documents"].action, cutover_refresh::Action::Skip);
 }
