@@ -22,6 +22,7 @@ mod init;
 mod mask;
 mod policy;
 mod targets;
+mod transform;
 
 pub use check::{Problem, check, check_filters, table_key};
 pub use error::{Error, Result};
@@ -31,3 +32,4 @@ pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };
 pub use targets::{forbidden_host, host_of, matches_pattern, same_database};
+pub use transform::TableCopy;

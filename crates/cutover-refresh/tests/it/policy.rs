@@ -151,5 +151,8 @@ async fn the_scenario_d_example_policy_passes_its_check() {
     .expect("the example policy parses");
     assert_eq!(check(&policy, &schema, true), Vec::<Problem>::new());
     assert!(check_filters(&database, &policy, &schema).await.is_empty());
-    assert_eq!(policy.tables["documents"].action, cutover_refresh::Action::Skip);
+    assert_eq!(
+        policy.tables["documents"].action,
+        cutover_refresh::Action::Skip
+    );
 }

@@ -1,0 +1,141 @@
+//! Copying one table under its policy: rows read from the source (filtered
+//! by the table's `where`), every column passed through its rule in the
+//! stream, and written to the target in one all-or-nothing write. Nothing is
+//! held in memory beyond the streams' batches.
+
+use std::sync::Arc;
+
+use cutover_db::{Column, Database, LogicalType, RowStream, Table};
+use futures_util::StreamExt;
+
+use crate::check::table_key;
+use crate::error::Result;
+use crate::mask::Masker;
+use crate::policy::{Action, Policy, Rule};
+
+/// How one copied table's rows are transformed.
+#[derive(Debug, Clone)]
+pub struct TableCopy {
+    /// The table (as the source has it).
+    pub table: Table,
+    /// The policy's `where`, if any.
+    pub filter: Option<String>,
+    /// One rule per column, in column order.
+    pub rules: Vec<Rule>,
+    /// For `shift-date`: the index of the column naming the entity.
+    pub entities: Vec<Option<usize>>,
+}
+
+impl TableCopy {
+    /// The copy plan of `table` under `policy`; `None` unless its action is
+    /// `copy`. Columns without a rule are `keep` here: `check` has refused
+    /// such a policy before anything is copied.
+    pub fn plan(policy: &Policy, table: &Table) -> Option<TableCopy> {
+        let table_policy = policy
+            .tables
+            .get(&table_key(table))
+            .or_else(|| policy.tables.get(&table.name.name))?;
+        if table_policy.action != Action::Copy {
+            return None;
+        }
+        let rules: Vec<Rule> = table
+            .columns
+            .iter()
+            .map(|column| {
+                table_policy
+                    .columns
+                    .get(&column.name)
+                    .cloned()
+                    .unwrap_or(Rule::Keep)
+            })
+            .collect();
+        let entities = rules
+            .iter()
+            .map(|rule| match rule {
+                Rule::ShiftDate { by: Some(by), .. } => {
+                    table.columns.iter().position(|column| &column.name == by)
+                }
+                _ => None,
+            })
+            .collect();
+        Some(TableCopy {
+            table: table.clone(),
+            filter: table_policy.filter.clone(),
+            rules,
+            entities,
+        })
+    }
+
+    fn select(&self, source: &Database) -> String {
+        let columns = self
+            .table
+            .columns
+            .iter()
+            .map(|column| {
+                let quoted = cutover_db::schema::quote_identifier(&column.name);
+                if source.engine() == cutover_db::Engine::Postgres
+                    && column.logical_type == Some(LogicalType::Array)
+                {
+                    format!("{quoted}::text")
+                } else {
+                    quoted
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = format!("SELECT {columns} FROM {}", self.table.name.quoted());
+        if let Some(filter) = &self.filter {
+            sql.push_str(&format!(" WHERE ({filter})"));
+        }
+        sql
+    }
+
+    /// Streams the table from `source` into `target_table` on `target`,
+    /// transformed; returns the rows written. The write is all or nothing.
+    pub async fn copy(
+        &self,
+        source: &Database,
+        target: &Database,
+        target_table: &cutover_db::TableName,
+        masker: Arc<Masker>,
+    ) -> Result<u64> {
+        let columns: Vec<Column> = self.table.columns.clone();
+        let label = format!("table {}", self.table.name);
+        let rows = source
+            .query(&self.select(source), columns.clone(), &label)
+            .await?;
+        let plan = Arc::new(self.clone());
+        let transformed = rows.map(move |row| {
+            let row = row?;
+            plan.transform(&masker, row)
+        });
+        let names: Vec<String> = columns.iter().map(|column| column.name.clone()).collect();
+        Ok(target
+            .write(target_table, &names, RowStream::new(columns, transformed))
+            .await?)
+    }
+
+    /// Applies every column's rule to one row.
+    pub fn transform(
+        &self,
+        masker: &Masker,
+        row: cutover_db::Row,
+    ) -> cutover_db::Result<cutover_db::Row> {
+        let mut out = Vec::with_capacity(row.len());
+        for (index, value) in row.iter().enumerate() {
+            let column = &self.table.columns[index];
+            let logical = column.logical_type.unwrap_or(LogicalType::Text);
+            let entity = self.entities[index].and_then(|entity| row.get(entity));
+            let masked = masker
+                .apply(&self.rules[index], value, logical, entity)
+                .map_err(|error| {
+                    cutover_db::Error::Source(format!(
+                        "table {}: column {}: {error}",
+                        self.table.name, column.name
+                    ))
+                })?;
+            out.push(masked);
+        }
+        Ok(out)
+    }
+}
