@@ -16,6 +16,9 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// Something this version cannot do (yet), or will not do safely.
+    #[error("{0}")]
+    Unsupported(String),
     /// The policy file is not valid TOML or not a policy.
     #[error("{path}: {message}")]
     Policy {

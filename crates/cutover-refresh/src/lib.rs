@@ -21,6 +21,7 @@ mod error;
 mod init;
 mod mask;
 mod policy;
+mod sqlite_refresh;
 mod targets;
 mod transform;
 
@@ -31,5 +32,6 @@ pub use mask::{MaskError, Masker};
 pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };
+pub use sqlite_refresh::{RefreshOutcome, TableOutcome, refresh_sqlite, staging_path};
 pub use targets::{forbidden_host, host_of, matches_pattern, same_database};
 pub use transform::TableCopy;

@@ -24,6 +24,9 @@ pub struct TableCopy {
     pub rules: Vec<Rule>,
     /// For `shift-date`: the index of the column naming the entity.
     pub entities: Vec<Option<usize>>,
+    /// Select expressions replacing plain column reads (e.g. a reference set
+    /// to NULL when its row was removed), by column index.
+    pub expressions: Vec<Option<String>>,
 }
 
 impl TableCopy {
@@ -61,6 +64,7 @@ impl TableCopy {
         Some(TableCopy {
             table: table.clone(),
             filter: table_policy.filter.clone(),
+            expressions: vec![None; rules.len()],
             rules,
             entities,
         })
@@ -71,9 +75,12 @@ impl TableCopy {
             .table
             .columns
             .iter()
-            .map(|column| {
+            .zip(&self.expressions)
+            .map(|(column, expression)| {
                 let quoted = cutover_db::schema::quote_identifier(&column.name);
-                if source.engine() == cutover_db::Engine::Postgres
+                if let Some(expression) = expression {
+                    expression.clone()
+                } else if source.engine() == cutover_db::Engine::Postgres
                     && column.logical_type == Some(LogicalType::Array)
                 {
                     format!("{quoted}::text")

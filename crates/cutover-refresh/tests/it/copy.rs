@@ -191,3 +191,103 @@ async fn masked_keys_still_join_deletions_hold_and_masking_is_deterministic() {
         count(&acceptance, fingerprint).await
     );
 }
+
+const SCENARIO_D_POLICY: &str = include_str!("../../../../examples/scenario-d-policy.toml");
+
+#[tokio::test]
+async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let production_path = directory.path().join("production.db");
+    let production = open(&production_path, true).await;
+    production.execute_batch(SCENARIO_D).await.expect("schema");
+    production
+        .execute_batch(
+            "INSERT INTO patients VALUES (1, 'HC-1', 'Anna', 'Smit', '1970-05-01', 'a@mail.test', '0611', 'Weg 1', 'Ede', '1234 AB', '2024-01-01 00:00:00'), \
+                                         (2, 'HC-2', 'Bart', 'Bos', NULL, NULL, NULL, NULL, NULL, NULL, '2024-01-01 00:00:00'); \
+             INSERT INTO assessments VALUES (10, 1, '2025-03-01', 'ok', 'private'), (11, 1, '2026-02-01', 'ok', 'recent'), (12, 2, '2025-04-01', 'ok', NULL); \
+             INSERT INTO documents VALUES (100, 1, 'scan.pdf', x'255044462d'); \
+             INSERT INTO examination_reports VALUES (1000, 10, 100, 'fit', '2025-03-02'), (1001, 11, 100, 'unfit', '2026-02-02'); \
+             INSERT INTO accounts VALUES (1, 'prod.admin', 'Production Admin', 'prod-hash'); \
+             INSERT INTO settings VALUES ('environment', 'production'); \
+             INSERT INTO portal_trial_config VALUES (1, 'https://portal.prod.internal', 1);",
+        )
+        .await
+        .expect("production rows");
+    let target = directory.path().join("acceptance.db");
+    let acceptance = open(&target, true).await;
+    acceptance.execute_batch(SCENARIO_D).await.expect("schema");
+    acceptance
+        .execute_batch(
+            "INSERT INTO patients VALUES (99, 'HC-OLD', 'Old', 'Data', NULL, NULL, NULL, NULL, NULL, NULL, '2020-01-01 00:00:00'); \
+             INSERT INTO accounts VALUES (7, 'tester', 'Acceptance Tester', 'acc-hash'); \
+             INSERT INTO second_factor_enrolments VALUES (7, 'totp', 'acc-secret'); \
+             INSERT INTO permissions VALUES (7, 'read'); \
+             INSERT INTO settings VALUES ('environment', 'acceptance'); \
+             INSERT INTO portal_trial_config VALUES (1, 'https://portal.acc.internal', 1);",
+        )
+        .await
+        .expect("acceptance rows");
+    drop(acceptance);
+    // A staging file left by an interrupted run is replaced, not trusted.
+    std::fs::write(cutover_refresh::staging_path(&target), b"half-written").expect("leftover");
+
+    let policy = Policy::parse(SCENARIO_D_POLICY).expect("example policy");
+    let outcome = cutover_refresh::refresh_sqlite(
+        &production,
+        &target,
+        &policy,
+        Arc::new(Masker::new(b"secret")),
+    )
+    .await
+    .expect("refresh");
+    assert!(
+        outcome.tables.iter().any(|table| table.table == "accounts"
+            && table.action == "preserve"
+            && table.rows == 1)
+    );
+    assert!(!cutover_refresh::staging_path(&target).exists());
+
+    let refreshed = open(&target, false).await;
+    let checks = [
+        ("SELECT count(*) FROM patients", 2),
+        ("SELECT count(*) FROM patients WHERE id = 99", 0),
+        (
+            "SELECT count(*) FROM patients WHERE first_name = 'Anna' OR health_card_number LIKE 'HC-%' OR email LIKE '%mail.test'",
+            0,
+        ),
+        ("SELECT count(*) FROM assessments", 2),
+        (
+            "SELECT count(*) FROM assessments WHERE notes IS NOT NULL",
+            0,
+        ),
+        ("SELECT count(*) FROM examination_reports", 1),
+        (
+            "SELECT count(*) FROM examination_reports WHERE conclusion <> 'redacted'",
+            0,
+        ),
+        ("SELECT count(*) FROM documents", 0),
+        (
+            "SELECT count(*) FROM accounts WHERE user_name = 'tester' AND password_hash = 'acc-hash'",
+            1,
+        ),
+        ("SELECT count(*) FROM accounts", 1),
+        ("SELECT count(*) FROM second_factor_enrolments", 1),
+        ("SELECT count(*) FROM permissions", 1),
+        (
+            "SELECT count(*) FROM settings WHERE value = 'acceptance'",
+            1,
+        ),
+        (
+            "SELECT count(*) FROM portal_trial_config WHERE endpoint_url LIKE '%acc.internal'",
+            1,
+        ),
+        ("SELECT count(*) FROM assessments_per_patient", 2),
+        (
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'patients'",
+            1,
+        ),
+    ];
+    for (sql, expected) in checks {
+        assert_eq!(count(&refreshed, sql).await, expected, "{sql}");
+    }
+}

@@ -1,0 +1,344 @@
+//! The whole refresh into a SQLite target: everything is built in a staging
+//! file beside the target, and one atomic rename replaces the target, so a
+//! reader (or a crash) sees the old database or the complete new one, never a
+//! half-way state. The old target (holding the preserved tables) stays intact
+//! until that rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cutover_db::{
+    Column, ConnectOptions, Database, Engine, IntrospectOptions, LogicalType, ReadRequest,
+    TableName, Value,
+};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::mask::Masker;
+use crate::policy::{Action, OnRemovedParent, Policy};
+use crate::transform::TableCopy;
+
+/// What happened to one table.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TableOutcome {
+    /// The table.
+    pub table: String,
+    /// `copy`, `skip` or `preserve`.
+    pub action: &'static str,
+    /// Rows written to the target's table.
+    pub rows: u64,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RefreshOutcome {
+    /// Per table, referenced tables first.
+    pub tables: Vec<TableOutcome>,
+}
+
+fn text_column(name: &str) -> Column {
+    Column {
+        name: name.into(),
+        type_name: "TEXT".into(),
+        logical_type: Some(LogicalType::Text),
+        nullable: true,
+        default: None,
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The source rows of `table` that the refresh keeps: its own `where`, and,
+/// where rows referencing a removed row are removed, only rows whose parent
+/// is kept (recursively). `None` when every row is kept.
+fn kept_condition(
+    policy: &Policy,
+    schema: &cutover_db::Schema,
+    table: &cutover_db::Table,
+    depth: usize,
+) -> Option<String> {
+    let table_policy = policy
+        .tables
+        .get(&crate::check::table_key(table))
+        .or_else(|| policy.tables.get(&table.name.name))?;
+    let mut conditions: Vec<String> = table_policy
+        .filter
+        .iter()
+        .map(|filter| format!("({filter})"))
+        .collect();
+    if depth < 8
+        && table_policy
+            .on_removed_parent
+            .unwrap_or(OnRemovedParent::Remove)
+            == OnRemovedParent::Remove
+    {
+        conditions.extend(parent_conditions(policy, schema, table, depth));
+    }
+    (!conditions.is_empty()).then(|| conditions.join(" AND "))
+}
+
+/// For each single-column reference to a copied parent that removes rows:
+/// `(column, "column IS NULL OR column IN (SELECT key FROM parent WHERE kept)")`.
+fn references_to_filtered(
+    policy: &Policy,
+    schema: &cutover_db::Schema,
+    table: &cutover_db::Table,
+    depth: usize,
+) -> Vec<(String, String)> {
+    let mut references = Vec::new();
+    for foreign_key in &table.foreign_keys {
+        if foreign_key.columns.len() != 1 || foreign_key.referenced_table.name == table.name.name {
+            continue;
+        }
+        let Some(parent) = schema.table(&foreign_key.referenced_table) else {
+            continue;
+        };
+        let parent_copied = policy
+            .tables
+            .get(&crate::check::table_key(parent))
+            .or_else(|| policy.tables.get(&parent.name.name))
+            .is_some_and(|parent_policy| parent_policy.action == Action::Copy);
+        if !parent_copied {
+            continue;
+        }
+        let Some(kept) = kept_condition(policy, schema, parent, depth + 1) else {
+            continue;
+        };
+        let column = cutover_db::schema::quote_identifier(&foreign_key.columns[0]);
+        let parent_column =
+            cutover_db::schema::quote_identifier(&foreign_key.referenced_columns[0]);
+        references.push((
+            foreign_key.columns[0].clone(),
+            format!(
+                "{column} IN (SELECT {parent_column} FROM {} WHERE {kept})",
+                parent.name.quoted()
+            ),
+        ));
+    }
+    references
+}
+
+fn parent_conditions(
+    policy: &Policy,
+    schema: &cutover_db::Schema,
+    table: &cutover_db::Table,
+    depth: usize,
+) -> Vec<String> {
+    references_to_filtered(policy, schema, table, depth)
+        .into_iter()
+        .map(|(column, kept)| {
+            format!(
+                "({} IS NULL OR {kept})",
+                cutover_db::schema::quote_identifier(&column)
+            )
+        })
+        .collect()
+}
+
+/// Tables ordered so that referenced tables come before the tables referencing them.
+fn load_order(schema: &cutover_db::Schema) -> Vec<&cutover_db::Table> {
+    let mut placed: Vec<&cutover_db::Table> = Vec::new();
+    let mut remaining: Vec<&cutover_db::Table> = schema.tables.iter().collect();
+    while !remaining.is_empty() {
+        let ready = remaining.iter().position(|table| {
+            table.foreign_keys.iter().all(|foreign_key| {
+                foreign_key.referenced_table.name == table.name.name
+                    || !remaining
+                        .iter()
+                        .any(|other| other.name.name == foreign_key.referenced_table.name)
+            })
+        });
+        // A cycle: take the next table as it is.
+        placed.push(remaining.remove(ready.unwrap_or(0)));
+    }
+    placed
+}
+
+/// The staging file for `target`.
+pub fn staging_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".cutover-staging");
+    PathBuf::from(name)
+}
+
+/// Refreshes the SQLite file `target` from the SQLite `source` under
+/// `policy` (which the caller has checked). Returns per-table counts.
+pub async fn refresh_sqlite(
+    source: &Database,
+    target: &Path,
+    policy: &Policy,
+    masker: Arc<Masker>,
+) -> Result<RefreshOutcome> {
+    if source.engine() != Engine::Sqlite {
+        return Err(Error::Unsupported(
+            "refreshing from PostgreSQL is not available in this version: the source must be SQLite".into(),
+        ));
+    }
+    let mut wal = target.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|metadata| metadata.len() > 0) {
+        return Err(Error::Unsupported(format!(
+            "{} is open in WAL mode with unwritten changes: close its users (or checkpoint it) first",
+            target.display()
+        )));
+    }
+    let schema = source.introspect(&IntrospectOptions::default()).await?;
+    let definitions = {
+        let sql = "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
+                   ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
+        let mut rows = source
+            .query(
+                sql,
+                vec![text_column("type"), text_column("name"), text_column("sql")],
+                "the source schema",
+            )
+            .await?;
+        let mut definitions = Vec::new();
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            let text = |index: usize| match row.get(index) {
+                Some(Value::Text(text)) => text.clone(),
+                _ => String::new(),
+            };
+            definitions.push((text(0), text(2)));
+        }
+        definitions
+    };
+
+    let staging = staging_path(target);
+    for leftover in [
+        staging.clone(),
+        PathBuf::from(format!("{}-journal", staging.display())),
+    ] {
+        if leftover.exists() {
+            std::fs::remove_file(&leftover).map_err(io(&leftover))?;
+        }
+    }
+    let create = ConnectOptions {
+        create_sqlite: true,
+        ..ConnectOptions::default()
+    };
+    let staged = Database::connect_str(&format!("sqlite:{}", staging.display()), &create).await?;
+    for (kind, sql) in &definitions {
+        if kind == "table" {
+            staged.execute_batch(sql).await?;
+        }
+    }
+    let previous = if target.exists() {
+        let read_only = ConnectOptions {
+            read_only: true,
+            ..ConnectOptions::default()
+        };
+        Some(Database::connect_str(&format!("sqlite:{}", target.display()), &read_only).await?)
+    } else {
+        None
+    };
+    let previous_schema = match &previous {
+        Some(database) => Some(database.introspect(&IntrospectOptions::default()).await?),
+        None => None,
+    };
+
+    let mut outcome = RefreshOutcome { tables: Vec::new() };
+    for table in load_order(&schema) {
+        let key = crate::check::table_key(table);
+        let action = policy
+            .tables
+            .get(&key)
+            .or_else(|| policy.tables.get(&table.name.name))
+            .map(|table_policy| table_policy.action)
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "table {key} is not in the policy: run --check first"
+                ))
+            })?;
+        let name = TableName::new(table.name.name.clone());
+        let rows = match action {
+            Action::Copy => match TableCopy::plan(policy, table) {
+                Some(mut copy) => {
+                    copy.filter = kept_condition(policy, &schema, table, 0);
+                    let nulls = policy
+                        .tables
+                        .get(&key)
+                        .and_then(|table_policy| table_policy.on_removed_parent)
+                        == Some(OnRemovedParent::Null);
+                    if nulls {
+                        for (column, kept) in references_to_filtered(policy, &schema, table, 0) {
+                            if let Some(index) = table
+                                .columns
+                                .iter()
+                                .position(|candidate| candidate.name == column)
+                            {
+                                let quoted = cutover_db::schema::quote_identifier(&column);
+                                copy.expressions[index] =
+                                    Some(format!("CASE WHEN {kept} THEN {quoted} END"));
+                            }
+                        }
+                    }
+                    copy.copy(source, &staged, &name, masker.clone()).await?
+                }
+                None => 0,
+            },
+            Action::Skip => 0,
+            Action::Preserve => {
+                let kept = previous_schema
+                    .as_ref()
+                    .and_then(|schema| schema.table(&name));
+                match (&previous, kept) {
+                    (Some(database), Some(kept)) => {
+                        let columns: Vec<String> = kept
+                            .columns
+                            .iter()
+                            .filter(|column| table.column(&column.name).is_some())
+                            .map(|column| column.name.clone())
+                            .collect();
+                        let rows = database
+                            .read(
+                                &ReadRequest::table(name.clone())
+                                    .columns(columns.clone())
+                                    .unordered(),
+                            )
+                            .await?;
+                        staged.write(&name, &columns, rows).await?
+                    }
+                    _ => 0,
+                }
+            }
+        };
+        outcome.tables.push(TableOutcome {
+            table: key,
+            action: match action {
+                Action::Copy => "copy",
+                Action::Skip => "skip",
+                Action::Preserve => "preserve",
+            },
+            rows,
+        });
+    }
+
+    for (kind, sql) in &definitions {
+        if kind != "table" {
+            staged.execute_batch(sql).await?;
+        }
+    }
+    drop(staged);
+    drop(previous);
+    std::fs::File::open(&staging)
+        .and_then(|file| file.sync_all())
+        .map_err(io(&staging))?;
+    // The swap: one rename, atomic on POSIX file systems.
+    std::fs::rename(&staging, target).map_err(io(target))?;
+    if let Some(directory) = target
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::File::open(directory)
+            .and_then(|file| file.sync_all())
+            .map_err(io(directory))?;
+    }
+    Ok(outcome)
+}
