@@ -31,12 +31,17 @@ use crate::output::{print, print_json};
 ///                       condition valid) and the target (not the source, not
 ///                       a production host); exit code 1 lists the problems
 ///
-/// The source is only ever opened read-only. Copying with the policy (staging,
-/// preserved tables, atomic swap, verification) is not in this version yet.
+/// Without --check or --init-policy, the policy is checked and, if it covers
+/// the source, the target is refreshed: every table copied (masked, filtered),
+/// skipped or preserved (the target's own rows kept) into a staging copy that
+/// replaces the target in one atomic swap. This version refreshes SQLite
+/// targets; PostgreSQL targets and the verification suite come next. The
+/// source is only ever opened read-only.
 ///
 /// Examples:
 ///   cutover refresh --from postgres://reader@prod/app --init-policy policy.toml
 ///   cutover refresh --from postgres://reader@prod/app --to postgres://acc/app --policy policy.toml --check
+///   cutover refresh --from sqlite:production.db --to sqlite:acceptance.db --policy policy.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RefreshArgs {
@@ -103,9 +108,9 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
 
     let policy_path = args.policy.as_ref().context("--policy is required")?;
     let policy = Policy::load(policy_path)?;
-    if !args.check {
+    if !args.check && args.to.is_none() {
         bail!(
-            "copying is not available in this version of cutover\nhint: add --check to check the policy, or use --init-policy to write one"
+            "--to is required to refresh\nhint: name the target database, e.g. --to sqlite:acceptance.db"
         );
     }
     let mut problems: Vec<String> = Vec::new();
@@ -139,6 +144,9 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
             .map(ToString::to_string),
     );
 
+    if !args.check {
+        return copy(&args, global, &policy, &source, problems).await;
+    }
     match global.format {
         Format::Json => print_json(&serde_json::json!({
             "policy": policy_path,
@@ -160,9 +168,9 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
             } else {
                 let _ = writeln!(
                     text,
-                    "{}: {} problems",
+                    "{}: {}",
                     policy_path.display(),
-                    problems.len()
+                    count_problems(problems.len())
                 );
                 for problem in &problems {
                     let _ = writeln!(text, "  {problem}");
@@ -176,6 +184,82 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     } else {
         Outcome::Differences
     })
+}
+
+/// The refresh itself, after a clean check: SQLite targets in this version.
+async fn copy(
+    args: &RefreshArgs,
+    global: &GlobalArgs,
+    policy: &Policy,
+    source: &Database,
+    problems: Vec<String>,
+) -> anyhow::Result<Outcome> {
+    if !problems.is_empty() {
+        let mut message = format!(
+            "the policy does not cover the source; nothing was copied ({}):",
+            count_problems(problems.len())
+        );
+        for problem in &problems {
+            message.push_str("\n  ");
+            message.push_str(problem);
+        }
+        message.push_str(
+            "\nhint: fix the policy (see --check), or write a fresh one with --init-policy",
+        );
+        bail!(message);
+    }
+    let target_url = DatabaseUrl::parse(args.to.as_deref().unwrap_or_default())?;
+    let cutover_db::Locator::Sqlite(target_path) = &target_url.locator else {
+        bail!(
+            "{}: refreshing a PostgreSQL target is not available in this version\nhint: use a sqlite: target, or --check to check the policy",
+            target_url.redacted()
+        );
+    };
+    let secret = std::env::var(&policy.secret_env).unwrap_or_default();
+    let masker = std::sync::Arc::new(cutover_refresh::Masker::new(secret.as_bytes()));
+    let started = std::time::Instant::now();
+    let outcome = cutover_refresh::refresh_sqlite(source, target_path, policy, masker).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    match global.format {
+        Format::Json => print_json(&serde_json::json!({
+            "target": target_url.redacted(),
+            "tables": outcome.tables,
+            "seconds": seconds,
+            "source_read_only": true,
+        }))?,
+        Format::Text => {
+            let mut text = format!(
+                "refreshed {} from {} in {seconds:.1} s (the source was opened read-only)\n",
+                target_url.redacted(),
+                cutover_db::redact(&args.from)
+            );
+            let width = outcome
+                .tables
+                .iter()
+                .map(|table| table.table.len())
+                .max()
+                .unwrap_or(0);
+            for table in &outcome.tables {
+                let _ = writeln!(
+                    text,
+                    "  {:<width$}  {:<8}  {:>10} rows",
+                    table.table,
+                    table.action,
+                    crate::output::thousands(table.rows)
+                );
+            }
+            print(&text)?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn count_problems(count: usize) -> String {
+    if count == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{count} problems")
+    }
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`, for the policy header.

@@ -133,3 +133,78 @@ fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn a_sqlite_refresh_with_the_scenario_d_policy_and_one_that_is_refused() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let schema =
+        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
+            .expect("schema");
+    let production = directory.path().join("production.db");
+    let acceptance = directory.path().join("acceptance.db");
+    for (path, rows) in [
+        (
+            &production,
+            "INSERT INTO patients VALUES (1, 'HC-1', 'Anna', 'Smit', '1970-05-01', NULL, NULL, NULL, NULL, NULL, '2024-01-01 00:00:00'); \
+             INSERT INTO assessments VALUES (10, 1, '2025-03-01', 'ok', 'private'), (11, 1, '2026-02-01', 'ok', NULL); \
+             INSERT INTO accounts VALUES (1, 'prod.admin', 'Admin', 'prod-hash');",
+        ),
+        (
+            &acceptance,
+            "INSERT INTO accounts VALUES (7, 'tester', 'Tester', 'acc-hash');",
+        ),
+    ] {
+        let connection = rusqlite::Connection::open(path).expect("sqlite");
+        connection.execute_batch(&schema).expect("schema");
+        connection.execute_batch(rows).expect("rows");
+    }
+    let policy = crate::workspace_root()
+        .join("examples/scenario-d-policy.toml")
+        .display()
+        .to_string();
+    let from = format!("sqlite:{}", production.display());
+    let to = format!("sqlite:{}", acceptance.display());
+    let refresh = || {
+        crate::cutover_with_env(
+            &["refresh", "--from", &from, "--to", &to, "--policy", &policy],
+            &[("CUTOVER_MASK_SECRET", "test secret")],
+        )
+    };
+    let run = refresh();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut settings = settings();
+    settings.add_filter(
+        &regex_escape(&directory.path().display().to_string()),
+        "[dir]",
+    );
+    settings.add_filter(r"in \d+\.\d s", "in [seconds] s");
+    settings.bind(|| insta::assert_snapshot!(run.stdout));
+    let connection = rusqlite::Connection::open(&acceptance).expect("sqlite");
+    let names: String = connection
+        .query_row("SELECT group_concat(user_name) FROM accounts", [], |row| {
+            row.get(0)
+        })
+        .expect("accounts");
+    assert_eq!(names, "tester");
+    drop(connection);
+
+    // A column the policy does not know: refused, and the target is left as it was.
+    rusqlite::Connection::open(&production)
+        .expect("sqlite")
+        .execute_batch("ALTER TABLE patients ADD COLUMN emergency_contact TEXT")
+        .expect("new column");
+    let before = std::fs::read(&acceptance).expect("target");
+    let run = refresh();
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("nothing was copied (1 problem)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("column emergency_contact has no rule"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&acceptance).expect("target"), before);
+}
