@@ -208,3 +208,89 @@ fn a_sqlite_refresh_with_the_scenario_d_policy_and_one_that_is_refused() {
     );
     assert_eq!(std::fs::read(&acceptance).expect("target"), before);
 }
+
+/// Kills `cutover refresh` with SIGKILL at ten points of its run: the target is
+/// always the old acceptance database or the complete new one, its preserved
+/// rows are never lost, and a rerun completes.
+#[test]
+fn a_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let schema =
+        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
+            .expect("schema");
+    let production = directory.path().join("production.db");
+    let acceptance = directory.path().join("acceptance.db");
+    let patients = 100_000i64;
+    {
+        let connection = rusqlite::Connection::open(&production).expect("sqlite");
+        connection.execute_batch(&schema).expect("schema");
+        connection
+            .execute_batch(&format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {patients}) \
+                 INSERT INTO patients SELECT i, 'HC-' || i, 'Given' || i, 'Family' || i, '1970-01-01', 'p' || i || '@mail.test', \
+                 NULL, NULL, NULL, NULL, '2024-01-01 00:00:00' FROM n;"
+            ))
+            .expect("rows");
+        let connection = rusqlite::Connection::open(&acceptance).expect("sqlite");
+        connection.execute_batch(&schema).expect("schema");
+        connection
+            .execute_batch(
+                "INSERT INTO patients VALUES (99, 'HC-OLD', 'Old', 'Data', NULL, NULL, NULL, NULL, NULL, NULL, '2020-01-01 00:00:00'); \
+                 INSERT INTO accounts VALUES (7, 'tester', 'Tester', 'acc-hash');",
+            )
+            .expect("rows");
+    }
+    let policy = crate::workspace_root().join("examples/scenario-d-policy.toml");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["refresh", "--from"])
+            .arg(format!("sqlite:{}", production.display()))
+            .arg("--to")
+            .arg(format!("sqlite:{}", acceptance.display()))
+            .arg("--policy")
+            .arg(&policy)
+            .env("CUTOVER_MASK_SECRET", "test secret")
+            .env("CUTOVER_LOG", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting cutover")
+    };
+    let state = || -> (i64, i64, i64) {
+        let connection = rusqlite::Connection::open(&acceptance).expect("sqlite");
+        let integrity: String = connection
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .expect("integrity");
+        assert_eq!(integrity, "ok");
+        let count = |sql: &str| {
+            connection
+                .query_row(sql, [], |row| row.get::<_, i64>(0))
+                .expect("count")
+        };
+        (
+            count("SELECT count(*) FROM patients"),
+            count("SELECT count(*) FROM patients WHERE health_card_number = 'HC-OLD'"),
+            count("SELECT count(*) FROM accounts WHERE user_name = 'tester'"),
+        )
+    };
+    for point in 0..10u64 {
+        let mut child = spawn();
+        std::thread::sleep(std::time::Duration::from_millis(20 + point * 60));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (rows, old_marker, accounts) = state();
+        let old = rows == 1 && old_marker == 1;
+        let new = rows == patients && old_marker == 0;
+        assert!(
+            old || new,
+            "kill point {point}: a half-way target ({rows} patients)"
+        );
+        assert_eq!(
+            accounts, 1,
+            "kill point {point}: the preserved account was lost"
+        );
+    }
+    let status = spawn().wait().expect("a full run");
+    assert!(status.success());
+    assert_eq!(state(), (patients, 0, 1));
+}
