@@ -6,7 +6,7 @@ use std::path::Path;
 use cutover_db::{Column, LogicalType, Value};
 
 use crate::error::{Error, Result};
-use crate::{BATCH_ROWS, Reader, Sender, column_index};
+use crate::{BATCH_ROWS, Reader, Sender, column_indices};
 
 fn open(path: &Path) -> Result<csv::Reader<std::fs::File>> {
     csv::ReaderBuilder::new()
@@ -64,10 +64,7 @@ pub(crate) fn columns(path: &Path) -> Result<Vec<Column>> {
 
 pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
     let names = header(path)?;
-    let indices = columns
-        .iter()
-        .map(|column| column_index(path, &names, column))
-        .collect::<Result<Vec<_>>>()?;
+    let indices = column_indices(path, &names, columns)?;
     let columns = columns.to_vec();
     let path = path.to_path_buf();
     Ok(Box::new(move |sink: &Sender| {

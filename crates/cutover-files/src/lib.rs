@@ -136,6 +136,14 @@ impl Sender {
     }
 }
 
+/// The position in `names` of each wanted column.
+fn column_indices(path: &Path, names: &[String], wanted: &[Column]) -> Result<Vec<usize>> {
+    wanted
+        .iter()
+        .map(|column| column_index(path, names, column))
+        .collect()
+}
+
 fn column_index(path: &Path, names: &[String], wanted: &Column) -> Result<usize> {
     names
         .iter()

@@ -19,7 +19,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
-use crate::{BATCH_ROWS, Reader, Sender, column_index};
+use crate::{BATCH_ROWS, Reader, Sender, column_indices};
 
 fn parquet_error(path: &Path, error: impl std::fmt::Display) -> Error {
     Error::Parquet {
@@ -100,10 +100,7 @@ pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
         .iter()
         .map(|field| field.name().clone())
         .collect();
-    let indices = columns
-        .iter()
-        .map(|column| column_index(path, &names, column))
-        .collect::<Result<Vec<_>>>()?;
+    let indices = column_indices(path, &names, columns)?;
     let columns = columns.to_vec();
     let path = path.to_path_buf();
     Ok(Box::new(move |sink: &Sender| {

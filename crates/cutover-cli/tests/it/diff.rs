@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{cutover, settings, workspace_root};
+use crate::{cutover, regex_escape, settings, workspace_root};
 
 /// The example database and a changed copy: one value changed, one row
 /// deleted, one row added, in a temporary directory.
@@ -32,18 +32,6 @@ fn url(path: &Path) -> String {
 
 fn with_paths(settings: &mut insta::Settings, directory: &Path) {
     settings.add_filter(&regex_escape(&directory.display().to_string()), "[dir]");
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|character| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(character);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(character))
-        })
-        .collect()
 }
 
 #[test]

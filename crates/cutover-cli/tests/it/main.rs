@@ -54,3 +54,16 @@ pub fn settings() -> insta::Settings {
     settings.add_filter(r#""seconds": [0-9.e-]+"#, r#""seconds": "[seconds]""#);
     settings
 }
+
+/// `text` with regex metacharacters escaped (for insta filters of temp paths).
+pub fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|character| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(character);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(character))
+        })
+        .collect()
+}

@@ -1,6 +1,6 @@
 //! `cutover refresh --init-policy` and `--check` end to end on SQLite.
 
-use crate::{cutover, settings};
+use crate::{cutover, regex_escape, settings};
 
 fn production() -> (tempfile::TempDir, String) {
     let directory = tempfile::tempdir().expect("temporary directory");
@@ -120,18 +120,6 @@ fn a_target_that_is_the_source_or_production_is_refused() {
         "{}",
         run.stdout
     );
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|character| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(character);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(character))
-        })
-        .collect()
 }
 
 #[test]

@@ -197,3 +197,17 @@ pub fn write_parquet(
 pub fn file_source(path: &std::path::Path) -> Source {
     Source::File(cutover_files::FileSource::open(path).expect("fixture file"))
 }
+
+/// Runs a diff that must fail and returns its message.
+pub async fn diff_error(source: &Source, target: &Source, options: &DiffOptions) -> String {
+    cutover_diff::run(
+        source,
+        target,
+        &ConnectOptions::default(),
+        options,
+        &NoProgress,
+    )
+    .await
+    .expect_err("the diff must fail")
+    .to_string()
+}
