@@ -127,7 +127,10 @@ pub fn table_key(table: &Table) -> String {
     table.name.to_string()
 }
 
-fn policy_table<'a>(policy: &'a Policy, table: &Table) -> Option<&'a crate::policy::TablePolicy> {
+pub(crate) fn policy_table<'a>(
+    policy: &'a Policy,
+    table: &Table,
+) -> Option<&'a crate::policy::TablePolicy> {
     let key = table_key(table);
     policy.tables.get(&key).or_else(|| {
         // `public.x` may be written `x`, and SQLite tables have no schema.

@@ -62,10 +62,7 @@ fn kept_condition(
     table: &cutover_db::Table,
     depth: usize,
 ) -> Option<String> {
-    let table_policy = policy
-        .tables
-        .get(&crate::check::table_key(table))
-        .or_else(|| policy.tables.get(&table.name.name))?;
+    let table_policy = crate::check::policy_table(policy, table)?;
     let mut conditions: Vec<String> = table_policy
         .filter
         .iter()
@@ -98,10 +95,7 @@ fn references_to_filtered(
         let Some(parent) = schema.table(&foreign_key.referenced_table) else {
             continue;
         };
-        let parent_copied = policy
-            .tables
-            .get(&crate::check::table_key(parent))
-            .or_else(|| policy.tables.get(&parent.name.name))
+        let parent_copied = crate::check::policy_table(policy, parent)
             .is_some_and(|parent_policy| parent_policy.action == Action::Copy);
         if !parent_copied {
             continue;
@@ -159,6 +153,121 @@ fn load_order(schema: &cutover_db::Schema) -> Vec<&cutover_db::Table> {
     placed
 }
 
+/// The source's own definitions (tables, then indexes, views, triggers), for a SQLite source.
+async fn sqlite_definitions(source: &Database) -> Result<Vec<(String, String)>> {
+    let sql = "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
+                   ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
+    let mut rows = source
+        .query(
+            sql,
+            vec![text_column("type"), text_column("name"), text_column("sql")],
+            "the source schema",
+        )
+        .await?;
+    let mut definitions = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let text = |index: usize| match row.get(index) {
+            Some(Value::Text(text)) => text.clone(),
+            _ => String::new(),
+        };
+        definitions.push((text(0), text(2)));
+    }
+    Ok(definitions)
+}
+
+/// SQLite's declared type for a logical type: one that reads back as the same
+/// logical type (`DECIMAL TEXT` keeps exact decimals as text).
+fn sqlite_type(logical: Option<LogicalType>) -> &'static str {
+    match logical {
+        Some(LogicalType::Bool) => "BOOLEAN",
+        Some(LogicalType::Integer) => "INTEGER",
+        Some(LogicalType::Numeric) => "DECIMAL TEXT",
+        Some(LogicalType::Float) => "REAL",
+        Some(LogicalType::Bytes) => "BLOB",
+        Some(LogicalType::Date) => "DATE",
+        Some(LogicalType::Time) => "TIME",
+        Some(LogicalType::Timestamp) => "TIMESTAMP",
+        Some(LogicalType::TimestampTz) => "TIMESTAMPTZ",
+        Some(LogicalType::Interval) => "INTERVAL",
+        Some(LogicalType::Uuid) => "UUID",
+        Some(LogicalType::Json) => "JSON",
+        Some(LogicalType::Array) => "TEXT[]",
+        Some(LogicalType::Text) | None => "TEXT",
+    }
+}
+
+/// Tables (columns, NOT NULL, keys, foreign keys) and plain-column indexes of
+/// another engine's schema, as SQLite definitions. Views, functions and
+/// triggers are the other engine's SQL and are not translated.
+fn translated_definitions(schema: &cutover_db::Schema) -> Vec<(String, String)> {
+    use cutover_db::schema::quote_identifier as quote;
+    let list = |columns: &[String]| {
+        columns
+            .iter()
+            .map(|column| quote(column))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut definitions = Vec::new();
+    for table in &schema.tables {
+        let mut parts: Vec<String> = table
+            .columns
+            .iter()
+            .map(|column| {
+                let not_null = if column.nullable { "" } else { " NOT NULL" };
+                format!(
+                    "{} {}{not_null}",
+                    quote(&column.name),
+                    sqlite_type(column.logical_type)
+                )
+            })
+            .collect();
+        if let Some(key) = &table.primary_key {
+            parts.push(format!("PRIMARY KEY ({})", list(&key.columns)));
+        }
+        for unique in &table.unique_constraints {
+            parts.push(format!("UNIQUE ({})", list(&unique.columns)));
+        }
+        for foreign_key in &table.foreign_keys {
+            parts.push(format!(
+                "FOREIGN KEY ({}) REFERENCES {} ({})",
+                list(&foreign_key.columns),
+                quote(&foreign_key.referenced_table.name),
+                list(&foreign_key.referenced_columns)
+            ));
+        }
+        definitions.push((
+            "table".to_owned(),
+            format!(
+                "CREATE TABLE {} ({})",
+                quote(&table.name.name),
+                parts.join(", ")
+            ),
+        ));
+        for index in &table.indexes {
+            let plain = index
+                .columns
+                .iter()
+                .all(|column| table.column(column).is_some());
+            if index.primary || !plain {
+                continue;
+            }
+            let unique = if index.unique { "UNIQUE " } else { "" };
+            definitions.push((
+                "index".to_owned(),
+                format!(
+                    "CREATE {unique}INDEX {} ON {} ({})",
+                    quote(&index.name),
+                    quote(&table.name.name),
+                    list(&index.columns)
+                ),
+            ));
+        }
+    }
+    definitions
+}
+
 /// The staging file for `target`.
 pub fn staging_path(target: &Path) -> PathBuf {
     let mut name = target.as_os_str().to_owned();
@@ -174,11 +283,6 @@ pub async fn refresh_sqlite(
     policy: &Policy,
     masker: Arc<Masker>,
 ) -> Result<RefreshOutcome> {
-    if source.engine() != Engine::Sqlite {
-        return Err(Error::Unsupported(
-            "refreshing from PostgreSQL is not available in this version: the source must be SQLite".into(),
-        ));
-    }
     let mut wal = target.as_os_str().to_owned();
     wal.push("-wal");
     if std::fs::metadata(&wal).is_ok_and(|metadata| metadata.len() > 0) {
@@ -188,26 +292,10 @@ pub async fn refresh_sqlite(
         )));
     }
     let schema = source.introspect(&IntrospectOptions::default()).await?;
-    let definitions = {
-        let sql = "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
-                   ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
-        let mut rows = source
-            .query(
-                sql,
-                vec![text_column("type"), text_column("name"), text_column("sql")],
-                "the source schema",
-            )
-            .await?;
-        let mut definitions = Vec::new();
-        while let Some(row) = rows.next().await {
-            let row = row?;
-            let text = |index: usize| match row.get(index) {
-                Some(Value::Text(text)) => text.clone(),
-                _ => String::new(),
-            };
-            definitions.push((text(0), text(2)));
-        }
-        definitions
+    let definitions = if source.engine() == Engine::Sqlite {
+        sqlite_definitions(source).await?
+    } else {
+        translated_definitions(&schema)
     };
 
     let staging = staging_path(target);
@@ -246,10 +334,7 @@ pub async fn refresh_sqlite(
     let mut outcome = RefreshOutcome { tables: Vec::new() };
     for table in load_order(&schema) {
         let key = crate::check::table_key(table);
-        let action = policy
-            .tables
-            .get(&key)
-            .or_else(|| policy.tables.get(&table.name.name))
+        let action = crate::check::policy_table(policy, table)
             .map(|table_policy| table_policy.action)
             .ok_or_else(|| {
                 Error::Unsupported(format!(
@@ -261,9 +346,7 @@ pub async fn refresh_sqlite(
             Action::Copy => match TableCopy::plan(policy, table) {
                 Some(mut copy) => {
                     copy.filter = kept_condition(policy, &schema, table, 0);
-                    let nulls = policy
-                        .tables
-                        .get(&key)
+                    let nulls = crate::check::policy_table(policy, table)
                         .and_then(|table_policy| table_policy.on_removed_parent)
                         == Some(OnRemovedParent::Null);
                     if nulls {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use cutover_db::{Column, Database, LogicalType, RowStream, Table};
 use futures_util::StreamExt;
 
-use crate::check::table_key;
 use crate::error::Result;
 use crate::mask::Masker;
 use crate::policy::{Action, Policy, Rule};
@@ -34,10 +33,7 @@ impl TableCopy {
     /// `copy`. Columns without a rule are `keep` here: `check` has refused
     /// such a policy before anything is copied.
     pub fn plan(policy: &Policy, table: &Table) -> Option<TableCopy> {
-        let table_policy = policy
-            .tables
-            .get(&table_key(table))
-            .or_else(|| policy.tables.get(&table.name.name))?;
+        let table_policy = crate::check::policy_table(policy, table)?;
         if table_policy.action != Action::Copy {
             return None;
         }

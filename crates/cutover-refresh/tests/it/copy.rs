@@ -291,3 +291,88 @@ async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
         assert_eq!(count(&refreshed, sql).await, expected, "{sql}");
     }
 }
+
+#[tokio::test]
+async fn a_postgres_source_refreshes_a_sqlite_target() {
+    let Some(postgres) = cutover_testing::postgres().await else {
+        return;
+    };
+    cutover_testing::postgres_execute(
+        &postgres.url,
+        &format!(
+            "{} CREATE INDEX patients_by_city ON patients (city); \
+             INSERT INTO patients VALUES (1, 'HC-1', 'Anna', 'Smit', '1970-05-01', NULL, NULL, NULL, 'Ede', NULL, '2024-01-01 00:00:00'); \
+             INSERT INTO assessments VALUES (10, 1, '2025-03-01', 'ok', 'private'), (11, 1, '2026-02-01', 'ok', NULL); \
+             INSERT INTO examination_reports VALUES (1000, 10, NULL, 'fit', '2025-03-02'), (1001, 11, NULL, 'unfit', '2026-02-02');",
+            SCENARIO_D.replace("BLOB", "bytea")
+        ),
+    )
+    .await;
+    let source = Database::connect_str(
+        &postgres.url,
+        &ConnectOptions {
+            read_only: true,
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .expect("postgres");
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let target = directory.path().join("acceptance.db");
+    let policy = Policy::parse(SCENARIO_D_POLICY).expect("policy");
+    cutover_refresh::refresh_sqlite(&source, &target, &policy, Arc::new(Masker::new(b"secret")))
+        .await
+        .expect("refresh");
+    let refreshed = open(&target, false).await;
+
+    assert_eq!(
+        count(
+            &refreshed,
+            "SELECT count(*) FROM patients WHERE first_name <> 'Anna' AND city <> 'Ede' AND id = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&refreshed, "SELECT count(*) FROM assessments").await,
+        1
+    );
+    assert_eq!(
+        count(&refreshed, "SELECT count(*) FROM examination_reports").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &refreshed,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'patients_by_city'"
+        )
+        .await,
+        1
+    );
+    let schema = refreshed
+        .introspect(&IntrospectOptions::default())
+        .await
+        .expect("schema");
+    let patients = schema.table(&TableName::new("patients")).expect("patients");
+    assert_eq!(
+        patients.primary_key.as_ref().map(|key| key.columns.clone()),
+        Some(vec!["id".to_owned()])
+    );
+    let types: Vec<Option<cutover_db::LogicalType>> = patients
+        .columns
+        .iter()
+        .map(|column| column.logical_type)
+        .collect();
+    let source_schema = source
+        .introspect(&IntrospectOptions::default())
+        .await
+        .expect("schema");
+    let source_types: Vec<Option<cutover_db::LogicalType>> = source_schema
+        .table(&TableName::qualified("public", "patients"))
+        .expect("patients")
+        .columns
+        .iter()
+        .map(|column| column.logical_type)
+        .collect();
+    assert_eq!(types, source_types);
+}
