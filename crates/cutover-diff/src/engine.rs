@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::compare::{Candidates, Shared, compare};
 use crate::error::{Error, Result};
-use crate::plan::{Opened, Plan, SidePlan, Source, Strategy, plan};
+use crate::plan::{Opened, Plan, SidePlan, Source, Strategy, plan, where_clause};
 use crate::report::{Report, build_report};
 use crate::store::{CHECKS_PARTITION, Store};
 use crate::{DiffOptions, Progress};
@@ -129,9 +129,6 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> Result<Diff> {
     let started = Instant::now();
-    if options.group_by.is_empty() && options.samples == usize::MAX {
-        return Err(Error::BadOption("samples must be bounded".into()));
-    }
     if let Some(tolerance) = options.normalise.float_tolerance {
         if !(tolerance.is_finite() && tolerance > 0.0) {
             return Err(Error::BadOption(
@@ -323,22 +320,6 @@ fn integer_column(name: &str) -> Column {
     }
 }
 
-fn fetch_list(side: &SidePlan, columns: &[Column]) -> String {
-    columns
-        .iter()
-        .map(|column| side.fetch_expression(column))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn where_clause(conditions: &[String]) -> String {
-    if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    }
-}
-
 /// NULL keys counted and duplicate keys listed, on each side whose key is not
 /// guaranteed unique, over the whole (filtered) table.
 async fn whole_table_checks(
@@ -365,11 +346,7 @@ async fn whole_table_checks(
                 where_clause(&conditions)
             );
             let mut rows = database
-                .query(
-                    &sql,
-                    vec![integer_column("count")],
-                    &format!("{} {}", side.role, side.label),
-                )
+                .query(&sql, vec![integer_column("count")], &side.context())
                 .await?;
             let count = match rows.next().await.transpose()? {
                 Some(row) => match row.first() {
@@ -393,15 +370,13 @@ async fn whole_table_checks(
                 .join(", ");
             let sql = format!(
                 "SELECT {}, count(*) FROM {}{} GROUP BY {key_list} HAVING count(*) > 1",
-                fetch_list(side, keys),
+                side.fetch_list(keys),
                 side.from,
                 where_clause(&side.base_conditions(plan.key_len)),
             );
             let mut columns = keys.to_vec();
             columns.push(integer_column("count"));
-            let mut rows = database
-                .query(&sql, columns, &format!("{} {}", side.role, side.label))
-                .await?;
+            let mut rows = database.query(&sql, columns, &side.context()).await?;
             while let Some(row) = rows.next().await {
                 let row = row?;
                 let count = match row.last() {
@@ -545,9 +520,7 @@ async fn streamed_digests(
         side.from,
         where_clause(&conditions)
     );
-    let mut pairs = database
-        .query_int8_pairs(&sql, &format!("{} {}", side.role, side.label))
-        .await?;
+    let mut pairs = database.query_int8_pairs(&sql, &side.context()).await?;
     let mut digests = BucketDigests::new(layout);
     while let Some(batch) = pairs.next().await {
         for (key_hash, row_hash) in batch? {
@@ -670,9 +643,7 @@ async fn server_digests(
         integer_column("count"),
         integer_column("digest"),
     ];
-    Ok(database
-        .query(&sql, columns, &format!("{} {}", side.role, side.label))
-        .await?)
+    Ok(database.query(&sql, columns, &side.context()).await?)
 }
 
 /// Pass two on a server: the rows of the listed buckets, in bucket order.
@@ -690,16 +661,14 @@ async fn server_candidates(
     conditions.push(format!("({key_hash} & {mask}) = ANY('{{{list}}}'::int8[])"));
     let sql = format!(
         "SELECT ({key_hash} & {mask}) AS cutover_bucket, {} FROM {}{} ORDER BY 1",
-        fetch_list(side, &side.columns),
+        side.fetch_list(&side.columns),
         side.from,
         where_clause(&conditions)
     );
     let mut columns = vec![integer_column("cutover_bucket")];
     columns.extend(side.columns.iter().cloned());
     tracing::trace!(%sql, "candidate query");
-    let rows = database
-        .query(&sql, columns, &format!("{} {}", side.role, side.label))
-        .await?;
+    let rows = database.query(&sql, columns, &side.context()).await?;
     Ok(with_bucket(rows.boxed()))
 }
 

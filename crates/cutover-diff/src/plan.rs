@@ -62,6 +62,15 @@ pub(crate) enum Opened {
     File(FileSource),
 }
 
+/// ` WHERE a AND b`, or nothing without conditions.
+pub(crate) fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
 /// The strategy a diff runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,23 +127,12 @@ impl SidePlan {
             Opened::Database(database) => {
                 let sql = format!(
                     "SELECT {} FROM {}{}",
-                    self.columns
-                        .iter()
-                        .map(|column| self.fetch_expression(column))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    self.fetch_list(&self.columns),
                     self.from,
-                    match self.base_conditions(key_len) {
-                        conditions if conditions.is_empty() => String::new(),
-                        conditions => format!(" WHERE {}", conditions.join(" AND ")),
-                    }
+                    where_clause(&self.base_conditions(key_len))
                 );
                 Ok(database
-                    .query(
-                        &sql,
-                        self.columns.clone(),
-                        &format!("{} {}", self.role, self.label),
-                    )
+                    .query(&sql, self.columns.clone(), &self.context())
                     .await?)
             }
             Opened::File(file) => Ok(file.read(&self.columns).map_err(Error::File)?),
@@ -162,6 +160,20 @@ impl SidePlan {
                 .await?;
         }
         Ok(database)
+    }
+
+    /// How the side is named in errors: `source sqlite:old.db#t`.
+    pub fn context(&self) -> String {
+        format!("{} {}", self.role, self.label)
+    }
+
+    /// The select list of `columns`.
+    pub fn fetch_list(&self, columns: &[Column]) -> String {
+        columns
+            .iter()
+            .map(|column| self.fetch_expression(column))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The select-list expression of a fetched column.
