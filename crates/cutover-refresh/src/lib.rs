@@ -18,17 +18,22 @@
 
 mod check;
 mod error;
+mod fingerprint;
 mod init;
 mod mask;
+mod pg_refresh;
 mod policy;
 mod sqlite_refresh;
+mod subset;
 mod targets;
 mod transform;
 
 pub use check::{Problem, check, check_filters, table_key};
 pub use error::{Error, Result};
+pub use fingerprint::{Fingerprint, Preserved};
 pub use init::initial_policy;
 pub use mask::{MaskError, Masker};
+pub use pg_refresh::{PostgresRefresh, refresh_postgres, staging_schema};
 pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };

@@ -15,8 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::mask::Masker;
-use crate::policy::{Action, OnRemovedParent, Policy};
-use crate::transform::TableCopy;
+use crate::policy::{Action, Policy};
 
 /// What happened to one table.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -27,6 +26,9 @@ pub struct TableOutcome {
     pub action: &'static str,
     /// Rows written to the target's table.
     pub rows: u64,
+    /// For a preserved table: its fingerprint before and after the refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preserved: Option<crate::fingerprint::Preserved>,
 }
 
 /// What a refresh did.
@@ -51,106 +53,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
         path: path.display().to_string(),
         source,
     }
-}
-
-/// The source rows of `table` that the refresh keeps: its own `where`, and,
-/// where rows referencing a removed row are removed, only rows whose parent
-/// is kept (recursively). `None` when every row is kept.
-fn kept_condition(
-    policy: &Policy,
-    schema: &cutover_db::Schema,
-    table: &cutover_db::Table,
-    depth: usize,
-) -> Option<String> {
-    let table_policy = crate::check::policy_table(policy, table)?;
-    let mut conditions: Vec<String> = table_policy
-        .filter
-        .iter()
-        .map(|filter| format!("({filter})"))
-        .collect();
-    if depth < 8
-        && table_policy
-            .on_removed_parent
-            .unwrap_or(OnRemovedParent::Remove)
-            == OnRemovedParent::Remove
-    {
-        conditions.extend(parent_conditions(policy, schema, table, depth));
-    }
-    (!conditions.is_empty()).then(|| conditions.join(" AND "))
-}
-
-/// For each single-column reference to a copied parent that removes rows:
-/// `(column, "column IS NULL OR column IN (SELECT key FROM parent WHERE kept)")`.
-fn references_to_filtered(
-    policy: &Policy,
-    schema: &cutover_db::Schema,
-    table: &cutover_db::Table,
-    depth: usize,
-) -> Vec<(String, String)> {
-    let mut references = Vec::new();
-    for foreign_key in &table.foreign_keys {
-        if foreign_key.columns.len() != 1 || foreign_key.referenced_table.name == table.name.name {
-            continue;
-        }
-        let Some(parent) = schema.table(&foreign_key.referenced_table) else {
-            continue;
-        };
-        let parent_copied = crate::check::policy_table(policy, parent)
-            .is_some_and(|parent_policy| parent_policy.action == Action::Copy);
-        if !parent_copied {
-            continue;
-        }
-        let Some(kept) = kept_condition(policy, schema, parent, depth + 1) else {
-            continue;
-        };
-        let column = cutover_db::schema::quote_identifier(&foreign_key.columns[0]);
-        let parent_column =
-            cutover_db::schema::quote_identifier(&foreign_key.referenced_columns[0]);
-        references.push((
-            foreign_key.columns[0].clone(),
-            format!(
-                "{column} IN (SELECT {parent_column} FROM {} WHERE {kept})",
-                parent.name.quoted()
-            ),
-        ));
-    }
-    references
-}
-
-fn parent_conditions(
-    policy: &Policy,
-    schema: &cutover_db::Schema,
-    table: &cutover_db::Table,
-    depth: usize,
-) -> Vec<String> {
-    references_to_filtered(policy, schema, table, depth)
-        .into_iter()
-        .map(|(column, kept)| {
-            format!(
-                "({} IS NULL OR {kept})",
-                cutover_db::schema::quote_identifier(&column)
-            )
-        })
-        .collect()
-}
-
-/// Tables ordered so that referenced tables come before the tables referencing them.
-fn load_order(schema: &cutover_db::Schema) -> Vec<&cutover_db::Table> {
-    let mut placed: Vec<&cutover_db::Table> = Vec::new();
-    let mut remaining: Vec<&cutover_db::Table> = schema.tables.iter().collect();
-    while !remaining.is_empty() {
-        let ready = remaining.iter().position(|table| {
-            table.foreign_keys.iter().all(|foreign_key| {
-                foreign_key.referenced_table.name == table.name.name
-                    || !remaining
-                        .iter()
-                        .any(|other| other.name.name == foreign_key.referenced_table.name)
-            })
-        });
-        // A cycle: take the next table as it is.
-        placed.push(remaining.remove(ready.unwrap_or(0)));
-    }
-    placed
 }
 
 /// The source's own definitions (tables, then indexes, views, triggers), for a SQLite source.
@@ -332,7 +234,7 @@ pub async fn refresh_sqlite(
     };
 
     let mut outcome = RefreshOutcome { tables: Vec::new() };
-    for table in load_order(&schema) {
+    for table in crate::subset::load_order(&schema) {
         let key = crate::check::table_key(table);
         let action = crate::check::policy_table(policy, table)
             .map(|table_policy| table_policy.action)
@@ -343,27 +245,8 @@ pub async fn refresh_sqlite(
             })?;
         let name = TableName::new(table.name.name.clone());
         let rows = match action {
-            Action::Copy => match TableCopy::plan(policy, table) {
-                Some(mut copy) => {
-                    copy.filter = kept_condition(policy, &schema, table, 0);
-                    let nulls = crate::check::policy_table(policy, table)
-                        .and_then(|table_policy| table_policy.on_removed_parent)
-                        == Some(OnRemovedParent::Null);
-                    if nulls {
-                        for (column, kept) in references_to_filtered(policy, &schema, table, 0) {
-                            if let Some(index) = table
-                                .columns
-                                .iter()
-                                .position(|candidate| candidate.name == column)
-                            {
-                                let quoted = cutover_db::schema::quote_identifier(&column);
-                                copy.expressions[index] =
-                                    Some(format!("CASE WHEN {kept} THEN {quoted} END"));
-                            }
-                        }
-                    }
-                    copy.copy(source, &staged, &name, masker.clone()).await?
-                }
+            Action::Copy => match crate::subset::copy_plan(policy, &schema, table) {
+                Some(copy) => copy.copy(source, &staged, &name, masker.clone()).await?,
                 None => 0,
             },
             Action::Skip => 0,
@@ -400,6 +283,7 @@ pub async fn refresh_sqlite(
                 Action::Preserve => "preserve",
             },
             rows,
+            preserved: None,
         });
     }
 

@@ -66,6 +66,36 @@ impl TableCopy {
         })
     }
 
+    /// Drops the columns whose `keep` is false (e.g. generated columns,
+    /// which the target computes).
+    pub fn retain_columns(&mut self, keep: &[bool]) {
+        fn pick<T>(values: &mut Vec<T>, keep: &[bool]) {
+            let mut position = 0;
+            values.retain(|_| {
+                position += 1;
+                keep.get(position - 1).copied().unwrap_or(true)
+            });
+        }
+        // Where each kept column lands; a dropped shift-date entity is no longer read.
+        let mut next = 0;
+        let moved: Vec<Option<usize>> = keep
+            .iter()
+            .map(|keep| {
+                keep.then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        for entity in &mut self.entities {
+            *entity = entity.and_then(|entity| moved.get(entity).copied().flatten());
+        }
+        pick(&mut self.entities, keep);
+        pick(&mut self.rules, keep);
+        pick(&mut self.expressions, keep);
+        pick(&mut self.table.columns, keep);
+    }
+
     fn select(&self, source: &Database) -> String {
         let columns = self
             .table

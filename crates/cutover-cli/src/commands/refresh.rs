@@ -34,9 +34,11 @@ use crate::output::{print, print_json};
 /// Without --check or --init-policy, the policy is checked and, if it covers
 /// the source, the target is refreshed: every table copied (masked, filtered),
 /// skipped or preserved (the target's own rows kept) into a staging copy that
-/// replaces the target in one atomic swap. This version refreshes SQLite
-/// targets; PostgreSQL targets and the verification suite come next. The
-/// source is only ever opened read-only.
+/// replaces the target in one atomic swap: for a SQLite target a staging
+/// file renamed over it, for PostgreSQL a staging schema whose objects
+/// replace the live ones in one transaction, with the target's own grants
+/// and owners kept. The source is only ever opened read-only, and read in
+/// one consistent snapshot.
 ///
 /// Examples:
 ///   cutover refresh --from postgres://reader@prod/app --init-policy policy.toml
@@ -68,6 +70,15 @@ pub struct RefreshArgs {
     /// Overwrite the --init-policy file if it exists.
     #[arg(long, requires = "init_policy")]
     pub force: bool,
+
+    /// Tables copied at once into a PostgreSQL target, each over its own
+    /// pair of connections (all reading one snapshot of the source).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+
+    /// The target's schema when the source is SQLite and the target PostgreSQL.
+    #[arg(long, value_name = "NAME", default_value = "public")]
+    pub target_schema: String,
 }
 
 pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
@@ -209,16 +220,24 @@ async fn copy(
         bail!(message);
     }
     let target_url = DatabaseUrl::parse(args.to.as_deref().unwrap_or_default())?;
-    let cutover_db::Locator::Sqlite(target_path) = &target_url.locator else {
-        bail!(
-            "{}: refreshing a PostgreSQL target is not available in this version\nhint: use a sqlite: target, or --check to check the policy",
-            target_url.redacted()
-        );
-    };
     let secret = std::env::var(&policy.secret_env).unwrap_or_default();
     let masker = std::sync::Arc::new(cutover_refresh::Masker::new(secret.as_bytes()));
     let started = std::time::Instant::now();
-    let outcome = cutover_refresh::refresh_sqlite(source, target_path, policy, masker).await?;
+    let outcome = match &target_url.locator {
+        cutover_db::Locator::Sqlite(target_path) => {
+            cutover_refresh::refresh_sqlite(source, target_path, policy, masker).await?
+        }
+        cutover_db::Locator::Postgres(_) => {
+            let settings = cutover_refresh::PostgresRefresh {
+                source: DatabaseUrl::parse(&args.from)?,
+                target: target_url.clone(),
+                connect: crate::environment::connect_options(),
+                jobs: args.jobs,
+                target_schema: Some(args.target_schema.clone()),
+            };
+            cutover_refresh::refresh_postgres(&settings, policy, masker).await?
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     match global.format {
         Format::Json => print_json(&serde_json::json!({

@@ -282,3 +282,111 @@ fn a_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
     assert!(status.success());
     assert_eq!(state(), (patients, 0, 1));
 }
+
+fn postgres_count(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) -> i64 {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query_one(sql, &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+    })
+}
+
+/// The same with a PostgreSQL source and target: the swap is one transaction,
+/// so a kill anywhere leaves the old schema or the new one, never a staging
+/// schema in its place, and the next run clears what the killed one staged.
+#[test]
+fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some((production, acceptance)) = runtime.block_on(async {
+        Some((
+            cutover_testing::postgres().await?,
+            cutover_testing::postgres().await?,
+        ))
+    }) else {
+        return;
+    };
+    let schema =
+        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
+            .expect("schema")
+            .replace("BLOB", "bytea");
+    let patients = 200_000i64;
+    runtime.block_on(async {
+        cutover_testing::postgres_execute(
+            &production.url,
+            &format!(
+                "{schema} INSERT INTO patients SELECT i, 'HC-' || i, 'Given' || i, 'Family' || i, '1970-01-01', \
+                 'p' || i || '@mail.test', NULL, NULL, NULL, NULL, '2024-01-01' FROM generate_series(1, {patients}) i;"
+            ),
+        )
+        .await;
+        cutover_testing::postgres_execute(
+            &acceptance.url,
+            &format!(
+                "{schema} INSERT INTO patients VALUES (99, 'HC-OLD', 'Old', 'Data', NULL, NULL, NULL, NULL, NULL, NULL, '2020-01-01'); \
+                 INSERT INTO accounts VALUES (7, 'tester', 'Tester', 'acc-hash');"
+            ),
+        )
+        .await;
+    });
+    let policy = crate::workspace_root().join("examples/scenario-d-policy.toml");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args([
+                "refresh",
+                "--from",
+                &production.url,
+                "--to",
+                &acceptance.url,
+            ])
+            .arg("--policy")
+            .arg(&policy)
+            .env("CUTOVER_MASK_SECRET", "test secret")
+            .env("CUTOVER_LOG", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting cutover")
+    };
+    let state = || {
+        let count = |sql: &str| postgres_count(&runtime, &acceptance.url, sql);
+        (
+            count("SELECT count(*) FROM patients"),
+            count("SELECT count(*) FROM patients WHERE health_card_number = 'HC-OLD'"),
+            count("SELECT count(*) FROM accounts WHERE user_name = 'tester'"),
+        )
+    };
+    for point in 0..8u64 {
+        let mut child = spawn();
+        std::thread::sleep(std::time::Duration::from_millis(50 + point * 150));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (rows, old_marker, accounts) = state();
+        let old = rows == 1 && old_marker == 1;
+        let new = rows == patients && old_marker == 0;
+        assert!(
+            old || new,
+            "kill point {point}: a half-way target ({rows} patients)"
+        );
+        assert_eq!(
+            accounts, 1,
+            "kill point {point}: the preserved account was lost"
+        );
+    }
+    let status = spawn().wait().expect("a full run");
+    assert!(status.success());
+    assert_eq!(state(), (patients, 0, 1));
+    assert_eq!(
+        postgres_count(
+            &runtime,
+            &acceptance.url,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'cutover\\_%'"
+        ),
+        0
+    );
+}

@@ -1,2 +1,3 @@
 mod copy;
 mod policy;
+mod postgres;
