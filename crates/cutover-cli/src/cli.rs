@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::commands::diff::DiffArgs;
 use crate::commands::inspect::InspectArgs;
 use crate::commands::refresh::RefreshArgs;
+use crate::commands::verify_refresh::VerifyRefreshArgs;
 
 /// Move health data between systems and environments, and prove that it moved right.
 ///
@@ -59,6 +60,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Reconcile two tables or queries exactly: rows missing, extra or changed, per column and per group.
     Diff(Box<DiffArgs>),
-    /// Refresh a lower environment from production under a sanitization policy (checks and starting policies).
-    Refresh(RefreshArgs),
+    /// Refresh a lower environment from production: masked in flight, own data kept, swapped atomically, verified.
+    Refresh(Box<RefreshArgs>),
+    /// Verify a refreshed lower environment against production and the policy.
+    VerifyRefresh(Box<VerifyRefreshArgs>),
 }

@@ -50,7 +50,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Inspect(args) => commands::inspect::run(args, &cli.global).await,
         Command::Diff(args) => commands::diff::run(*args, &cli.global).await,
-        Command::Refresh(args) => commands::refresh::run(args, &cli.global).await,
+        Command::Refresh(args) => commands::refresh::run(*args, &cli.global).await,
+        Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
     }
 }
 

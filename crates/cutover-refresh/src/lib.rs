@@ -23,10 +23,12 @@ mod init;
 mod mask;
 mod pg_refresh;
 mod policy;
+mod report;
 mod sqlite_refresh;
 mod subset;
 mod targets;
 mod transform;
+mod verify;
 
 pub use check::{Problem, check, check_filters, table_key};
 pub use error::{Error, Result};
@@ -37,6 +39,8 @@ pub use pg_refresh::{PostgresRefresh, refresh_postgres, staging_schema};
 pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };
+pub use report::{Baseline, BaselineTable, Report};
 pub use sqlite_refresh::{RefreshOutcome, TableOutcome, refresh_sqlite, staging_path};
 pub use targets::{forbidden_host, host_of, matches_pattern, same_database};
 pub use transform::TableCopy;
+pub use verify::{Check, Status, Verification, VerifyOptions, verify};

@@ -209,8 +209,14 @@ impl Masker {
                 let entity = entity
                     .map(canonical::encode)
                     .unwrap_or_else(|| input.clone());
-                let span = u64::from(*max_days) * 2 + 1;
-                let days = self.number("shift-date", &entity, span) as i64 - i64::from(*max_days);
+                // Never zero: a shift of 0 days would copy the real date.
+                let max = u64::from((*max_days).max(1));
+                let magnitude = self.number("shift-date", &entity, max * 2) as i64;
+                let days = if magnitude < max as i64 {
+                    -(magnitude + 1)
+                } else {
+                    magnitude - max as i64 + 1
+                };
                 match value {
                     Value::Date(date) => Value::Date(date.saturating_add(days as i32)),
                     Value::Timestamp(micros) => {
@@ -335,6 +341,22 @@ mod tests {
         };
         assert_eq!(shift(19_000), shift(19_500));
         assert!(shift(19_000).abs() <= 30);
+        // Every entity is shifted, never by zero days.
+        for entity in 0..2_000 {
+            let shifted = masker().apply(
+                &Rule::ShiftDate {
+                    by: None,
+                    max_days: 3,
+                },
+                &Value::Date(19_000),
+                LogicalType::Date,
+                Some(&Value::Int(entity)),
+            );
+            let Ok(Value::Date(shifted)) = shifted else {
+                panic!("{shifted:?}");
+            };
+            assert!((1..=3).contains(&(shifted - 19_000).abs()), "{entity}");
+        }
         let micros = 19_000i64 * 86_400_000_000;
         let shifted = masker().apply(
             &rule,

@@ -498,18 +498,17 @@ pub async fn refresh_postgres(
     };
 
     let target = Database::connect(&settings.target, &settings.connect).await?;
-    let locked = first_column(
-        &target,
-        &format!(
-            "SELECT pg_try_advisory_lock(hashtext({}))::text",
+    // One refresh per schema at a time. A killed run's server session may
+    // hold the lock until the server notices its client is gone: wait a while.
+    let locked = target
+        .execute_batch(&format!(
+            "SET lock_timeout = '60s'; SELECT pg_advisory_lock(hashtext({})); RESET lock_timeout",
             literal(&format!("cutover refresh {live}"))
-        ),
-        "the refresh lock",
-    )
-    .await?;
-    if locked.first().map(String::as_str) != Some("true") {
+        ))
+        .await;
+    if locked.is_err() {
         return Err(Error::Unsupported(format!(
-            "another refresh of schema {live} is running on {}",
+            "another refresh of schema {live} is running on {} (waited 60 s for it)",
             settings.target.redacted()
         )));
     }
@@ -642,10 +641,11 @@ async fn build_and_swap(
                     .map(|column| quote(column))
                     .collect();
                 let name = quote(&table.name.name);
+                let fingerprinted = crate::verify::fingerprint_columns(&table, &live_columns);
                 let before = crate::fingerprint::table(
                     target,
                     &TableName::qualified(live, &table.name.name),
-                    &common_names(&columns, &live_columns),
+                    &fingerprinted,
                 )
                 .await?;
                 target
@@ -659,7 +659,7 @@ async fn build_and_swap(
                 let after = crate::fingerprint::table(
                     target,
                     &TableName::qualified(stage, &table.name.name),
-                    &common_names(&columns, &live_columns),
+                    &fingerprinted,
                 )
                 .await?;
                 outcome.tables[index].rows = after.rows;
@@ -727,14 +727,6 @@ async fn build_and_swap(
         .await?;
     swap(target, live, stage).await?;
     Ok(outcome)
-}
-
-fn common_names(columns: &[String], live_columns: &[String]) -> Vec<String> {
-    columns
-        .iter()
-        .filter(|column| live_columns.contains(column))
-        .cloned()
-        .collect()
 }
 
 fn first_words(sql: &str) -> String {

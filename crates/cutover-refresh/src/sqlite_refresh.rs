@@ -244,6 +244,7 @@ pub async fn refresh_sqlite(
                 ))
             })?;
         let name = TableName::new(table.name.name.clone());
+        let mut preserved = None;
         let rows = match action {
             Action::Copy => match crate::subset::copy_plan(policy, &schema, table) {
                 Some(copy) => copy.copy(source, &staged, &name, masker.clone()).await?,
@@ -256,12 +257,9 @@ pub async fn refresh_sqlite(
                     .and_then(|schema| schema.table(&name));
                 match (&previous, kept) {
                     (Some(database), Some(kept)) => {
-                        let columns: Vec<String> = kept
-                            .columns
-                            .iter()
-                            .filter(|column| table.column(&column.name).is_some())
-                            .map(|column| column.name.clone())
-                            .collect();
+                        let columns =
+                            crate::verify::fingerprint_columns(table, &kept.column_names());
+                        let before = crate::fingerprint::table(database, &name, &columns).await?;
                         let rows = database
                             .read(
                                 &ReadRequest::table(name.clone())
@@ -269,7 +267,10 @@ pub async fn refresh_sqlite(
                                     .unordered(),
                             )
                             .await?;
-                        staged.write(&name, &columns, rows).await?
+                        staged.write(&name, &columns, rows).await?;
+                        let after = crate::fingerprint::table(&staged, &name, &columns).await?;
+                        preserved = Some(crate::fingerprint::Preserved { before, after });
+                        after.rows
                     }
                     _ => 0,
                 }
@@ -283,7 +284,7 @@ pub async fn refresh_sqlite(
                 Action::Preserve => "preserve",
             },
             rows,
-            preserved: None,
+            preserved,
         });
     }
 

@@ -97,6 +97,18 @@ impl TableCopy {
     }
 
     fn select(&self, source: &Database) -> String {
+        self.select_where(
+            source,
+            self.filter
+                .as_deref()
+                .map(|filter| format!("({filter})"))
+                .as_deref(),
+        )
+    }
+
+    /// The SELECT of this table's columns (with their expressions) under
+    /// `condition` instead of the plan's own filter.
+    pub(crate) fn select_where(&self, source: &Database, condition: Option<&str>) -> String {
         let columns = self
             .table
             .columns
@@ -117,8 +129,8 @@ impl TableCopy {
             .collect::<Vec<_>>()
             .join(", ");
         let mut sql = format!("SELECT {columns} FROM {}", self.table.name.quoted());
-        if let Some(filter) = &self.filter {
-            sql.push_str(&format!(" WHERE ({filter})"));
+        if let Some(condition) = condition {
+            sql.push_str(&format!(" WHERE {condition}"));
         }
         sql
     }

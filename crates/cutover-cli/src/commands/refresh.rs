@@ -79,6 +79,40 @@ pub struct RefreshArgs {
     /// The target's schema when the source is SQLite and the target PostgreSQL.
     #[arg(long, value_name = "NAME", default_value = "public")]
     pub target_schema: String,
+
+    #[command(flatten)]
+    pub verification: VerificationArgs,
+}
+
+/// How the result is verified and where the evidence goes (shared with `verify-refresh`).
+#[derive(Debug, Args)]
+pub struct VerificationArgs {
+    /// Verify every row (full), a random sample per table (sample), or not at all (off).
+    #[arg(long = "verify", value_enum, default_value_t = VerifyMode::Sample)]
+    pub mode: VerifyMode,
+
+    /// Rows per table in sample mode.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub sample_rows: u64,
+
+    /// A production host pattern (e.g. '*.prod.internal'), in addition to the policy's forbid_hosts.
+    #[arg(long = "forbid-host", value_name = "PATTERN")]
+    pub forbid_hosts: Vec<String>,
+
+    /// Write the evidence report to FILE: .json or .md (may be given twice).
+    #[arg(long, value_name = "FILE")]
+    pub report: Vec<PathBuf>,
+}
+
+/// How thoroughly a refresh is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyMode {
+    /// Every row of every table.
+    Full,
+    /// A random sample of rows per table.
+    Sample,
+    /// No verification.
+    Off,
 }
 
 pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
@@ -239,13 +273,38 @@ async fn copy(
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    let verification = if args.verification.mode == VerifyMode::Off {
+        None
+    } else {
+        let target = Database::connect(&target_url, &crate::environment::connect_options()).await?;
+        let masker = cutover_refresh::Masker::new(secret.as_bytes());
+        Some(
+            cutover_refresh::verify(
+                source,
+                &target,
+                policy,
+                Some(&masker),
+                &verify_options(&args.verification, policy, Some(outcome.tables.clone())),
+            )
+            .await?,
+        )
+    };
+    let report = cutover_refresh::Report {
+        source: cutover_db::redact(&args.from),
+        target: target_url.redacted().to_owned(),
+        policy: args
+            .policy
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+        started_at: started_at(),
+        refresh_seconds: Some(seconds),
+        tables: outcome.tables.clone(),
+        verification,
+    };
+    write_reports(&args.verification.report, &report)?;
     match global.format {
-        Format::Json => print_json(&serde_json::json!({
-            "target": target_url.redacted(),
-            "tables": outcome.tables,
-            "seconds": seconds,
-            "source_read_only": true,
-        }))?,
+        Format::Json => print_json(&report)?,
         Format::Text => {
             let mut text = format!(
                 "refreshed {} from {} in {seconds:.1} s (the source was opened read-only)\n",
@@ -267,10 +326,105 @@ async fn copy(
                     crate::output::thousands(table.rows)
                 );
             }
+            if let Some(verification) = &report.verification {
+                text.push_str(&render_verification(verification));
+            }
             print(&text)?;
         }
     }
-    Ok(Outcome::Success)
+    Ok(if report.passed() {
+        Outcome::Success
+    } else {
+        Outcome::Differences
+    })
+}
+
+/// The verification settings from the flags and the policy.
+pub fn verify_options(
+    args: &VerificationArgs,
+    policy: &Policy,
+    baseline: Option<Vec<cutover_refresh::TableOutcome>>,
+) -> cutover_refresh::VerifyOptions {
+    let mut forbid_hosts = policy.forbid_hosts.clone();
+    forbid_hosts.extend(args.forbid_hosts.iter().cloned());
+    cutover_refresh::VerifyOptions {
+        full: args.mode == VerifyMode::Full,
+        sample_rows: args.sample_rows,
+        forbid_hosts,
+        baseline,
+    }
+}
+
+/// Writes the report to each file (.json or .md), each through a temporary file renamed into place.
+pub fn write_reports(paths: &[PathBuf], report: &cutover_refresh::Report) -> anyhow::Result<()> {
+    for path in paths {
+        let text = match path.extension().and_then(|extension| extension.to_str()) {
+            Some("json") => serde_json::to_string_pretty(report)? + "\n",
+            Some("md") => report.markdown(),
+            _ => bail!(
+                "{}: a report is .json or .md\nhint: e.g. --report refresh.md --report refresh.json",
+                path.display()
+            ),
+        };
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        std::fs::write(&temporary, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The verification as text: a summary line, then one line per check and the evidence of failures.
+pub fn render_verification(verification: &cutover_refresh::Verification) -> String {
+    use cutover_refresh::Status;
+    let count = |status| {
+        verification
+            .checks
+            .iter()
+            .filter(|check| check.status == status)
+            .count()
+    };
+    let mut text = format!(
+        "verification ({}): {} passed, {} failed, {} skipped\n",
+        verification.mode,
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Skipped)
+    );
+    for check in &verification.checks {
+        let word = match check.status {
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::Skipped => "skip",
+        };
+        let _ = writeln!(text, "  {word:<4}  {}", check.name);
+        if check.status != Status::Pass {
+            for line in &check.evidence {
+                let _ = writeln!(text, "          {line}");
+            }
+        }
+    }
+    text
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn started_at() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = now.as_secs();
+    let date = i32::try_from(seconds / 86_400)
+        .ok()
+        .and_then(cutover_db::value::date_from_days)
+        .map(|date| date.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let time = seconds % 86_400;
+    format!(
+        "{date}T{:02}:{:02}:{:02}Z",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
 }
 
 fn count_problems(count: usize) -> String {

@@ -378,8 +378,19 @@ fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
             "kill point {point}: the preserved account was lost"
         );
     }
-    let status = spawn().wait().expect("a full run");
-    assert!(status.success());
+    let run = crate::cutover_with_env(
+        &[
+            "refresh",
+            "--from",
+            &production.url,
+            "--to",
+            &acceptance.url,
+            "--policy",
+            &policy.display().to_string(),
+        ],
+        &[("CUTOVER_MASK_SECRET", "test secret")],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(state(), (patients, 0, 1));
     assert_eq!(
         postgres_count(
@@ -388,5 +399,131 @@ fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'cutover\\_%'"
         ),
         0
+    );
+}
+
+/// `verify-refresh` on its own: a clean target passes with the refresh's
+/// report as baseline; a damaged one fails, by check, and the Markdown and
+/// JSON reports say so without a row value.
+#[test]
+fn verify_refresh_passes_a_clean_target_and_names_what_is_wrong_with_a_damaged_one() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let schema =
+        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
+            .expect("schema");
+    let production = directory.path().join("production.db");
+    let acceptance = directory.path().join("acceptance.db");
+    for (path, rows) in [
+        (
+            &production,
+            "INSERT INTO patients VALUES (1, 'HC-1', 'Anna', 'Smit', '1970-05-01', 'anna@mail.test', NULL, NULL, NULL, NULL, '2024-01-01 00:00:00'); \
+             INSERT INTO assessments VALUES (10, 1, '2025-03-01', 'ok', 'private'), (11, 1, '2026-02-01', 'ok', NULL);",
+        ),
+        (
+            &acceptance,
+            "INSERT INTO accounts VALUES (7, 'tester', 'Tester', 'acc-hash'); \
+             INSERT INTO portal_trial_config VALUES (1, 'https://portal.acc.internal', 1);",
+        ),
+    ] {
+        let connection = rusqlite::Connection::open(path).expect("sqlite");
+        connection.execute_batch(&schema).expect("schema");
+        connection.execute_batch(rows).expect("rows");
+    }
+    let policy = crate::workspace_root()
+        .join("examples/scenario-d-policy.toml")
+        .display()
+        .to_string();
+    let from = format!("sqlite:{}", production.display());
+    let to = format!("sqlite:{}", acceptance.display());
+    let baseline = directory.path().join("refresh.json");
+    let secret = [("CUTOVER_MASK_SECRET", "test secret")];
+    let run = crate::cutover_with_env(
+        &[
+            "refresh",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--policy",
+            &policy,
+            "--verify",
+            "full",
+            "--report",
+            &baseline.display().to_string(),
+        ],
+        &secret,
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify-refresh",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--policy",
+            &policy,
+            "--verify",
+            "full",
+        ];
+        args.extend_from_slice(extra);
+        crate::cutover_with_env(&args, &secret)
+    };
+    let baseline_arg = baseline.display().to_string();
+    let run = verify(&["--baseline", &baseline_arg]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("9 passed, 0 failed"), "{}", run.stdout);
+
+    let connection = rusqlite::Connection::open(&acceptance).expect("sqlite");
+    connection
+        .execute_batch(
+            "INSERT INTO assessments VALUES (11, 1, '2026-02-01', 'ok', NULL); \
+             UPDATE patients SET email = 'anna@mail.test'; \
+             UPDATE accounts SET display_name = 'Someone'; \
+             UPDATE portal_trial_config SET endpoint_url = 'https://portal.prod.internal';",
+        )
+        .expect("damage");
+    drop(connection);
+    let markdown = directory.path().join("verify.md");
+    let json = directory.path().join("verify.json");
+    let run = verify(&[
+        "--baseline",
+        &baseline_arg,
+        "--report",
+        &markdown.display().to_string(),
+        "--report",
+        &json.display().to_string(),
+    ]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let mut settings = settings();
+    settings.add_filter(
+        &regex_escape(&directory.path().display().to_string()),
+        "[dir]",
+    );
+    settings.add_filter(r"hash [0-9a-f]{16}", "hash [hash]");
+    settings.add_filter(r"with [0-9a-f]{16}", "with [hash]");
+    settings.bind(|| insta::assert_snapshot!(run.stdout));
+    let markdown = std::fs::read_to_string(&markdown).expect("markdown report");
+    let json = std::fs::read_to_string(&json).expect("json report");
+    assert!(
+        markdown.contains("| removed-rows-absent | FAIL |"),
+        "{markdown}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(parsed["verification"]["checks"][0]["status"], "fail");
+    for value in ["anna@mail.test", "Someone", "portal.prod.internal", "Anna"] {
+        assert!(
+            !markdown.contains(value) && !json.contains(value) && !run.stdout.contains(value),
+            "{value}"
+        );
+    }
+
+    // Bad input: a baseline that is not a report.
+    let run = verify(&["--baseline", &policy]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("not a refresh report"),
+        "{}",
+        run.stderr
     );
 }

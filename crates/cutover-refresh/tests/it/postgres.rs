@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use cutover_db::{ConnectOptions, DatabaseUrl};
-use cutover_refresh::{Masker, Policy, PostgresRefresh};
+use cutover_db::{ConnectOptions, Database, DatabaseUrl};
+use cutover_refresh::{Check, Masker, Policy, PostgresRefresh, Status, VerifyOptions};
 
 const SCENARIO_D: &str = include_str!("../../../../examples/scenario-d-schema.sql");
 const SCENARIO_D_POLICY: &str = include_str!("../../../../examples/scenario-d-policy.toml");
@@ -202,6 +202,75 @@ async fn a_postgres_target_is_built_in_staging_and_swapped_whole() {
     ];
     for (sql, expected) in checks {
         assert_eq!(scalar(url, sql).await, expected, "{sql}");
+    }
+
+    // The verification suite passes on the fresh target, in full mode...
+    cutover_testing::postgres_execute(url, "DELETE FROM events WHERE id = 501").await;
+    let masker = Masker::new(b"secret");
+    let source = Database::connect_str(&production.url, &ConnectOptions::default())
+        .await
+        .expect("source");
+    let target = Database::connect_str(url, &ConnectOptions::default())
+        .await
+        .expect("target");
+    let options = VerifyOptions {
+        full: true,
+        forbid_hosts: vec!["*.prod.internal".into()],
+        baseline: Some(outcome.tables.clone()),
+        ..VerifyOptions::default()
+    };
+    let verification =
+        cutover_refresh::verify(&source, &target, &policy(), Some(&masker), &options)
+            .await
+            .expect("verify");
+    let failed: Vec<&Check> = verification
+        .checks
+        .iter()
+        .filter(|check| check.status == Status::Fail)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(verification.checks.len(), 9);
+
+    // ...and each kind of damage fails the check made for it, without showing a value.
+    cutover_testing::postgres_execute(
+        url,
+        "INSERT INTO assessments VALUES (11, 1, '2026-02-01', 'ok', NULL); \
+         UPDATE patients SET first_name = 'Anna' WHERE id = 1; \
+         UPDATE accounts SET display_name = 'changed'; \
+         UPDATE portal_trial_config SET endpoint_url = 'https://portal.prod.internal/api'; \
+         ALTER TABLE events ADD COLUMN note text; \
+         SELECT setval('events_id_seq', 3);",
+    )
+    .await;
+    let verification =
+        cutover_refresh::verify(&source, &target, &policy(), Some(&masker), &options)
+            .await
+            .expect("verify");
+    let status = |name: &str| {
+        verification
+            .checks
+            .iter()
+            .find(|check| check.name == name)
+            .map(|check| check.status)
+    };
+    for name in [
+        "removed-rows-absent",
+        "masked-values-differ",
+        "every-column-classified",
+        "preserved-tables-identical",
+        "row-counts",
+        "no-invalid-objects",
+        "no-production-references",
+    ] {
+        assert_eq!(
+            status(name),
+            Some(Status::Fail),
+            "{name}: {verification:#?}"
+        );
+    }
+    let evidence = format!("{verification:?}");
+    for value in ["Anna", "changed", "portal.prod.internal"] {
+        assert!(!evidence.contains(value), "{value} in {evidence}");
     }
 }
 

@@ -1,0 +1,1147 @@
+//! The verification suite of a refresh: each check a named pass or fail with
+//! evidence. Evidence holds counts and object names, never row values.
+//!
+//! - `removed-rows-absent`: rows the policy removes (its `where`, or a removed
+//!   parent) are not in the target, looked up by their masked key;
+//! - `masked-values-differ`: a masked column never holds the source's value for
+//!   the same key where the policy would have changed it;
+//! - `every-column-classified`: every target table and column is in the policy;
+//! - `no-sensitive-values`: distinctive values of masked source columns appear
+//!   in no text column of the target's copied tables;
+//! - `preserved-tables-identical`: preserved tables match their pre-refresh
+//!   fingerprint;
+//! - `row-counts`: copied tables hold exactly the source's kept rows, skipped
+//!   tables none;
+//! - `schema-matches`: every source table and column exists in the target with
+//!   the same logical type;
+//! - `no-invalid-objects`: views that fail, functions that do not compile,
+//!   foreign keys not validated, invalid indexes, sequences behind their column;
+//! - `no-production-references`: foreign servers, user mappings and the
+//!   policy's config tables name no forbidden host.
+
+use std::collections::HashMap;
+
+use cutover_db::schema::quote_identifier as quote;
+use cutover_db::{Column, Database, Engine, IntrospectOptions, LogicalType, Schema, Table, Value};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::mask::Masker;
+use crate::policy::{Action, FakeKind, Policy, Rule};
+use crate::sqlite_refresh::TableOutcome;
+use crate::transform::TableCopy;
+
+/// A check's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The check held.
+    Pass,
+    /// The check found a problem.
+    Fail,
+    /// The check could not run (its evidence says why).
+    Skipped,
+}
+
+/// One named check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// A stable name, e.g. `removed-rows-absent`.
+    pub name: &'static str,
+    /// Pass, fail or skipped.
+    pub status: Status,
+    /// What was looked at and what was found (counts and names only).
+    pub evidence: Vec<String>,
+}
+
+/// The whole suite's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Every check, in a fixed order.
+    pub checks: Vec<Check>,
+    /// `sample` or `full`.
+    pub mode: &'static str,
+}
+
+impl Verification {
+    /// Whether no check failed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|check| check.status != Status::Fail)
+    }
+}
+
+/// How thoroughly to verify.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Check every row (`true`) or a random sample per table.
+    pub full: bool,
+    /// Rows per table in sample mode.
+    pub sample_rows: u64,
+    /// Production host patterns (the policy's and any given on the command line).
+    pub forbid_hosts: Vec<String>,
+    /// The refresh's own outcome, for preserved tables' fingerprints.
+    pub baseline: Option<Vec<TableOutcome>>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            full: false,
+            sample_rows: 1_000,
+            forbid_hosts: Vec::new(),
+            baseline: None,
+        }
+    }
+}
+
+struct Builder {
+    name: &'static str,
+    failures: Vec<String>,
+    notes: Vec<String>,
+    skipped: Option<String>,
+}
+
+impl Builder {
+    fn new(name: &'static str) -> Builder {
+        Builder {
+            name,
+            failures: Vec::new(),
+            notes: Vec::new(),
+            skipped: None,
+        }
+    }
+
+    fn finish(self) -> Check {
+        let status = if !self.failures.is_empty() {
+            Status::Fail
+        } else if self.skipped.is_some() && self.notes.is_empty() {
+            Status::Skipped
+        } else {
+            Status::Pass
+        };
+        let mut evidence = self.failures;
+        evidence.extend(self.skipped);
+        evidence.extend(self.notes);
+        Check {
+            name: self.name,
+            status,
+            evidence,
+        }
+    }
+}
+
+fn integer_column(name: &str) -> Column {
+    Column {
+        name: name.into(),
+        type_name: "bigint".into(),
+        logical_type: Some(LogicalType::Integer),
+        nullable: true,
+        default: None,
+    }
+}
+
+fn text_column(name: &str) -> Column {
+    Column {
+        name: name.into(),
+        type_name: "text".into(),
+        logical_type: Some(LogicalType::Text),
+        nullable: true,
+        default: None,
+    }
+}
+
+async fn count(database: &Database, sql: &str, label: &str) -> Result<u64> {
+    let mut rows = database
+        .query(sql, vec![integer_column("n")], label)
+        .await?;
+    let mut total = 0;
+    if let Some(row) = rows.next().await {
+        if let Some(Value::Int(number)) = row?.first() {
+            total = u64::try_from(*number).unwrap_or_default();
+        }
+    }
+    Ok(total)
+}
+
+async fn texts(
+    database: &Database,
+    sql: &str,
+    width: usize,
+    label: &str,
+) -> Result<Vec<Vec<String>>> {
+    let columns = (0..width)
+        .map(|index| text_column(&format!("c{index}")))
+        .collect();
+    let mut rows = database.query(sql, columns, label).await?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        out.push(
+            row?.into_iter()
+                .map(|value| match value {
+                    Value::Text(text) => text,
+                    _ => String::new(),
+                })
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// A key value as a SQL literal both engines read the same way; `None` for
+/// key types this check does not look up.
+fn key_literal(value: &Value) -> Option<String> {
+    match value {
+        Value::Int(number) => Some(number.to_string()),
+        Value::Text(text) => Some(format!("'{}'", text.replace('\'', "''"))),
+        _ => None,
+    }
+}
+
+/// A source table, its target counterpart and its copy plan.
+struct Pair<'a> {
+    source: &'a Table,
+    target: Option<&'a Table>,
+    action: Action,
+    copy: Option<TableCopy>,
+}
+
+/// Runs the verification suite on `target` after a refresh from `source`
+/// under `policy`. `masker` is `None` when the masking secret is not set:
+/// the checks that need masked keys are then skipped.
+pub async fn verify(
+    source: &Database,
+    target: &Database,
+    policy: &Policy,
+    masker: Option<&Masker>,
+    options: &VerifyOptions,
+) -> Result<Verification> {
+    let source_schema = source.introspect(&IntrospectOptions::default()).await?;
+    let target_schema = target.introspect(&IntrospectOptions::default()).await?;
+    let mut pairs = Vec::new();
+    for table in &source_schema.tables {
+        let Some(table_policy) = crate::check::policy_table(policy, table) else {
+            continue;
+        };
+        pairs.push(Pair {
+            source: table,
+            target: target_schema.table(&cutover_db::TableName::new(table.name.name.clone())),
+            action: table_policy.action,
+            copy: crate::subset::copy_plan(policy, &source_schema, table),
+        });
+    }
+    let checks = vec![
+        removed_rows(source, target, &pairs, masker, options).await?,
+        masked_values(source, target, &pairs, masker, options).await?,
+        classified(policy, &target_schema),
+        sensitive_values(source, target, &pairs, options).await?,
+        preserved(target, &pairs, options).await?,
+        row_counts(source, target, &pairs, options).await?,
+        schema_matches(&pairs),
+        invalid_objects(target).await?,
+        production_references(target, policy, &pairs, options).await?,
+    ];
+    Ok(Verification {
+        checks,
+        mode: if options.full { "full" } else { "sample" },
+    })
+}
+
+/// The target rows whose key is among `keys` (canonical key encoding → row).
+async fn lookup(
+    target: &Database,
+    table: &Table,
+    key_columns: &[usize],
+    columns: &[usize],
+    keys: &[Vec<Value>],
+) -> Result<Option<HashMap<Vec<u8>, Vec<Value>>>> {
+    let mut literals = Vec::new();
+    for key in keys {
+        let parts: Option<Vec<String>> = key.iter().map(key_literal).collect();
+        let Some(parts) = parts else {
+            return Ok(None);
+        };
+        literals.push(if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("({})", parts.join(", "))
+        });
+    }
+    let key_list = key_columns
+        .iter()
+        .map(|index| quote(&table.columns[*index].name))
+        .collect::<Vec<_>>();
+    let selected: Vec<usize> = key_columns.iter().chain(columns).copied().collect();
+    let select = selected
+        .iter()
+        .map(|index| quote(&table.columns[*index].name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let left = if key_list.len() == 1 {
+        key_list[0].clone()
+    } else {
+        format!("({})", key_list.join(", "))
+    };
+    let in_list = if key_list.len() == 1 {
+        format!("({})", literals.join(", "))
+    } else {
+        format!("(VALUES {})", literals.join(", "))
+    };
+    let sql = format!(
+        "SELECT {select} FROM {} WHERE {left} IN {in_list}",
+        table.name.quoted()
+    );
+    let types = selected
+        .iter()
+        .map(|index| table.columns[*index].clone())
+        .collect();
+    let mut rows = target
+        .query(&sql, types, &format!("table {}", table.name))
+        .await?;
+    let mut found = HashMap::new();
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let mut key = Vec::new();
+        cutover_db::canonical::encode_row_into(&row[..key_columns.len()], &mut key);
+        found.insert(key, row[key_columns.len()..].to_vec());
+    }
+    Ok(Some(found))
+}
+
+/// Source rows of a copy plan's table: kept (`kept = true`) or removed, all
+/// or a random sample.
+fn rows_sql(copy: &TableCopy, source: &Database, kept: bool, options: &VerifyOptions) -> String {
+    let condition = match (&copy.filter, kept) {
+        (Some(filter), true) => Some(format!("({filter})")),
+        (Some(filter), false) => Some(format!("({filter}) IS NOT TRUE")),
+        (None, true) => None,
+        (None, false) => Some("1 = 0".to_owned()),
+    };
+    let mut sql = copy.select_where(source, condition.as_deref());
+    if !options.full {
+        sql.push_str(&format!(" ORDER BY random() LIMIT {}", options.sample_rows));
+    }
+    sql
+}
+
+/// The target table's columns at the source table's column positions.
+fn target_positions(source: &Table, target: &Table) -> Vec<Option<usize>> {
+    source
+        .columns
+        .iter()
+        .map(|column| {
+            target
+                .columns
+                .iter()
+                .position(|candidate| candidate.name == column.name)
+        })
+        .collect()
+}
+
+const BATCH: usize = 500;
+
+async fn removed_rows(
+    source: &Database,
+    target: &Database,
+    pairs: &[Pair<'_>],
+    masker: Option<&Masker>,
+    options: &VerifyOptions,
+) -> Result<Check> {
+    let mut check = Builder::new("removed-rows-absent");
+    let Some(masker) = masker else {
+        check.skipped = Some("not run: the masking secret is not set".into());
+        return Ok(check.finish());
+    };
+    let mut tables = 0;
+    for pair in pairs {
+        let (Some(copy), Some(target_table)) = (&pair.copy, pair.target) else {
+            continue;
+        };
+        if copy.filter.is_none() {
+            continue;
+        }
+        let Some(key) = &pair.source.primary_key else {
+            check.notes.push(format!(
+                "{}: no primary key, covered by row-counts only",
+                pair.source.name
+            ));
+            continue;
+        };
+        let key_positions: Vec<usize> = key
+            .columns
+            .iter()
+            .filter_map(|name| pair.source.columns.iter().position(|c| &c.name == name))
+            .collect();
+        let positions = target_positions(pair.source, target_table);
+        let Some(target_key): Option<Vec<usize>> = key_positions
+            .iter()
+            .map(|index| positions[*index])
+            .collect()
+        else {
+            check
+                .failures
+                .push(format!("{}: the target lacks its key", pair.source.name));
+            continue;
+        };
+        tables += 1;
+        let mut rows = source
+            .query(
+                &rows_sql(copy, source, false, options),
+                copy.table.columns.clone(),
+                &format!("table {}", pair.source.name),
+            )
+            .await?;
+        let (mut checked, mut present) = (0u64, 0u64);
+        let mut batch: Vec<Vec<Value>> = Vec::new();
+        loop {
+            let next = rows.next().await;
+            if let Some(row) = &next {
+                let masked = copy.transform(masker, row.as_ref().map_err(clone_error)?.clone())?;
+                batch.push(
+                    key_positions
+                        .iter()
+                        .map(|index| masked[*index].clone())
+                        .collect(),
+                );
+            }
+            if batch.len() >= BATCH || (next.is_none() && !batch.is_empty()) {
+                checked += batch.len() as u64;
+                match lookup(target, target_table, &target_key, &[], &batch).await? {
+                    Some(found) => present += found.len() as u64,
+                    None => {
+                        check.notes.push(format!(
+                            "{}: key type not looked up, covered by row-counts only",
+                            pair.source.name
+                        ));
+                        break;
+                    }
+                }
+                batch.clear();
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        if present > 0 {
+            check.failures.push(format!(
+                "{}: {present} of {checked} removed rows checked are in the target",
+                pair.source.name
+            ));
+        } else {
+            check.notes.push(format!(
+                "{}: {checked} removed rows checked, none in the target",
+                pair.source.name
+            ));
+        }
+    }
+    if tables == 0 && check.failures.is_empty() {
+        check.skipped = Some("no copied table removes rows".into());
+    }
+    Ok(check.finish())
+}
+
+fn clone_error(error: &cutover_db::Error) -> cutover_db::Error {
+    cutover_db::Error::Source(error.to_string())
+}
+
+async fn masked_values(
+    source: &Database,
+    target: &Database,
+    pairs: &[Pair<'_>],
+    masker: Option<&Masker>,
+    options: &VerifyOptions,
+) -> Result<Check> {
+    let mut check = Builder::new("masked-values-differ");
+    let Some(masker) = masker else {
+        check.skipped = Some("not run: the masking secret is not set".into());
+        return Ok(check.finish());
+    };
+    for pair in pairs {
+        let (Some(copy), Some(target_table)) = (&pair.copy, pair.target) else {
+            continue;
+        };
+        let masked_columns: Vec<usize> = copy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| !matches!(rule, Rule::Keep))
+            .map(|(index, _)| index)
+            .collect();
+        if masked_columns.is_empty() {
+            continue;
+        }
+        let Some(key) = &pair.source.primary_key else {
+            check
+                .notes
+                .push(format!("{}: no primary key, not checked", pair.source.name));
+            continue;
+        };
+        let key_positions: Vec<usize> = key
+            .columns
+            .iter()
+            .filter_map(|name| pair.source.columns.iter().position(|c| &c.name == name))
+            .collect();
+        let positions = target_positions(pair.source, target_table);
+        let target_key: Option<Vec<usize>> = key_positions
+            .iter()
+            .map(|index| positions[*index])
+            .collect();
+        let target_columns: Option<Vec<usize>> = masked_columns
+            .iter()
+            .map(|index| positions[*index])
+            .collect();
+        let (Some(target_key), Some(target_columns)) = (target_key, target_columns) else {
+            check.failures.push(format!(
+                "{}: the target lacks a key or masked column",
+                pair.source.name
+            ));
+            continue;
+        };
+        let mut rows = source
+            .query(
+                &rows_sql(copy, source, true, options),
+                copy.table.columns.clone(),
+                &format!("table {}", pair.source.name),
+            )
+            .await?;
+        let mut leaks: HashMap<usize, u64> = HashMap::new();
+        let (mut checked, mut missing, mut coincidences) = (0u64, 0u64, 0u64);
+        let mut batch: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
+        let mut unsupported = false;
+        loop {
+            let next = rows.next().await;
+            if let Some(row) = &next {
+                let original = row.as_ref().map_err(clone_error)?.clone();
+                let expected = copy.transform(masker, original.clone())?;
+                batch.push((original, expected));
+            }
+            if batch.len() >= BATCH || (next.is_none() && !batch.is_empty()) {
+                let keys: Vec<Vec<Value>> = batch
+                    .iter()
+                    .map(|(_, expected)| {
+                        key_positions.iter().map(|i| expected[*i].clone()).collect()
+                    })
+                    .collect();
+                let Some(found) =
+                    lookup(target, target_table, &target_key, &target_columns, &keys).await?
+                else {
+                    unsupported = true;
+                    break;
+                };
+                for ((original, expected), key) in batch.iter().zip(&keys) {
+                    checked += 1;
+                    let mut encoded = Vec::new();
+                    cutover_db::canonical::encode_row_into(key, &mut encoded);
+                    let Some(values) = found.get(&encoded) else {
+                        missing += 1;
+                        continue;
+                    };
+                    for (slot, index) in masked_columns.iter().enumerate() {
+                        let source_value = &original[*index];
+                        if source_value.is_null() || values[slot] != *source_value {
+                            continue;
+                        }
+                        if expected[*index] == *source_value {
+                            coincidences += 1;
+                        } else {
+                            *leaks.entry(*index).or_default() += 1;
+                        }
+                    }
+                }
+                batch.clear();
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        if unsupported {
+            check
+                .notes
+                .push(format!("{}: key type not looked up", pair.source.name));
+            continue;
+        }
+        let mut columns: Vec<(&usize, &u64)> = leaks.iter().collect();
+        columns.sort();
+        for (index, rows) in columns {
+            check.failures.push(format!(
+                "{}.{}: {rows} of {checked} rows checked hold the source's value",
+                pair.source.name, pair.source.columns[*index].name
+            ));
+        }
+        let mut note = format!(
+            "{}: {checked} rows checked, {} masked columns",
+            pair.source.name,
+            masked_columns.len()
+        );
+        if missing > 0 {
+            note.push_str(&format!(", {missing} not found in the target"));
+        }
+        if coincidences > 0 {
+            note.push_str(&format!(
+                ", {coincidences} values where the mask gives the source's value by chance"
+            ));
+        }
+        check.notes.push(note);
+    }
+    if check.notes.is_empty() && check.failures.is_empty() {
+        check.skipped = Some("no copied table masks a column".into());
+    }
+    Ok(check.finish())
+}
+
+fn classified(policy: &Policy, target: &Schema) -> Check {
+    let mut check = Builder::new("every-column-classified");
+    let mut columns = 0;
+    for table in &target.tables {
+        let Some(table_policy) = crate::check::policy_table(policy, table) else {
+            check
+                .failures
+                .push(format!("{}: the table is not in the policy", table.name));
+            continue;
+        };
+        if table_policy.action != Action::Copy {
+            continue;
+        }
+        for column in &table.columns {
+            columns += 1;
+            if !table_policy.columns.contains_key(&column.name) {
+                check.failures.push(format!(
+                    "{}.{}: the column has no rule",
+                    table.name, column.name
+                ));
+            }
+        }
+    }
+    check.notes.push(format!(
+        "{} target tables, {columns} columns of copied tables",
+        target.tables.len()
+    ));
+    check.finish()
+}
+
+/// Whether a rule's output could equal real values by chance often (small
+/// vocabularies): such columns are not scanned for.
+fn distinctive(rule: &Rule) -> bool {
+    match rule {
+        Rule::Keep | Rule::ShiftDate { .. } => false,
+        Rule::Fake(kind) => matches!(kind, FakeKind::Email | FakeKind::Phone | FakeKind::Address),
+        _ => true,
+    }
+}
+
+async fn sensitive_values(
+    source: &Database,
+    target: &Database,
+    pairs: &[Pair<'_>],
+    options: &VerifyOptions,
+) -> Result<Check> {
+    let per_column = if options.full { 2_000 } else { 200 };
+    let mut check = Builder::new("no-sensitive-values");
+    // A random sample of distinctive values (6 characters or more) from masked text columns.
+    let mut needles: Vec<String> = Vec::new();
+    let mut scanned = Vec::new();
+    for pair in pairs {
+        let Some(copy) = &pair.copy else { continue };
+        for (index, rule) in copy.rules.iter().enumerate() {
+            let column = &copy.table.columns[index];
+            if !distinctive(rule) || column.logical_type != Some(LogicalType::Text) {
+                continue;
+            }
+            let name = quote(&column.name);
+            let sql = format!(
+                "SELECT x FROM (SELECT DISTINCT {name} AS x FROM {} WHERE length({name}) >= 6) d \
+                 ORDER BY random() LIMIT {per_column}",
+                copy.table.name.quoted()
+            );
+            let values = texts(source, &sql, 1, &format!("table {}", copy.table.name)).await?;
+            scanned.push(format!("{}.{}", pair.source.name.name, column.name));
+            needles.extend(values.into_iter().filter_map(|row| row.into_iter().next()));
+        }
+    }
+    if needles.is_empty() {
+        check.skipped = Some("no masked text column holds distinctive values".into());
+        return Ok(check.finish());
+    }
+    needles.sort();
+    needles.dedup();
+    let values = needles
+        .iter()
+        .map(|value| format!("('{}')", value.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for pair in pairs {
+        let (Some(_), Some(target_table)) = (&pair.copy, pair.target) else {
+            continue;
+        };
+        let text_columns: Vec<&Column> = target_table
+            .columns
+            .iter()
+            .filter(|column| column.logical_type == Some(LogicalType::Text))
+            .collect();
+        if text_columns.is_empty() {
+            continue;
+        }
+        let sums = text_columns
+            .iter()
+            .map(|column| {
+                format!(
+                    "CAST(coalesce(sum(CASE WHEN CAST({} AS text) IN (SELECT x FROM needles) THEN 1 ELSE 0 END), 0) AS text)",
+                    quote(&column.name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH needles(x) AS (VALUES {values}) SELECT {sums} FROM {}",
+            target_table.name.quoted()
+        );
+        let rows = texts(
+            target,
+            &sql,
+            text_columns.len(),
+            &format!("table {}", target_table.name),
+        )
+        .await?;
+        for (column, hits) in text_columns
+            .iter()
+            .zip(rows.first().cloned().unwrap_or_default())
+        {
+            let hits: u64 = hits.parse().unwrap_or_default();
+            if hits > 0 {
+                check.failures.push(format!(
+                    "{}.{}: {hits} rows hold a value of a masked source column",
+                    target_table.name.name, column.name
+                ));
+            }
+        }
+    }
+    check.notes.push(format!(
+        "{} distinct values from {} masked columns ({}) searched in every text column of the copied tables",
+        needles.len(),
+        scanned.len(),
+        scanned.join(", ")
+    ));
+    Ok(check.finish())
+}
+
+/// The fingerprint's columns: the source's, in its order, that the target table has.
+pub(crate) fn fingerprint_columns(source: &Table, target: &[String]) -> Vec<String> {
+    source
+        .columns
+        .iter()
+        .map(|column| column.name.clone())
+        .filter(|column| target.contains(column))
+        .collect()
+}
+
+async fn preserved(
+    target: &Database,
+    pairs: &[Pair<'_>],
+    options: &VerifyOptions,
+) -> Result<Check> {
+    let mut check = Builder::new("preserved-tables-identical");
+    let Some(baseline) = &options.baseline else {
+        check.skipped = Some("not run: no fingerprint from before the refresh (run it as part of refresh, or pass --baseline)".into());
+        return Ok(check.finish());
+    };
+    for pair in pairs.iter().filter(|pair| pair.action == Action::Preserve) {
+        let Some(target_table) = pair.target else {
+            check
+                .failures
+                .push(format!("{}: missing from the target", pair.source.name));
+            continue;
+        };
+        let Some(before) = baseline
+            .iter()
+            .find(|outcome| outcome.table == crate::check::table_key(pair.source))
+            .and_then(|outcome| outcome.preserved)
+        else {
+            check.notes.push(format!(
+                "{}: the target had no such table before",
+                pair.source.name
+            ));
+            continue;
+        };
+        let columns = fingerprint_columns(pair.source, &target_table.column_names());
+        let now = crate::fingerprint::table(target, &target_table.name, &columns).await?;
+        if now == before.before {
+            check.notes.push(format!(
+                "{}: {} rows, content hash {:016x}, as before the refresh",
+                pair.source.name, now.rows, now.hash
+            ));
+        } else {
+            check.failures.push(format!(
+                "{}: {} rows with content hash {:016x}; before the refresh {} rows with {:016x}",
+                pair.source.name, now.rows, now.hash, before.before.rows, before.before.hash
+            ));
+        }
+    }
+    Ok(check.finish())
+}
+
+async fn row_counts(
+    source: &Database,
+    target: &Database,
+    pairs: &[Pair<'_>],
+    options: &VerifyOptions,
+) -> Result<Check> {
+    let mut check = Builder::new("row-counts");
+    for pair in pairs {
+        let Some(target_table) = pair.target else {
+            continue;
+        };
+        let actual = count(
+            target,
+            &format!("SELECT count(*) FROM {}", target_table.name.quoted()),
+            &format!("table {}", target_table.name),
+        )
+        .await?;
+        let expected = match (&pair.action, &pair.copy) {
+            (Action::Copy, Some(copy)) => Some(
+                count(
+                    source,
+                    &format!(
+                        "SELECT count(*) FROM {}{}",
+                        pair.source.name.quoted(),
+                        copy.filter
+                            .as_ref()
+                            .map(|filter| format!(" WHERE ({filter})"))
+                            .unwrap_or_default()
+                    ),
+                    &format!("table {}", pair.source.name),
+                )
+                .await?,
+            ),
+            (Action::Skip, _) | (Action::Copy, None) => Some(0),
+            (Action::Preserve, _) => options.baseline.as_ref().and_then(|baseline| {
+                baseline
+                    .iter()
+                    .find(|outcome| outcome.table == crate::check::table_key(pair.source))
+                    .and_then(|outcome| outcome.preserved.map(|preserved| preserved.before.rows))
+            }),
+        };
+        let action = match pair.action {
+            Action::Copy => "copy",
+            Action::Skip => "skip",
+            Action::Preserve => "preserve",
+        };
+        match expected {
+            Some(expected) if expected != actual => check.failures.push(format!(
+                "{} ({action}): {actual} rows, expected {expected}",
+                pair.source.name
+            )),
+            Some(expected) => check.notes.push(format!(
+                "{} ({action}): {actual} rows, as expected ({expected})",
+                pair.source.name
+            )),
+            None => check
+                .notes
+                .push(format!("{} ({action}): {actual} rows", pair.source.name)),
+        }
+    }
+    Ok(check.finish())
+}
+
+fn schema_matches(pairs: &[Pair<'_>]) -> Check {
+    let mut check = Builder::new("schema-matches");
+    let mut columns = 0;
+    for pair in pairs {
+        let Some(target_table) = pair.target else {
+            check
+                .failures
+                .push(format!("{}: missing from the target", pair.source.name));
+            continue;
+        };
+        for column in &pair.source.columns {
+            columns += 1;
+            match target_table.column(&column.name) {
+                None => check.failures.push(format!(
+                    "{}.{}: missing from the target",
+                    pair.source.name, column.name
+                )),
+                Some(other) if other.logical_type != column.logical_type => {
+                    check.failures.push(format!(
+                        "{}.{}: {} in the source, {} in the target",
+                        pair.source.name, column.name, column.type_name, other.type_name
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    check.notes.push(format!(
+        "{} tables and {columns} columns compared",
+        pairs.len()
+    ));
+    check.finish()
+}
+
+async fn invalid_objects(target: &Database) -> Result<Check> {
+    let mut check = Builder::new("no-invalid-objects");
+    match target.engine() {
+        Engine::Postgres => {
+            let user_schemas = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
+            let views = texts(
+                target,
+                &format!(
+                    "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {user_schemas}"
+                ),
+                1,
+                "the target's views",
+            )
+            .await?;
+            for view in &views {
+                if target
+                    .execute_batch(&format!("EXPLAIN SELECT * FROM {} LIMIT 0", view[0]))
+                    .await
+                    .is_err()
+                {
+                    check
+                        .failures
+                        .push(format!("view {}: does not run", view[0]));
+                }
+            }
+            let functions = texts(
+                target,
+                &format!(
+                    "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p \
+                     JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang \
+                     WHERE p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql') AND {user_schemas} \
+                       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')"
+                ),
+                2,
+                "the target's functions",
+            )
+            .await?;
+            for function in &functions {
+                // Recompiled with body checks on, then rolled back.
+                let sql = format!(
+                    "BEGIN; SET LOCAL check_function_bodies = on; {}; ROLLBACK",
+                    function[1]
+                );
+                if target.execute_batch(&sql).await.is_err() {
+                    let _ = target.execute_batch("ROLLBACK").await;
+                    check
+                        .failures
+                        .push(format!("function {}: does not compile", function[0]));
+                }
+            }
+            for row in texts(
+                target,
+                &format!(
+                    "SELECT 'foreign key ' || quote_ident(c.conname) || ' on ' || c.conrelid::regclass::text || ': not validated' \
+                     FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+                     WHERE NOT c.convalidated AND {user_schemas} \
+                     UNION ALL SELECT 'index ' || i.indexrelid::regclass::text || ': invalid' FROM pg_index i \
+                     JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE NOT i.indisvalid AND {user_schemas} \
+                     UNION ALL SELECT 'trigger ' || quote_ident(t.tgname) || ' on ' || t.tgrelid::regclass::text || ': disabled' \
+                     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE NOT t.tgisinternal AND t.tgenabled = 'D' AND {user_schemas}"
+                ),
+                1,
+                "the target's constraints",
+            )
+            .await?
+            {
+                check.failures.push(row[0].clone());
+            }
+            let sequences = texts(
+                target,
+                &format!(
+                    "SELECT s.oid::regclass::text, t.oid::regclass::text, quote_ident(a.attname) FROM pg_depend d \
+                     JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_class t ON t.oid = d.refobjid \
+                     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
+                     JOIN pg_namespace n ON n.oid = s.relnamespace \
+                     WHERE d.deptype IN ('a', 'i') AND d.classid = 'pg_class'::regclass AND {user_schemas}"
+                ),
+                3,
+                "the target's sequences",
+            )
+            .await?;
+            for sequence in &sequences {
+                let behind = count(
+                    target,
+                    &format!(
+                        "SELECT count(*) FROM {table} WHERE {column}::bigint > \
+                         (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {seq})",
+                        seq = sequence[0],
+                        table = sequence[1],
+                        column = sequence[2]
+                    ),
+                    "a sequence",
+                )
+                .await?;
+                if behind > 0 {
+                    check.failures.push(format!(
+                        "sequence {}: behind {}.{} ({behind} rows above it)",
+                        sequence[0], sequence[1], sequence[2]
+                    ));
+                }
+            }
+            check.notes.push(format!(
+                "{} views, {} functions, {} sequences checked; constraints, indexes and triggers",
+                views.len(),
+                functions.len(),
+                sequences.len()
+            ));
+        }
+        Engine::Sqlite => {
+            let integrity = texts(target, "PRAGMA integrity_check", 1, "integrity").await?;
+            if integrity.first().map(|row| row[0].as_str()) != Some("ok") {
+                check
+                    .failures
+                    .push(format!("integrity check: {} problems", integrity.len()));
+            }
+            let dangling = count(
+                target,
+                "SELECT count(*) FROM pragma_foreign_key_check",
+                "foreign keys",
+            )
+            .await?;
+            if dangling > 0 {
+                check.failures.push(format!(
+                    "foreign keys: {dangling} rows reference a missing row"
+                ));
+            }
+            let views = texts(
+                target,
+                "SELECT name FROM sqlite_master WHERE type = 'view'",
+                1,
+                "views",
+            )
+            .await?;
+            for view in &views {
+                if target
+                    .execute_batch(&format!("SELECT * FROM {} LIMIT 0", quote(&view[0])))
+                    .await
+                    .is_err()
+                {
+                    check
+                        .failures
+                        .push(format!("view {}: does not run", view[0]));
+                }
+            }
+            check.notes.push(format!(
+                "integrity, foreign keys and {} views checked",
+                views.len()
+            ));
+        }
+    }
+    Ok(check.finish())
+}
+
+/// Host names in a text: URL hosts and bare dotted names.
+fn hosts_in(text: &str) -> Vec<String> {
+    static HOST: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*").ok()
+    });
+    let Some(pattern) = HOST.as_ref() else {
+        return Vec::new();
+    };
+    pattern
+        .find_iter(text)
+        .map(|found| found.as_str().to_owned())
+        .collect()
+}
+
+async fn production_references(
+    target: &Database,
+    policy: &Policy,
+    pairs: &[Pair<'_>],
+    options: &VerifyOptions,
+) -> Result<Check> {
+    let mut check = Builder::new("no-production-references");
+    if options.forbid_hosts.is_empty() {
+        check.skipped = Some(
+            "not run: no production host patterns (forbid_hosts in the policy, or --forbid-host)"
+                .into(),
+        );
+        return Ok(check.finish());
+    }
+    let forbidden = |text: &str| {
+        hosts_in(text).into_iter().find_map(|host| {
+            options
+                .forbid_hosts
+                .iter()
+                .find(|pattern| crate::targets::matches_pattern(pattern, &host))
+                .cloned()
+        })
+    };
+    let mut looked_at = Vec::new();
+    if target.engine() == Engine::Postgres {
+        let servers = texts(
+            target,
+            "SELECT 'foreign server ' || quote_ident(s.srvname), coalesce(array_to_string(s.srvoptions, ' '), '') \
+             FROM pg_foreign_server s \
+             UNION ALL SELECT 'user mapping of ' || quote_ident(s.srvname), coalesce(array_to_string(m.umoptions, ' '), '') \
+             FROM pg_user_mapping m JOIN pg_foreign_server s ON s.oid = m.umserver",
+            2,
+            "the target's foreign servers",
+        )
+        .await?;
+        looked_at.push(format!(
+            "{} foreign servers and user mappings",
+            servers.len()
+        ));
+        for server in &servers {
+            if let Some(pattern) = forbidden(&server[1]) {
+                check
+                    .failures
+                    .push(format!("{}: names a host matching {pattern}", server[0]));
+            }
+        }
+    }
+    for pair in pairs {
+        let config =
+            crate::check::policy_table(policy, pair.source).is_some_and(|table| table.config);
+        let (true, Some(target_table)) = (config, pair.target) else {
+            continue;
+        };
+        let columns: Vec<&Column> = target_table
+            .columns
+            .iter()
+            .filter(|column| column.logical_type == Some(LogicalType::Text))
+            .collect();
+        looked_at.push(format!("config table {}", target_table.name.name));
+        for column in columns {
+            let name = quote(&column.name);
+            let mut rows = target
+                .query(
+                    &format!(
+                        "SELECT {name} FROM {} WHERE {name} IS NOT NULL",
+                        target_table.name.quoted()
+                    ),
+                    vec![column.clone()],
+                    &format!("table {}", target_table.name),
+                )
+                .await?;
+            let mut matches = 0u64;
+            let mut example_pattern = None;
+            while let Some(row) = rows.next().await {
+                if let Some(Value::Text(text)) = row?.first() {
+                    if let Some(pattern) = forbidden(text) {
+                        matches += 1;
+                        example_pattern.get_or_insert(pattern);
+                    }
+                }
+            }
+            if let Some(pattern) = example_pattern {
+                check.failures.push(format!(
+                    "{}.{}: {matches} rows name a host matching {pattern}",
+                    target_table.name.name, column.name
+                ));
+            }
+        }
+    }
+    check.notes.push(format!(
+        "looked at {} for hosts matching {}",
+        if looked_at.is_empty() {
+            "nothing".to_owned()
+        } else {
+            looked_at.join(", ")
+        },
+        options.forbid_hosts.join(", ")
+    ));
+    Ok(check.finish())
+}
