@@ -27,7 +27,7 @@ impl Bar {
     }
 }
 
-impl cutover_diff::Progress for Bar {
+impl cutover_db::Progress for Bar {
     fn phase(&self, name: &str, total: Option<u64>) {
         let Some(bar) = &self.bar else { return };
         bar.set_length(total.unwrap_or(0));

@@ -22,6 +22,7 @@ mod error;
 pub mod locator;
 pub mod pgpass;
 mod postgres;
+mod progress;
 pub mod schema;
 mod sqlite;
 mod stream;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 
 pub use error::{Error, Result};
 pub use locator::{DatabaseUrl, Locator, redact};
+pub use progress::{NoProgress, Progress};
 pub use schema::{Column, Engine, Schema, Table, TableName};
 pub use stream::{Row, RowStream, from_batches};
 pub use value::{Interval, LogicalType, Numeric, Value};

@@ -68,7 +68,10 @@ const CITIES: &[&str] = &[
 
 /// Applies column rules with one secret.
 pub struct Masker {
-    secret: Vec<u8>,
+    /// HMAC-SHA256 keyed with the secret, cloned for each value.
+    keyed: HmacSha256,
+    /// Compiled `regex` rules, by pattern.
+    patterns: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<regex::Regex>>>,
 }
 
 impl std::fmt::Debug for Masker {
@@ -102,13 +105,24 @@ impl Masker {
     /// A masker keyed with `secret` (the bytes of the policy's secret variable).
     pub fn new(secret: &[u8]) -> Masker {
         Masker {
-            secret: secret.to_vec(),
+            keyed: HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length"),
+            patterns: std::sync::Mutex::default(),
         }
     }
 
+    /// The compiled pattern, compiled once per masker.
+    fn pattern(&self, pattern: &str) -> Option<std::sync::Arc<regex::Regex>> {
+        let mut patterns = self.patterns.lock().ok()?;
+        if let Some(compiled) = patterns.get(pattern) {
+            return Some(compiled.clone());
+        }
+        let compiled = std::sync::Arc::new(regex::Regex::new(pattern).ok()?);
+        patterns.insert(pattern.to_owned(), compiled.clone());
+        Some(compiled)
+    }
+
     fn mac(&self, label: &str, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac =
-            HmacSha256::new_from_slice(&self.secret).expect("HMAC takes a key of any length");
+        let mut mac = self.keyed.clone();
         mac.update(label.as_bytes());
         for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
@@ -174,7 +188,7 @@ impl Masker {
                 replacement,
             } => match value {
                 Value::Text(text) => {
-                    let pattern = regex::Regex::new(pattern).map_err(|_| error())?;
+                    let pattern = self.pattern(pattern).ok_or_else(error)?;
                     Value::Text(pattern.replace_all(text, replacement.as_str()).into_owned())
                 }
                 _ => return Err(error()),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use cutover_db::schema::quote_identifier as quote;
 use cutover_db::{
     Column, ConnectOptions, Database, DatabaseUrl, Engine, IntrospectOptions, LogicalType,
-    TableName, Value,
+    Progress, TableName, Value,
 };
 
 use crate::error::{Error, Result};
@@ -449,6 +449,7 @@ pub async fn refresh_postgres(
     settings: &PostgresRefresh,
     policy: &Policy,
     masker: Arc<Masker>,
+    progress: Arc<dyn Progress>,
 ) -> Result<RefreshOutcome> {
     let read_only = ConnectOptions {
         read_only: true,
@@ -525,6 +526,7 @@ pub async fn refresh_postgres(
         settings,
         policy,
         masker,
+        progress,
         &source,
         snapshot,
         &schema,
@@ -549,6 +551,7 @@ async fn build_and_swap(
     settings: &PostgresRefresh,
     policy: &Policy,
     masker: Arc<Masker>,
+    progress: Arc<dyn Progress>,
     source: &Database,
     snapshot: Option<String>,
     schema: &cutover_db::Schema,
@@ -672,6 +675,10 @@ async fn build_and_swap(
     }
 
     // Copies, over `jobs` pairs of connections sharing the source snapshot.
+    progress.phase(
+        "copy",
+        Some(crate::subset::copied_rows_estimate(policy, schema)),
+    );
     let jobs = settings.jobs.max(1).min(copies.len().max(1));
     let queue = Arc::new(Mutex::new(copies));
     let mut workers = Vec::new();
@@ -681,8 +688,9 @@ async fn build_and_swap(
         let masker = masker.clone();
         let snapshot = snapshot.clone();
         let stage = stage.to_owned();
+        let progress = progress.clone();
         workers.push(tokio::spawn(async move {
-            copy_worker(&settings, snapshot, &stage, masker, queue).await
+            copy_worker(&settings, snapshot, &stage, masker, progress, queue).await
         }));
     }
     for worker in workers {
@@ -695,6 +703,7 @@ async fn build_and_swap(
     }
     drop(source.execute_batch("COMMIT").await);
 
+    progress.phase("keys", None);
     for sql in &definitions.constraints {
         target.execute_batch(sql).await.map_err(|error| {
             Error::Unsupported(format!(
@@ -705,6 +714,7 @@ async fn build_and_swap(
         })?;
     }
     set_sequences(target, schema, stage).await?;
+    progress.phase("indexes", None);
     for sql in &definitions.after {
         target.execute_batch(sql).await?;
     }
@@ -725,6 +735,7 @@ async fn build_and_swap(
             names.join(", ")
         }))
         .await?;
+    progress.phase("swap", None);
     swap(target, live, stage).await?;
     Ok(outcome)
 }
@@ -740,6 +751,7 @@ async fn copy_worker(
     snapshot: Option<String>,
     stage: &str,
     masker: Arc<Masker>,
+    progress: Arc<dyn Progress>,
     queue: CopyQueue,
 ) -> Result<Vec<(usize, u64)>> {
     let read_only = ConnectOptions {
@@ -777,7 +789,9 @@ async fn copy_worker(
             copy.retain_columns(&keep);
         }
         let name = TableName::qualified(stage, &copy.table.name.name);
-        let rows = copy.copy(&source, &target, &name, masker.clone()).await?;
+        let rows = copy
+            .copy_with_progress(&source, &target, &name, masker.clone(), progress.clone())
+            .await?;
         counts.push((index, rows));
     }
     if snapshot.is_some() {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cutover_db::{
-    Column, ConnectOptions, Database, Engine, IntrospectOptions, LogicalType, ReadRequest,
-    TableName, Value,
+    Column, ConnectOptions, Database, Engine, IntrospectOptions, LogicalType, Progress,
+    ReadRequest, TableName, Value,
 };
 use serde::Serialize;
 
@@ -184,6 +184,7 @@ pub async fn refresh_sqlite(
     target: &Path,
     policy: &Policy,
     masker: Arc<Masker>,
+    progress: Arc<dyn Progress>,
 ) -> Result<RefreshOutcome> {
     let mut wal = target.as_os_str().to_owned();
     wal.push("-wal");
@@ -233,6 +234,10 @@ pub async fn refresh_sqlite(
         None => None,
     };
 
+    progress.phase(
+        "copy",
+        Some(crate::subset::copied_rows_estimate(policy, &schema)),
+    );
     let mut outcome = RefreshOutcome { tables: Vec::new() };
     for table in crate::subset::load_order(&schema) {
         let key = crate::check::table_key(table);
@@ -247,7 +252,16 @@ pub async fn refresh_sqlite(
         let mut preserved = None;
         let rows = match action {
             Action::Copy => match crate::subset::copy_plan(policy, &schema, table) {
-                Some(copy) => copy.copy(source, &staged, &name, masker.clone()).await?,
+                Some(copy) => {
+                    copy.copy_with_progress(
+                        source,
+                        &staged,
+                        &name,
+                        masker.clone(),
+                        progress.clone(),
+                    )
+                    .await?
+                }
                 None => 0,
             },
             Action::Skip => 0,
@@ -288,6 +302,7 @@ pub async fn refresh_sqlite(
         });
     }
 
+    progress.phase("indexes", None);
     for (kind, sql) in &definitions {
         if kind != "table" {
             staged.execute_batch(sql).await?;

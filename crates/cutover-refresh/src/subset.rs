@@ -132,3 +132,16 @@ pub(crate) fn copy_plan(
     }
     Some(copy)
 }
+
+/// The engine's estimate of the rows the copied tables hold (for progress).
+pub(crate) fn copied_rows_estimate(policy: &Policy, schema: &cutover_db::Schema) -> u64 {
+    schema
+        .tables
+        .iter()
+        .filter(|table| {
+            crate::check::policy_table(policy, table)
+                .is_some_and(|table_policy| table_policy.action == Action::Copy)
+        })
+        .map(|table| table.row_count.or(table.row_estimate).unwrap_or(0))
+        .sum()
+}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use cutover_db::{Column, Database, LogicalType, RowStream, Table};
+use cutover_db::{Column, Database, LogicalType, NoProgress, Progress, RowStream, Table};
 use futures_util::StreamExt;
 
 use crate::error::Result;
@@ -144,13 +144,33 @@ impl TableCopy {
         target_table: &cutover_db::TableName,
         masker: Arc<Masker>,
     ) -> Result<u64> {
+        self.copy_with_progress(source, target, target_table, masker, Arc::new(NoProgress))
+            .await
+    }
+
+    /// [`TableCopy::copy`], advancing `progress` as rows are read.
+    pub async fn copy_with_progress(
+        &self,
+        source: &Database,
+        target: &Database,
+        target_table: &cutover_db::TableName,
+        masker: Arc<Masker>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<u64> {
+        const REPORT_EVERY: u64 = 4_096;
         let columns: Vec<Column> = self.table.columns.clone();
         let label = format!("table {}", self.table.name);
         let rows = source
             .query(&self.select(source), columns.clone(), &label)
             .await?;
         let plan = Arc::new(self.clone());
+        let mut unreported = 0;
         let transformed = rows.map(move |row| {
+            unreported += 1;
+            if unreported == REPORT_EVERY {
+                progress.advance(unreported);
+                unreported = 0;
+            }
             let row = row?;
             plan.transform(&masker, row)
         });

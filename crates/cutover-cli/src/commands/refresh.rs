@@ -257,9 +257,11 @@ async fn copy(
     let secret = std::env::var(&policy.secret_env).unwrap_or_default();
     let masker = std::sync::Arc::new(cutover_refresh::Masker::new(secret.as_bytes()));
     let started = std::time::Instant::now();
+    let bar = std::sync::Arc::new(crate::progress::Bar::new(global.quiet));
+    let progress: std::sync::Arc<dyn cutover_db::Progress> = bar.clone();
     let outcome = match &target_url.locator {
         cutover_db::Locator::Sqlite(target_path) => {
-            cutover_refresh::refresh_sqlite(source, target_path, policy, masker).await?
+            cutover_refresh::refresh_sqlite(source, target_path, policy, masker, progress).await
         }
         cutover_db::Locator::Postgres(_) => {
             let settings = cutover_refresh::PostgresRefresh {
@@ -269,9 +271,11 @@ async fn copy(
                 jobs: args.jobs,
                 target_schema: Some(args.target_schema.clone()),
             };
-            cutover_refresh::refresh_postgres(&settings, policy, masker).await?
+            cutover_refresh::refresh_postgres(&settings, policy, masker, progress).await
         }
     };
+    bar.finish();
+    let outcome = outcome?;
     let seconds = started.elapsed().as_secs_f64();
     let verification = if args.verification.mode == VerifyMode::Off {
         None

@@ -237,6 +237,7 @@ async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
         &target,
         &policy,
         Arc::new(Masker::new(b"secret")),
+        Arc::new(cutover_db::NoProgress),
     )
     .await
     .expect("refresh");
@@ -320,9 +321,15 @@ async fn a_postgres_source_refreshes_a_sqlite_target() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let target = directory.path().join("acceptance.db");
     let policy = Policy::parse(SCENARIO_D_POLICY).expect("policy");
-    cutover_refresh::refresh_sqlite(&source, &target, &policy, Arc::new(Masker::new(b"secret")))
-        .await
-        .expect("refresh");
+    cutover_refresh::refresh_sqlite(
+        &source,
+        &target,
+        &policy,
+        Arc::new(Masker::new(b"secret")),
+        Arc::new(cutover_db::NoProgress),
+    )
+    .await
+    .expect("refresh");
     let refreshed = open(&target, false).await;
 
     assert_eq!(

@@ -113,6 +113,7 @@ async fn a_postgres_target_is_built_in_staging_and_swapped_whole() {
         &settings(&production.url, &acceptance.url, 3),
         &policy(),
         Arc::new(Masker::new(b"secret")),
+        Arc::new(cutover_db::NoProgress),
     )
     .await
     .expect("refresh");
@@ -289,6 +290,7 @@ async fn a_swap_that_cannot_complete_leaves_the_target_as_it_was() {
         &settings(&production.url, &acceptance.url, 1),
         &policy(),
         Arc::new(Masker::new(b"secret")),
+        Arc::new(cutover_db::NoProgress),
     )
     .await
     .expect_err("the swap must refuse to drop the target's view");
