@@ -33,7 +33,10 @@ fn kept_condition(
 }
 
 /// For each single-column reference to a copied parent that removes rows:
-/// `(column, "column IS NULL OR column IN (SELECT key FROM parent WHERE kept)")`.
+/// `(column, "EXISTS (SELECT 1 FROM parent WHERE parent.key = table.column AND kept)")`.
+/// A correlated EXISTS is one key lookup per row; `column IN (SELECT …)`
+/// under an OR cannot become a join, and once the kept keys outgrow the
+/// server's hash memory it rescans the parent for every row.
 fn references_to_filtered(
     policy: &Policy,
     schema: &cutover_db::Schema,
@@ -59,11 +62,12 @@ fn references_to_filtered(
         let column = cutover_db::schema::quote_identifier(&foreign_key.columns[0]);
         let parent_column =
             cutover_db::schema::quote_identifier(&foreign_key.referenced_columns[0]);
+        let parent_name = parent.name.quoted();
+        let table_name = table.name.quoted();
         references.push((
             foreign_key.columns[0].clone(),
             format!(
-                "{column} IN (SELECT {parent_column} FROM {} WHERE {kept})",
-                parent.name.quoted()
+                "EXISTS (SELECT 1 FROM {parent_name} WHERE {parent_name}.{parent_column} = {table_name}.{column} AND ({kept}))"
             ),
         ));
     }
