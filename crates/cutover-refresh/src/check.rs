@@ -209,7 +209,13 @@ pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Prob
                 }),
                 Some(rule) => {
                     needs_secret |= rule.needs_secret();
-                    if let Err(reason) = fits(rule, column.logical_type, column.nullable) {
+                    // A large object's content is masked as a blob.
+                    let logical = if crate::transform::is_large_object(column) {
+                        Some(LogicalType::Bytes)
+                    } else {
+                        column.logical_type
+                    };
+                    if let Err(reason) = fits(rule, logical, column.nullable) {
                         problems.push(Problem::RuleMismatch {
                             table: table_key(table),
                             column: column.name.clone(),

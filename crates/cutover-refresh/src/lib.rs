@@ -42,5 +42,5 @@ pub use policy::{
 pub use report::{Baseline, BaselineTable, Report};
 pub use sqlite_refresh::{RefreshOutcome, TableOutcome, refresh_sqlite, staging_path};
 pub use targets::{forbidden_host, host_of, matches_pattern, same_database};
-pub use transform::TableCopy;
+pub use transform::{TableCopy, is_large_object};
 pub use verify::{Check, Status, Verification, VerifyOptions, verify};

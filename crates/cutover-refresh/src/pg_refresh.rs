@@ -674,6 +674,36 @@ async fn build_and_swap(
         }
     }
 
+    // Large-object columns of copied tables hold the content (bytea) while
+    // loading; each value becomes a new large object of the target afterwards.
+    let mut large_objects = Vec::new();
+    for (_, copy, _) in &copies {
+        for (column, source_column) in copy.table.columns.iter().zip(
+            schema
+                .tables
+                .iter()
+                .find(|table| table.name == copy.table.name)
+                .map(|table| table.columns.clone())
+                .unwrap_or_default(),
+        ) {
+            if crate::transform::is_large_object(&source_column) {
+                let table = format!("{}.{}", quote(stage), quote(&copy.table.name.name));
+                let name = quote(&column.name);
+                target
+                    .execute_batch(&format!(
+                        "ALTER TABLE {table} ALTER COLUMN {name} TYPE bytea USING NULL"
+                    ))
+                    .await?;
+                large_objects.push((
+                    copy.table.name.name.clone(),
+                    table,
+                    name,
+                    source_column.type_name,
+                ));
+            }
+        }
+    }
+
     // Copies, over `jobs` pairs of connections sharing the source snapshot.
     progress.phase(
         "copy",
@@ -703,6 +733,14 @@ async fn build_and_swap(
     }
     drop(source.execute_batch("COMMIT").await);
 
+    for (_, table, name, type_name) in &large_objects {
+        target
+            .execute_batch(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} \
+                 USING CASE WHEN {name} IS NOT NULL THEN pg_catalog.lo_from_bytea(0, {name}) END"
+            ))
+            .await?;
+    }
     progress.phase("keys", None);
     for sql in &definitions.constraints {
         target.execute_batch(sql).await.map_err(|error| {
@@ -736,7 +774,11 @@ async fn build_and_swap(
         }))
         .await?;
     progress.phase("swap", None);
-    swap(target, live, stage).await?;
+    let replaced_large_objects: Vec<(String, String)> = large_objects
+        .into_iter()
+        .map(|(table, _, name, _)| (table, name))
+        .collect();
+    swap(target, live, stage, &replaced_large_objects).await?;
     Ok(outcome)
 }
 
@@ -911,11 +953,16 @@ async fn restore_privileges(target: &Database, live: &str, stage: &str) -> Resul
 /// move to a retired schema, the staged objects move in, and the retired
 /// ones are dropped (RESTRICT: an object of the target's own that depends on
 /// a replaced one stops the swap instead of being dropped with it).
-async fn swap(target: &Database, live: &str, stage: &str) -> Result<()> {
+async fn swap(
+    target: &Database,
+    live: &str,
+    stage: &str,
+    large_objects: &[(String, String)],
+) -> Result<()> {
     let retired = retired_schema(live);
     let objects = |schema: &str| {
         format!(
-            "SELECT kind, name FROM ( \
+            "SELECT kind, name, key FROM ( \
                SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' \
                  ELSE 'SEQUENCE' END AS kind, quote_ident(c.relname) AS name, c.relname AS key, c.relkind::text AS sort \
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = {schema} \
@@ -935,8 +982,8 @@ async fn swap(target: &Database, live: &str, stage: &str) -> Result<()> {
             ext_t = not_extension("t.oid"),
         )
     };
-    let staged = texts(target, &objects(stage), 2, "the staged objects").await?;
-    let live_objects = texts(target, &objects(live), 2, "the live objects").await?;
+    let staged = texts(target, &objects(stage), 3, "the staged objects").await?;
+    let live_objects = texts(target, &objects(live), 3, "the live objects").await?;
     let replaced: Vec<&Vec<String>> = live_objects
         .iter()
         .filter(|object| staged.contains(object))
@@ -956,6 +1003,19 @@ async fn swap(target: &Database, live: &str, stage: &str) -> Result<()> {
             " ALTER {} {stage_q}.{} SET SCHEMA {live_q};",
             object[0], object[1]
         ));
+    }
+    // The replaced tables' large objects go with them (the new ones are the staged tables' own).
+    for (table, column) in large_objects {
+        if replaced
+            .iter()
+            .any(|object| object[0] == "TABLE" && object[2] == *table)
+        {
+            sql.push_str(&format!(
+                " SELECT pg_catalog.lo_unlink(l.{column}) FROM {retired_q}.{} l \
+                 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = l.{column});",
+                quote(table)
+            ));
+        }
     }
     for kind in [
         "VIEW",

@@ -118,11 +118,12 @@ fn translated_definitions(schema: &cutover_db::Schema) -> Vec<(String, String)> 
             .iter()
             .map(|column| {
                 let not_null = if column.nullable { "" } else { " NOT NULL" };
-                format!(
-                    "{} {}{not_null}",
-                    quote(&column.name),
-                    sqlite_type(column.logical_type)
-                )
+                let logical = if crate::transform::is_large_object(column) {
+                    Some(LogicalType::Bytes)
+                } else {
+                    column.logical_type
+                };
+                format!("{} {}{not_null}", quote(&column.name), sqlite_type(logical))
             })
             .collect();
         if let Some(key) = &table.primary_key {

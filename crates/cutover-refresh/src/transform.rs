@@ -28,6 +28,16 @@ pub struct TableCopy {
     pub expressions: Vec<Option<String>>,
 }
 
+/// Whether a PostgreSQL column holds large-object references (`oid`, or the
+/// `lo` extension's domain): its content is copied, masked as a blob.
+pub fn is_large_object(column: &Column) -> bool {
+    column.logical_type.is_none()
+        && matches!(
+            column.type_name.rsplit('.').next(),
+            Some("oid") | Some("lo")
+        )
+}
+
 impl TableCopy {
     /// The copy plan of `table` under `policy`; `None` unless its action is
     /// `copy`. Columns without a rule are `keep` here: `check` has refused
@@ -57,10 +67,24 @@ impl TableCopy {
                 _ => None,
             })
             .collect();
+        let mut table = table.clone();
+        let mut expressions = vec![None; rules.len()];
+        for (column, expression) in table.columns.iter_mut().zip(&mut expressions) {
+            if is_large_object(column) {
+                // The content, read where the reference resolves (a dangling one reads as NULL).
+                let quoted = cutover_db::schema::quote_identifier(&column.name);
+                *expression = Some(format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = {quoted}) \
+                     THEN pg_catalog.lo_get({quoted}) END"
+                ));
+                column.type_name = "bytea".into();
+                column.logical_type = Some(LogicalType::Bytes);
+            }
+        }
         Some(TableCopy {
-            table: table.clone(),
+            table,
             filter: table_policy.filter.clone(),
-            expressions: vec![None; rules.len()],
+            expressions,
             rules,
             entities,
         })

@@ -271,9 +271,21 @@ async fn lookup(
         .map(|index| quote(&table.columns[*index].name))
         .collect::<Vec<_>>();
     let selected: Vec<usize> = key_columns.iter().chain(columns).copied().collect();
+    // Large objects are compared by content, as they were copied.
     let select = selected
         .iter()
-        .map(|index| quote(&table.columns[*index].name))
+        .map(|index| {
+            let column = &table.columns[*index];
+            let quoted = quote(&column.name);
+            if crate::transform::is_large_object(column) {
+                format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = {quoted}) \
+                     THEN pg_catalog.lo_get({quoted}) END"
+                )
+            } else {
+                quoted
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let left = if key_list.len() == 1 {
@@ -292,7 +304,14 @@ async fn lookup(
     );
     let types = selected
         .iter()
-        .map(|index| table.columns[*index].clone())
+        .map(|index| {
+            let mut column = table.columns[*index].clone();
+            if crate::transform::is_large_object(&column) {
+                column.type_name = "bytea".into();
+                column.logical_type = Some(LogicalType::Bytes);
+            }
+            column
+        })
         .collect();
     let mut rows = target
         .query(&sql, types, &format!("table {}", table.name))

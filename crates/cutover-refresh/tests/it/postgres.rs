@@ -24,6 +24,7 @@ CREATE FUNCTION stamp_label() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.label := coalesce(NEW.label, 'stamped'); RETURN NEW; END $$;
 CREATE TRIGGER events_stamp BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION stamp_label();
 CREATE INDEX events_by_label ON events (lower(label)) WHERE label IS NOT NULL;
+CREATE TABLE letters (id integer PRIMARY KEY, patient_id integer REFERENCES patients (id), body oid, scan oid);
 ";
 
 const EVENTS_POLICY: &str = r#"
@@ -35,6 +36,14 @@ patient_id = "keep"
 kind = "keep"
 label = "null"
 label_upper = "keep"
+
+[tables.letters]
+action = "copy"
+[tables.letters.columns]
+id = "keep"
+patient_id = "keep"
+body = "keep"
+scan = "redact-blob"
 "#;
 
 fn schema_sql() -> String {
@@ -65,7 +74,9 @@ async fn production_and_acceptance()
              INSERT INTO examination_reports VALUES (1000, 10, 100, 'fit', '2025-03-02'), (1001, 11, 100, 'unfit', '2026-02-02'); \
              INSERT INTO accounts VALUES (1, 'prod.admin', 'Production Admin', 'prod-hash'); \
              INSERT INTO settings VALUES ('environment', 'production'); \
-             INSERT INTO events (patient_id, kind, label) SELECT 1, 'created', 'e' || n FROM generate_series(1, 500) n;",
+             INSERT INTO events (patient_id, kind, label) SELECT 1, 'created', 'e' || n FROM generate_series(1, 500) n; \
+             INSERT INTO letters VALUES (1, 1, lo_from_bytea(0, 'dear anna'), lo_from_bytea(0, 'scan of anna')), \
+                                        (2, 2, lo_from_bytea(0, 'dear bart'), lo_from_bytea(0, 'scan of bart')), (3, 2, NULL, 999999);",
             schema_sql()
         ),
     )
@@ -82,7 +93,8 @@ async fn production_and_acceptance()
              INSERT INTO portal_trial_config VALUES (1, 'https://portal.acc.internal', true); \
              DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cutover_acceptance_reader') \
                THEN CREATE ROLE cutover_acceptance_reader; END IF; END $$; \
-             GRANT SELECT ON patients, accounts TO cutover_acceptance_reader;",
+             GRANT SELECT ON patients, accounts TO cutover_acceptance_reader; \
+             INSERT INTO letters VALUES (9, 99, lo_from_bytea(0, 'old letter'), NULL);",
             schema_sql()
         ),
     )
@@ -195,6 +207,21 @@ async fn a_postgres_target_is_built_in_staging_and_swapped_whole() {
           SELECT id::text || ' ' || label_upper FROM e",
             "501 STAMPED",
         ),
+        // Large objects: content copied into new ones, a blob rule applied, a dangling
+        // reference read as NULL, and the replaced table's own unlinked.
+        (
+            "SELECT string_agg(convert_from(lo_get(body), 'UTF8'), ',' ORDER BY id) FROM letters WHERE body IS NOT NULL",
+            "dear anna,dear bart",
+        ),
+        (
+            "SELECT count(*)::text FROM letters WHERE length(lo_get(scan)) = 0",
+            "2",
+        ),
+        (
+            "SELECT count(*)::text FROM letters WHERE id = 3 AND body IS NULL AND scan IS NULL",
+            "1",
+        ),
+        ("SELECT count(*)::text FROM pg_largeobject_metadata", "4"),
         // Nothing left behind.
         (
             "SELECT count(*)::text FROM pg_namespace WHERE nspname LIKE 'cutover\\_%'",
