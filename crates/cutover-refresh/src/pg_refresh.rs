@@ -615,6 +615,7 @@ async fn build_and_swap(
             },
             rows: 0,
             preserved: None,
+            masked: crate::subset::masked_columns(policy, table),
         });
         queue.push_back((outcome.tables.len() - 1, table.clone(), work));
     }

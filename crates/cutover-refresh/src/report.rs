@@ -17,6 +17,8 @@ pub struct Report {
     pub target: String,
     /// The policy file.
     pub policy: String,
+    /// The source was opened read-only (`default_transaction_read_only`, or a read-only file).
+    pub source_read_only: bool,
     /// When the work started (RFC 3339, UTC).
     pub started_at: String,
     /// Seconds the refresh took (none for a verification alone).
@@ -68,6 +70,7 @@ impl Baseline {
                     .map(|preserved| preserved.after.rows)
                     .unwrap_or_default(),
                 preserved: table.preserved,
+                masked: Vec::new(),
             })
             .collect()
     }
@@ -96,7 +99,12 @@ impl Report {
             None => "not verified",
         };
         let _ = writeln!(text, "# Refresh of {}: {verdict}\n", self.target);
-        let _ = writeln!(text, "- Source: {} (read-only)", self.source);
+        let read_only = if self.source_read_only {
+            " (opened read-only)"
+        } else {
+            ""
+        };
+        let _ = writeln!(text, "- Source: {}{read_only}", self.source);
         let _ = writeln!(text, "- Target: {}", self.target);
         let _ = writeln!(text, "- Policy: {}", self.policy);
         let _ = writeln!(text, "- Started: {}", self.started_at);

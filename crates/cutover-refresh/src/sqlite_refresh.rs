@@ -29,6 +29,9 @@ pub struct TableOutcome {
     /// For a preserved table: its fingerprint before and after the refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preserved: Option<crate::fingerprint::Preserved>,
+    /// For a copied table: the columns a rule other than `keep` changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<String>,
 }
 
 /// What a refresh did.
@@ -300,6 +303,7 @@ pub async fn refresh_sqlite(
             },
             rows,
             preserved,
+            masked: crate::subset::masked_columns(policy, table),
         });
     }
 

@@ -149,3 +149,24 @@ pub(crate) fn copied_rows_estimate(policy: &Policy, schema: &cutover_db::Schema)
         .map(|table| table.row_count.or(table.row_estimate).unwrap_or(0))
         .sum()
 }
+
+/// The columns of a copied table that a rule other than `keep` changes, in table order.
+pub(crate) fn masked_columns(policy: &Policy, table: &cutover_db::Table) -> Vec<String> {
+    let Some(table_policy) = crate::check::policy_table(policy, table) else {
+        return Vec::new();
+    };
+    if table_policy.action != Action::Copy {
+        return Vec::new();
+    }
+    table
+        .columns
+        .iter()
+        .filter(|column| {
+            table_policy
+                .columns
+                .get(&column.name)
+                .is_some_and(|rule| !matches!(rule, crate::policy::Rule::Keep))
+        })
+        .map(|column| column.name.clone())
+        .collect()
+}

@@ -838,6 +838,24 @@ async fn row_counts(
                     .and_then(|outcome| outcome.preserved.map(|preserved| preserved.before.rows))
             }),
         };
+        let source_total = count(
+            source,
+            &format!("SELECT count(*) FROM {}", pair.source.name.quoted()),
+            &format!("table {}", pair.source.name),
+        )
+        .await?;
+        // Why the target may differ from the source, by the policy.
+        let why = match (&pair.action, expected) {
+            (Action::Copy, Some(expected)) if expected < source_total => format!(
+                "the source's {source_total} less {} removed by the policy's where and removed parents",
+                source_total - expected
+            ),
+            (Action::Copy, _) => format!("all of the source's {source_total}"),
+            (Action::Skip, _) => format!("skipped by the policy; the source has {source_total}"),
+            (Action::Preserve, _) => format!(
+                "the target's own rows, preserved; the source's {source_total} are not copied"
+            ),
+        };
         let action = match pair.action {
             Action::Copy => "copy",
             Action::Skip => "skip",
@@ -845,16 +863,17 @@ async fn row_counts(
         };
         match expected {
             Some(expected) if expected != actual => check.failures.push(format!(
-                "{} ({action}): {actual} rows, expected {expected}",
+                "{} ({action}): {actual} rows, expected {expected}: {why}",
                 pair.source.name
             )),
-            Some(expected) => check.notes.push(format!(
-                "{} ({action}): {actual} rows, as expected ({expected})",
+            Some(_) => check.notes.push(format!(
+                "{} ({action}): {actual} rows, as expected: {why}",
                 pair.source.name
             )),
-            None => check
-                .notes
-                .push(format!("{} ({action}): {actual} rows", pair.source.name)),
+            None => check.notes.push(format!(
+                "{} ({action}): {actual} rows: {why}",
+                pair.source.name
+            )),
         }
     }
     Ok(check.finish())
@@ -1103,6 +1122,28 @@ async fn production_references(
             "{} foreign servers and user mappings",
             servers.len()
         ));
+        // Connection strings written into functions (dblink calls) and views.
+        let code = texts(
+            target,
+            "SELECT 'function ' || p.oid::regprocedure::text, coalesce(p.prosrc, '') FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') \
+             UNION ALL SELECT 'view ' || c.oid::regclass::text, pg_get_viewdef(c.oid) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            2,
+            "the target's functions and views",
+        )
+        .await?;
+        looked_at.push(format!("{} functions and views", code.len()));
+        for object in &code {
+            if let Some(pattern) = forbidden(&object[1]) {
+                check
+                    .failures
+                    .push(format!("{}: names a host matching {pattern}", object[0]));
+            }
+        }
         for server in &servers {
             if let Some(pattern) = forbidden(&server[1]) {
                 check

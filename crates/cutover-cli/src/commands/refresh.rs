@@ -167,7 +167,9 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
                 target_url.redacted()
             ));
         }
-        if let Some(pattern) = forbidden_host(&policy.forbid_hosts, &target_url) {
+        let mut patterns = policy.forbid_hosts.clone();
+        patterns.extend(args.verification.forbid_hosts.iter().cloned());
+        if let Some(pattern) = forbidden_host(&patterns, &target_url) {
             problems.push(format!(
                 "the target {} matches the production host pattern {pattern}: refusing to write to it",
                 target_url.redacted()
@@ -301,6 +303,7 @@ async fn copy(
             .as_ref()
             .map(|path| path.display().to_string())
             .unwrap_or_default(),
+        source_read_only: true,
         started_at: started_at(),
         refresh_seconds: Some(seconds),
         tables: outcome.tables.clone(),

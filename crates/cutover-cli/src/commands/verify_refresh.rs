@@ -106,6 +106,7 @@ pub async fn run(args: VerifyRefreshArgs, global: &GlobalArgs) -> anyhow::Result
         source: source_url.redacted().to_owned(),
         target: target_url.redacted().to_owned(),
         policy: args.policy.display().to_string(),
+        source_read_only: true,
         started_at: started,
         refresh_seconds: None,
         tables: baseline.unwrap_or_default(),

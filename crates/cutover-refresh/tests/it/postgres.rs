@@ -267,7 +267,9 @@ async fn a_postgres_target_is_built_in_staging_and_swapped_whole() {
          UPDATE accounts SET display_name = 'changed'; \
          UPDATE portal_trial_config SET endpoint_url = 'https://portal.prod.internal/api'; \
          ALTER TABLE events ADD COLUMN note text; \
-         SELECT setval('events_id_seq', 3);",
+         SELECT setval('events_id_seq', 3); \
+         CREATE FUNCTION reports_from_production() RETURNS text LANGUAGE sql \
+           AS $$ SELECT 'host=db.prod.internal dbname=app' $$;",
     )
     .await;
     let verification =
@@ -296,8 +298,24 @@ async fn a_postgres_target_is_built_in_staging_and_swapped_whole() {
             "{name}: {verification:#?}"
         );
     }
+    let references = verification
+        .checks
+        .iter()
+        .find(|check| check.name == "no-production-references")
+        .map(|check| check.evidence.join("\n"))
+        .unwrap_or_default();
+    assert!(
+        references.contains("function reports_from_production()")
+            && references.contains("portal_trial_config.endpoint_url"),
+        "{references}"
+    );
     let evidence = format!("{verification:?}");
-    for value in ["Anna", "changed", "portal.prod.internal"] {
+    for value in [
+        "Anna",
+        "changed",
+        "portal.prod.internal",
+        "db.prod.internal",
+    ] {
         assert!(!evidence.contains(value), "{value} in {evidence}");
     }
 }
