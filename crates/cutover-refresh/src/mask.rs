@@ -131,13 +131,6 @@ impl Masker {
         mac.finalize().into_bytes().into()
     }
 
-    fn pick<'a>(&self, label: &str, input: &[u8], list: &[&'a str]) -> &'a str {
-        let digest = self.mac(label, &[input]);
-        let index =
-            u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % list.len() as u64;
-        list[index as usize]
-    }
-
     fn number(&self, label: &str, input: &[u8], modulo: u64) -> u64 {
         let digest = self.mac(label, &[input]);
         u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % modulo.max(1)
@@ -246,37 +239,39 @@ impl Masker {
     }
 
     fn fake(&self, kind: FakeKind, value: &Value, input: &[u8]) -> Option<Value> {
-        let first = || self.pick("first-name", input, FIRST_NAMES);
-        let last = || self.pick("last-name", input, LAST_NAMES);
+        // One keyed digest per value, its 8-byte windows drawn for each part.
+        let digest = self.mac(kind.label(), &[input]);
+        let draw = |window: usize, modulo: u64| {
+            let start = (window % 4) * 8;
+            u64::from_be_bytes(digest[start..start + 8].try_into().unwrap_or_default())
+                % modulo.max(1)
+        };
+        let pick =
+            |window: usize, list: &[&'static str]| list[draw(window, list.len() as u64) as usize];
         Some(match kind {
-            FakeKind::FirstName => Value::Text(first().to_owned()),
-            FakeKind::LastName => Value::Text(last().to_owned()),
-            FakeKind::FullName => Value::Text(format!("{} {}", first(), last())),
+            FakeKind::FirstName => Value::Text(pick(0, FIRST_NAMES).to_owned()),
+            FakeKind::LastName => Value::Text(pick(0, LAST_NAMES).to_owned()),
+            FakeKind::FullName => {
+                Value::Text(format!("{} {}", pick(0, FIRST_NAMES), pick(1, LAST_NAMES)))
+            }
             FakeKind::Email => Value::Text(format!(
                 "{}.{}@example.org",
-                first().to_lowercase(),
-                self.number("email", input, 1_000_000)
+                pick(0, FIRST_NAMES).to_lowercase(),
+                draw(1, 1_000_000)
             )),
             // Numbers in a range reserved for fiction and tests.
-            FakeKind::Phone => Value::Text(format!(
-                "+31 6 9999 {:04}",
-                self.number("phone", input, 10_000)
-            )),
-            FakeKind::Address => Value::Text(format!(
-                "{} {}",
-                self.pick("street", input, STREETS),
-                1 + self.number("house-number", input, 199)
-            )),
-            FakeKind::City => Value::Text(self.pick("city", input, CITIES).to_owned()),
+            FakeKind::Phone => Value::Text(format!("+31 6 9999 {:04}", draw(0, 10_000))),
+            FakeKind::Address => Value::Text(format!("{} {}", pick(0, STREETS), 1 + draw(1, 199))),
+            FakeKind::City => Value::Text(pick(0, CITIES).to_owned()),
             FakeKind::PostalCode => Value::Text(format!(
                 "{:04} {}{}",
-                1000 + self.number("postal-code", input, 9000),
-                char::from(b'A' + self.number("postal-letter-1", input, 26) as u8),
-                char::from(b'A' + self.number("postal-letter-2", input, 26) as u8)
+                1000 + draw(0, 9000),
+                char::from(b'A' + draw(1, 26) as u8),
+                char::from(b'A' + draw(2, 26) as u8)
             )),
             FakeKind::Date => {
                 // Within a year of the original, the same way every time.
-                let days = self.number("fake-date", input, 731) as i64 - 365;
+                let days = draw(0, 731) as i64 - 365;
                 match value {
                     Value::Date(date) => Value::Date(date.saturating_add(days as i32)),
                     Value::Timestamp(micros) => {

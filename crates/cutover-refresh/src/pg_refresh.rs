@@ -705,6 +705,10 @@ async fn build_and_swap(
         }
     }
 
+    // A large table with an integer key is split into key ranges, one per
+    // job, so its masking runs on every core.
+    let copies = split_large_tables(source, schema, copies, settings.jobs.max(1)).await?;
+
     // Copies, over `jobs` pairs of connections sharing the source snapshot.
     progress.phase(
         "copy",
@@ -729,7 +733,7 @@ async fn build_and_swap(
             .await
             .map_err(|error| Error::Unsupported(format!("a copy job stopped: {error}")))??;
         for (index, rows) in counts {
-            outcome.tables[index].rows = rows;
+            outcome.tables[index].rows += rows;
         }
     }
     drop(source.execute_batch("COMMIT").await);
@@ -781,6 +785,72 @@ async fn build_and_swap(
         .collect();
     swap(target, live, stage, &replaced_large_objects).await?;
     Ok(outcome)
+}
+
+/// Tables with at least this many rows (by the source's estimate) are split.
+const SPLIT_ABOVE_ROWS: u64 = 100_000;
+
+/// Splits each large copied table with a single integer key into `jobs` key
+/// ranges (read from the source's snapshot), each its own piece of work.
+async fn split_large_tables(
+    source: &Database,
+    schema: &cutover_db::Schema,
+    copies: VecDeque<(usize, Box<TableCopy>, Vec<String>)>,
+    jobs: usize,
+) -> Result<VecDeque<(usize, Box<TableCopy>, Vec<String>)>> {
+    let mut split = VecDeque::new();
+    for (index, copy, columns) in copies {
+        let table = schema
+            .tables
+            .iter()
+            .find(|table| table.name == copy.table.name);
+        let estimate = table
+            .and_then(|table| table.row_count.or(table.row_estimate))
+            .unwrap_or(0);
+        let key = table
+            .and_then(|table| table.primary_key.as_ref())
+            .filter(|key| key.columns.len() == 1)
+            .and_then(|key| table.and_then(|table| table.column(&key.columns[0])))
+            .filter(|column| column.logical_type == Some(LogicalType::Integer));
+        let (Some(key), true) = (key, jobs > 1 && estimate >= SPLIT_ABOVE_ROWS) else {
+            split.push_back((index, copy, columns));
+            continue;
+        };
+        let name = quote(&key.name);
+        let bounds = texts(
+            source,
+            &format!(
+                "SELECT min({name})::text, max({name})::text FROM {}",
+                copy.table.name.quoted()
+            ),
+            2,
+            &format!("table {}", copy.table.name),
+        )
+        .await?;
+        let parsed = bounds
+            .first()
+            .and_then(|row| Some((row[0].parse::<i128>().ok()?, row[1].parse::<i128>().ok()?)));
+        let Some((low, high)) = parsed.filter(|(low, high)| high > low) else {
+            split.push_back((index, copy, columns));
+            continue;
+        };
+        let step = (high - low) / jobs as i128 + 1;
+        for part in 0..jobs as i128 {
+            let from = low + part * step;
+            let range = if part + 1 == jobs as i128 {
+                format!("{name} >= {from}")
+            } else {
+                format!("{name} >= {from} AND {name} < {}", from + step)
+            };
+            let mut piece = copy.clone();
+            piece.filter = Some(match &copy.filter {
+                Some(filter) => format!("({filter}) AND {range}"),
+                None => range,
+            });
+            split.push_back((index, piece, columns.clone()));
+        }
+    }
+    Ok(split)
 }
 
 fn first_words(sql: &str) -> String {

@@ -108,6 +108,23 @@ pub enum FakeKind {
 }
 
 impl FakeKind {
+    /// The label that keys this kind's digests apart from every other use.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FakeKind::FirstName => "fake:first-name",
+            FakeKind::LastName => "fake:last-name",
+            FakeKind::FullName => "fake:full-name",
+            FakeKind::Email => "fake:email",
+            FakeKind::Phone => "fake:phone",
+            FakeKind::Address => "fake:address",
+            FakeKind::City => "fake:city",
+            FakeKind::PostalCode => "fake:postal-code",
+            FakeKind::Date => "fake:date",
+        }
+    }
+}
+
+impl FakeKind {
     fn parse(text: &str) -> Option<FakeKind> {
         Some(match text {
             "first-name" => FakeKind::FirstName,
