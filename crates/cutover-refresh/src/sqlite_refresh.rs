@@ -275,9 +275,15 @@ pub async fn refresh_sqlite(
                     .and_then(|schema| schema.table(&name));
                 match (&previous, kept) {
                     (Some(database), Some(kept)) => {
-                        let columns =
-                            crate::verify::fingerprint_columns(table, &kept.column_names());
-                        let before = crate::fingerprint::table(database, &name, &columns).await?;
+                        let kept_names = kept.column_names();
+                        let columns: Vec<String> = table
+                            .column_names()
+                            .into_iter()
+                            .filter(|column| kept_names.contains(column))
+                            .collect();
+                        let fingerprinted = crate::verify::fingerprint_columns(table, &kept_names);
+                        let before =
+                            crate::fingerprint::table(database, &name, &fingerprinted).await?;
                         let rows = database
                             .read(
                                 &ReadRequest::table(name.clone())
@@ -286,7 +292,8 @@ pub async fn refresh_sqlite(
                             )
                             .await?;
                         staged.write(&name, &columns, rows).await?;
-                        let after = crate::fingerprint::table(&staged, &name, &columns).await?;
+                        let after =
+                            crate::fingerprint::table(&staged, &name, &fingerprinted).await?;
                         preserved = Some(crate::fingerprint::Preserved { before, after });
                         after.rows
                     }

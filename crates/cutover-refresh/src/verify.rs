@@ -742,11 +742,14 @@ async fn sensitive_values(
     Ok(check.finish())
 }
 
-/// The fingerprint's columns: the source's, in its order, that the target table has.
+/// The fingerprint's columns: the source's, in its order, that the target
+/// table has and that can be read as values (a large-object reference is
+/// the target's own and is left out).
 pub(crate) fn fingerprint_columns(source: &Table, target: &[String]) -> Vec<String> {
     source
         .columns
         .iter()
+        .filter(|column| column.logical_type.is_some())
         .map(|column| column.name.clone())
         .filter(|column| target.contains(column))
         .collect()
