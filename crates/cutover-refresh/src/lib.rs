@@ -24,6 +24,7 @@ mod mask;
 mod pg_refresh;
 mod policy;
 mod report;
+mod sql;
 mod sqlite_refresh;
 mod subset;
 mod targets;

@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use cutover_db::schema::quote_identifier as quote;
 use cutover_db::{
-    Column, ConnectOptions, Database, DatabaseUrl, Engine, IntrospectOptions, LogicalType,
-    Progress, TableName, Value,
+    ConnectOptions, Database, DatabaseUrl, Engine, IntrospectOptions, LogicalType, Progress,
+    TableName,
 };
 
 use crate::error::{Error, Result};
 use crate::mask::Masker;
 use crate::policy::{Action, Policy};
+use crate::sql::{first_column, literal, texts};
 use crate::sqlite_refresh::{RefreshOutcome, TableOutcome};
 use crate::transform::TableCopy;
 
@@ -37,54 +38,6 @@ pub struct PostgresRefresh {
     pub jobs: usize,
     /// The target's schema when the source is SQLite (default `public`).
     pub target_schema: Option<String>,
-}
-
-fn text_column(name: &str) -> Column {
-    Column {
-        name: name.into(),
-        type_name: "text".into(),
-        logical_type: Some(LogicalType::Text),
-        nullable: true,
-        default: None,
-    }
-}
-
-/// A SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// Rows of text columns from a catalog query (small results only).
-async fn texts(
-    database: &Database,
-    sql: &str,
-    width: usize,
-    label: &str,
-) -> Result<Vec<Vec<String>>> {
-    let columns = (0..width)
-        .map(|index| text_column(&format!("c{index}")))
-        .collect();
-    let mut rows = database.query(sql, columns, label).await?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await {
-        out.push(
-            row?.into_iter()
-                .map(|value| match value {
-                    Value::Text(text) => text,
-                    _ => String::new(),
-                })
-                .collect(),
-        );
-    }
-    Ok(out)
-}
-
-async fn first_column(database: &Database, sql: &str, label: &str) -> Result<Vec<String>> {
-    Ok(texts(database, sql, 1, label)
-        .await?
-        .into_iter()
-        .filter_map(|row| row.into_iter().next())
-        .collect())
 }
 
 /// The DDL of one schema, in the order it is applied.

@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cutover_db::{
-    Column, ConnectOptions, Database, Engine, IntrospectOptions, LogicalType, Progress,
-    ReadRequest, TableName, Value,
+    ConnectOptions, Database, Engine, IntrospectOptions, LogicalType, Progress, ReadRequest,
+    TableName, Value,
 };
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::mask::Masker;
 use crate::policy::{Action, Policy};
+use crate::sql::text_column;
 
 /// What happened to one table.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -39,16 +40,6 @@ pub struct TableOutcome {
 pub struct RefreshOutcome {
     /// Per table, referenced tables first.
     pub tables: Vec<TableOutcome>,
-}
-
-fn text_column(name: &str) -> Column {
-    Column {
-        name: name.into(),
-        type_name: "TEXT".into(),
-        logical_type: Some(LogicalType::Text),
-        nullable: true,
-        default: None,
-    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {

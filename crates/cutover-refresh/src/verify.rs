@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::mask::Masker;
 use crate::policy::{Action, FakeKind, Policy, Rule};
+use crate::sql::{count, texts};
 use crate::sqlite_refresh::TableOutcome;
 use crate::transform::TableCopy;
 
@@ -128,63 +129,6 @@ impl Builder {
             evidence,
         }
     }
-}
-
-fn integer_column(name: &str) -> Column {
-    Column {
-        name: name.into(),
-        type_name: "bigint".into(),
-        logical_type: Some(LogicalType::Integer),
-        nullable: true,
-        default: None,
-    }
-}
-
-fn text_column(name: &str) -> Column {
-    Column {
-        name: name.into(),
-        type_name: "text".into(),
-        logical_type: Some(LogicalType::Text),
-        nullable: true,
-        default: None,
-    }
-}
-
-async fn count(database: &Database, sql: &str, label: &str) -> Result<u64> {
-    let mut rows = database
-        .query(sql, vec![integer_column("n")], label)
-        .await?;
-    let mut total = 0;
-    if let Some(row) = rows.next().await {
-        if let Some(Value::Int(number)) = row?.first() {
-            total = u64::try_from(*number).unwrap_or_default();
-        }
-    }
-    Ok(total)
-}
-
-async fn texts(
-    database: &Database,
-    sql: &str,
-    width: usize,
-    label: &str,
-) -> Result<Vec<Vec<String>>> {
-    let columns = (0..width)
-        .map(|index| text_column(&format!("c{index}")))
-        .collect();
-    let mut rows = database.query(sql, columns, label).await?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await {
-        out.push(
-            row?.into_iter()
-                .map(|value| match value {
-                    Value::Text(text) => text,
-                    _ => String::new(),
-                })
-                .collect(),
-        );
-    }
-    Ok(out)
 }
 
 /// A key value as a SQL literal both engines read the same way; `None` for
@@ -358,6 +302,104 @@ fn target_positions(source: &Table, target: &Table) -> Vec<Option<usize>> {
 
 const BATCH: usize = 500;
 
+/// Where a source table's key and checked columns are, in the source and the target.
+struct KeyMap {
+    source_key: Vec<usize>,
+    target_key: Vec<usize>,
+    target_columns: Vec<usize>,
+}
+
+/// The key map of a pair for `columns` (source positions): `None` when the
+/// source has no primary key, `Some(Err)` when the target lacks one of them.
+fn key_map(pair: &Pair<'_>, target: &Table, columns: &[usize]) -> Option<Result<KeyMap, ()>> {
+    let key = pair.source.primary_key.as_ref()?;
+    let source_key: Vec<usize> = key
+        .columns
+        .iter()
+        .filter_map(|name| pair.source.columns.iter().position(|c| &c.name == name))
+        .collect();
+    let positions = target_positions(pair.source, target);
+    let target_key: Option<Vec<usize>> = source_key.iter().map(|i| positions[*i]).collect();
+    let target_columns: Option<Vec<usize>> = columns.iter().map(|i| positions[*i]).collect();
+    Some(match (target_key, target_columns) {
+        (Some(target_key), Some(target_columns)) => Ok(KeyMap {
+            source_key,
+            target_key,
+            target_columns,
+        }),
+        _ => Err(()),
+    })
+}
+
+/// Streams the source rows `sql` selects, masks each as the refresh did, and
+/// looks it up in the target by its masked key, a batch at a time;
+/// `visit(original, expected, found)` sees every row (`found`: the target's
+/// values of the map's columns). `false` when the key cannot be looked up.
+#[allow(clippy::too_many_arguments)]
+async fn each_row_in_target(
+    source: &Database,
+    target: &Database,
+    copy: &TableCopy,
+    target_table: &Table,
+    map: &KeyMap,
+    sql: &str,
+    masker: &Masker,
+    mut visit: impl FnMut(&[Value], &[Value], Option<&Vec<Value>>),
+) -> Result<bool> {
+    let mut rows = source
+        .query(
+            sql,
+            copy.table.columns.clone(),
+            &format!("table {}", copy.table.name),
+        )
+        .await?;
+    let mut batch: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
+    let mut done = false;
+    while !done {
+        match rows.next().await {
+            Some(row) => {
+                let original = row?;
+                let expected = copy.transform(masker, original.clone())?;
+                batch.push((original, expected));
+                if batch.len() < BATCH {
+                    continue;
+                }
+            }
+            None => done = true,
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let keys: Vec<Vec<Value>> = batch
+            .iter()
+            .map(|(_, expected)| {
+                map.source_key
+                    .iter()
+                    .map(|i| expected[*i].clone())
+                    .collect()
+            })
+            .collect();
+        let Some(found) = lookup(
+            target,
+            target_table,
+            &map.target_key,
+            &map.target_columns,
+            &keys,
+        )
+        .await?
+        else {
+            return Ok(false);
+        };
+        for ((original, expected), key) in batch.iter().zip(&keys) {
+            let mut encoded = Vec::new();
+            cutover_db::canonical::encode_row_into(key, &mut encoded);
+            visit(original, expected, found.get(&encoded));
+        }
+        batch.clear();
+    }
+    Ok(true)
+}
+
 async fn removed_rows(
     source: &Database,
     target: &Database,
@@ -378,69 +420,45 @@ async fn removed_rows(
         if copy.filter.is_none() {
             continue;
         }
-        let Some(key) = &pair.source.primary_key else {
-            check.notes.push(format!(
-                "{}: no primary key, covered by row-counts only",
-                pair.source.name
-            ));
-            continue;
-        };
-        let key_positions: Vec<usize> = key
-            .columns
-            .iter()
-            .filter_map(|name| pair.source.columns.iter().position(|c| &c.name == name))
-            .collect();
-        let positions = target_positions(pair.source, target_table);
-        let Some(target_key): Option<Vec<usize>> = key_positions
-            .iter()
-            .map(|index| positions[*index])
-            .collect()
-        else {
-            check
-                .failures
-                .push(format!("{}: the target lacks its key", pair.source.name));
-            continue;
+        let map = match key_map(pair, target_table, &[]) {
+            None => {
+                check.notes.push(format!(
+                    "{}: no primary key, covered by row-counts only",
+                    pair.source.name
+                ));
+                continue;
+            }
+            Some(Err(())) => {
+                check
+                    .failures
+                    .push(format!("{}: the target lacks its key", pair.source.name));
+                continue;
+            }
+            Some(Ok(map)) => map,
         };
         tables += 1;
-        let mut rows = source
-            .query(
-                &rows_sql(copy, source, false, options),
-                copy.table.columns.clone(),
-                &format!("table {}", pair.source.name),
-            )
-            .await?;
         let (mut checked, mut present) = (0u64, 0u64);
-        let mut batch: Vec<Vec<Value>> = Vec::new();
-        loop {
-            let next = rows.next().await;
-            if let Some(row) = &next {
-                let masked = copy.transform(masker, row.as_ref().map_err(clone_error)?.clone())?;
-                batch.push(
-                    key_positions
-                        .iter()
-                        .map(|index| masked[*index].clone())
-                        .collect(),
-                );
-            }
-            if batch.len() >= BATCH || (next.is_none() && !batch.is_empty()) {
-                checked += batch.len() as u64;
-                match lookup(target, target_table, &target_key, &[], &batch).await? {
-                    Some(found) => present += found.len() as u64,
-                    None => {
-                        check.notes.push(format!(
-                            "{}: key type not looked up, covered by row-counts only",
-                            pair.source.name
-                        ));
-                        break;
-                    }
-                }
-                batch.clear();
-            }
-            if next.is_none() {
-                break;
-            }
-        }
-        if present > 0 {
+        let sql = rows_sql(copy, source, false, options);
+        let looked_up = each_row_in_target(
+            source,
+            target,
+            copy,
+            target_table,
+            &map,
+            &sql,
+            masker,
+            |_, _, found| {
+                checked += 1;
+                present += u64::from(found.is_some());
+            },
+        )
+        .await?;
+        if !looked_up {
+            check.notes.push(format!(
+                "{}: key type not looked up, covered by row-counts only",
+                pair.source.name
+            ));
+        } else if present > 0 {
             check.failures.push(format!(
                 "{}: {present} of {checked} removed rows checked are in the target",
                 pair.source.name
@@ -456,10 +474,6 @@ async fn removed_rows(
         check.skipped = Some("no copied table removes rows".into());
     }
     Ok(check.finish())
-}
-
-fn clone_error(error: &cutover_db::Error) -> cutover_db::Error {
-    cutover_db::Error::Source(error.to_string())
 }
 
 async fn masked_values(
@@ -488,91 +502,55 @@ async fn masked_values(
         if masked_columns.is_empty() {
             continue;
         }
-        let Some(key) = &pair.source.primary_key else {
-            check
-                .notes
-                .push(format!("{}: no primary key, not checked", pair.source.name));
-            continue;
+        let map = match key_map(pair, target_table, &masked_columns) {
+            None => {
+                check
+                    .notes
+                    .push(format!("{}: no primary key, not checked", pair.source.name));
+                continue;
+            }
+            Some(Err(())) => {
+                check.failures.push(format!(
+                    "{}: the target lacks a key or masked column",
+                    pair.source.name
+                ));
+                continue;
+            }
+            Some(Ok(map)) => map,
         };
-        let key_positions: Vec<usize> = key
-            .columns
-            .iter()
-            .filter_map(|name| pair.source.columns.iter().position(|c| &c.name == name))
-            .collect();
-        let positions = target_positions(pair.source, target_table);
-        let target_key: Option<Vec<usize>> = key_positions
-            .iter()
-            .map(|index| positions[*index])
-            .collect();
-        let target_columns: Option<Vec<usize>> = masked_columns
-            .iter()
-            .map(|index| positions[*index])
-            .collect();
-        let (Some(target_key), Some(target_columns)) = (target_key, target_columns) else {
-            check.failures.push(format!(
-                "{}: the target lacks a key or masked column",
-                pair.source.name
-            ));
-            continue;
-        };
-        let mut rows = source
-            .query(
-                &rows_sql(copy, source, true, options),
-                copy.table.columns.clone(),
-                &format!("table {}", pair.source.name),
-            )
-            .await?;
         let mut leaks: HashMap<usize, u64> = HashMap::new();
         let (mut checked, mut missing, mut coincidences) = (0u64, 0u64, 0u64);
-        let mut batch: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
-        let mut unsupported = false;
-        loop {
-            let next = rows.next().await;
-            if let Some(row) = &next {
-                let original = row.as_ref().map_err(clone_error)?.clone();
-                let expected = copy.transform(masker, original.clone())?;
-                batch.push((original, expected));
-            }
-            if batch.len() >= BATCH || (next.is_none() && !batch.is_empty()) {
-                let keys: Vec<Vec<Value>> = batch
-                    .iter()
-                    .map(|(_, expected)| {
-                        key_positions.iter().map(|i| expected[*i].clone()).collect()
-                    })
-                    .collect();
-                let Some(found) =
-                    lookup(target, target_table, &target_key, &target_columns, &keys).await?
-                else {
-                    unsupported = true;
-                    break;
+        let sql = rows_sql(copy, source, true, options);
+        let looked_up = each_row_in_target(
+            source,
+            target,
+            copy,
+            target_table,
+            &map,
+            &sql,
+            masker,
+            |original, expected, found| {
+                checked += 1;
+                let Some(values) = found else {
+                    missing += 1;
+                    return;
                 };
-                for ((original, expected), key) in batch.iter().zip(&keys) {
-                    checked += 1;
-                    let mut encoded = Vec::new();
-                    cutover_db::canonical::encode_row_into(key, &mut encoded);
-                    let Some(values) = found.get(&encoded) else {
-                        missing += 1;
+                for (slot, index) in masked_columns.iter().enumerate() {
+                    let source_value = &original[*index];
+                    if source_value.is_null() || values[slot] != *source_value {
                         continue;
-                    };
-                    for (slot, index) in masked_columns.iter().enumerate() {
-                        let source_value = &original[*index];
-                        if source_value.is_null() || values[slot] != *source_value {
-                            continue;
-                        }
-                        if expected[*index] == *source_value {
-                            coincidences += 1;
-                        } else {
-                            *leaks.entry(*index).or_default() += 1;
-                        }
+                    }
+                    // Where the mask itself gives the source's value, equal is no leak.
+                    if expected[*index] == *source_value {
+                        coincidences += 1;
+                    } else {
+                        *leaks.entry(*index).or_default() += 1;
                     }
                 }
-                batch.clear();
-            }
-            if next.is_none() {
-                break;
-            }
-        }
-        if unsupported {
+            },
+        )
+        .await?;
+        if !looked_up {
             check
                 .notes
                 .push(format!("{}: key type not looked up", pair.source.name));

@@ -309,30 +309,41 @@ async fn copy(
         tables: outcome.tables.clone(),
         verification,
     };
-    write_reports(&args.verification.report, &report)?;
+    let mut text = format!(
+        "refreshed {} from {} in {seconds:.1} s (the source was opened read-only)\n",
+        target_url.redacted(),
+        cutover_db::redact(&args.from)
+    );
+    let width = outcome
+        .tables
+        .iter()
+        .map(|table| table.table.len())
+        .max()
+        .unwrap_or(0);
+    for table in &outcome.tables {
+        let _ = writeln!(
+            text,
+            "  {:<width$}  {:<8}  {:>10} rows",
+            table.table,
+            table.action,
+            crate::output::thousands(table.rows)
+        );
+    }
+    finish(global, &args.verification.report, &report, text)
+}
+
+/// Writes the report files, prints the report (JSON, or `text` followed by
+/// the verification), and maps the verification to the exit code.
+pub fn finish(
+    global: &GlobalArgs,
+    files: &[PathBuf],
+    report: &cutover_refresh::Report,
+    mut text: String,
+) -> anyhow::Result<Outcome> {
+    write_reports(files, report)?;
     match global.format {
-        Format::Json => print_json(&report)?,
+        Format::Json => print_json(report)?,
         Format::Text => {
-            let mut text = format!(
-                "refreshed {} from {} in {seconds:.1} s (the source was opened read-only)\n",
-                target_url.redacted(),
-                cutover_db::redact(&args.from)
-            );
-            let width = outcome
-                .tables
-                .iter()
-                .map(|table| table.table.len())
-                .max()
-                .unwrap_or(0);
-            for table in &outcome.tables {
-                let _ = writeln!(
-                    text,
-                    "  {:<width$}  {:<8}  {:>10} rows",
-                    table.table,
-                    table.action,
-                    crate::output::thousands(table.rows)
-                );
-            }
             if let Some(verification) = &report.verification {
                 text.push_str(&render_verification(verification));
             }

@@ -8,11 +8,8 @@ use cutover_db::{Database, DatabaseUrl};
 use cutover_refresh::{Baseline, Policy};
 
 use crate::Outcome;
-use crate::cli::{Format, GlobalArgs};
-use crate::commands::refresh::{
-    VerificationArgs, render_verification, started_at, verify_options, write_reports,
-};
-use crate::output::{print, print_json};
+use crate::cli::GlobalArgs;
+use crate::commands::refresh::{VerificationArgs, finish, started_at, verify_options};
 
 /// Verify a refreshed lower environment against production and the policy.
 ///
@@ -112,24 +109,10 @@ pub async fn run(args: VerifyRefreshArgs, global: &GlobalArgs) -> anyhow::Result
         tables: baseline.unwrap_or_default(),
         verification: Some(verification),
     };
-    write_reports(&args.verification.report, &report)?;
-    match global.format {
-        Format::Json => print_json(&report)?,
-        Format::Text => {
-            let mut text = format!(
-                "{} against {}\n",
-                target_url.redacted(),
-                source_url.redacted()
-            );
-            if let Some(verification) = &report.verification {
-                text.push_str(&render_verification(verification));
-            }
-            print(&text)?;
-        }
-    }
-    Ok(if report.passed() {
-        Outcome::Success
-    } else {
-        Outcome::Differences
-    })
+    let text = format!(
+        "{} against {}\n",
+        target_url.redacted(),
+        source_url.redacted()
+    );
+    finish(global, &args.verification.report, &report, text)
 }
