@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands::diff::DiffArgs;
+use crate::commands::drain::DrainArgs;
 use crate::commands::inspect::InspectArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
@@ -64,4 +65,6 @@ pub enum Command {
     Refresh(Box<RefreshArgs>),
     /// Verify a refreshed lower environment against production and the policy.
     VerifyRefresh(Box<VerifyRefreshArgs>),
+    /// Show db-scheduler timers per version and site, forecast when a version drains, or wait for it.
+    Drain(DrainArgs),
 }

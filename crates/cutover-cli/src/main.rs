@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Inspect(args) => commands::inspect::run(args, &cli.global).await,
         Command::Diff(args) => commands::diff::run(*args, &cli.global).await,
         Command::Refresh(args) => commands::refresh::run(*args, &cli.global).await,
+        Command::Drain(args) => commands::drain::run(args, &cli.global).await,
         Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `cutover` binary.
 
 mod diff;
+mod drain;
 mod inspect;
 mod refresh;
 
