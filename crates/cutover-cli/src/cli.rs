@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands::diff::DiffArgs;
 use crate::commands::drain::DrainArgs;
+use crate::commands::hold::HoldArgs;
 use crate::commands::inspect::InspectArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
@@ -67,4 +68,6 @@ pub enum Command {
     VerifyRefresh(Box<VerifyRefreshArgs>),
     /// Show db-scheduler timers per version and site, forecast when a version drains, or wait for it.
     Drain(DrainArgs),
+    /// Hold API calls durably during a migration window (a proxy), and replay them afterwards.
+    Hold(Box<HoldArgs>),
 }

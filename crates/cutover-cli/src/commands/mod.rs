@@ -1,5 +1,6 @@
 pub mod diff;
 pub mod drain;
+pub mod hold;
 pub mod inspect;
 pub mod refresh;
 pub mod verify_refresh;

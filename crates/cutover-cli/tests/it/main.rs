@@ -2,6 +2,7 @@
 
 mod diff;
 mod drain;
+mod hold;
 mod inspect;
 mod refresh;
 
