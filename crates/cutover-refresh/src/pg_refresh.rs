@@ -303,13 +303,7 @@ fn postgres_type(logical: Option<LogicalType>) -> &'static str {
 /// Tables, keys, foreign keys and plain indexes of a SQLite source, as
 /// PostgreSQL definitions. SQLite's views and triggers are not translated.
 fn translated_definitions(schema: &cutover_db::Schema) -> Definitions {
-    let list = |columns: &[String]| {
-        columns
-            .iter()
-            .map(|column| quote(column))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = crate::sql::column_list;
     let mut definitions = Definitions::default();
     for table in &schema.tables {
         let name = quote(&table.name.name);
@@ -561,11 +555,7 @@ async fn build_and_swap(
         };
         outcome.tables.push(TableOutcome {
             table: key,
-            action: match action {
-                Action::Copy => "copy",
-                Action::Skip => "skip",
-                Action::Preserve => "preserve",
-            },
+            action: action.name(),
             rows: 0,
             preserved: None,
             masked: crate::subset::masked_columns(policy, table),

@@ -54,6 +54,17 @@ pub enum Action {
     Preserve,
 }
 
+impl Action {
+    /// The action as the policy writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Copy => "copy",
+            Action::Skip => "skip",
+            Action::Preserve => "preserve",
+        }
+    }
+}
+
 /// What happens to rows that reference a row the policy removed.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]

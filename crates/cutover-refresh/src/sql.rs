@@ -21,6 +21,15 @@ pub(crate) fn text_column(name: &str) -> Column {
     column(name, "text", LogicalType::Text)
 }
 
+/// Quoted column names, comma-separated.
+pub(crate) fn column_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|column| cutover_db::schema::quote_identifier(column))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A SQL string literal.
 pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))

@@ -98,13 +98,7 @@ fn sqlite_type(logical: Option<LogicalType>) -> &'static str {
 /// triggers are the other engine's SQL and are not translated.
 fn translated_definitions(schema: &cutover_db::Schema) -> Vec<(String, String)> {
     use cutover_db::schema::quote_identifier as quote;
-    let list = |columns: &[String]| {
-        columns
-            .iter()
-            .map(|column| quote(column))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = crate::sql::column_list;
     let mut definitions = Vec::new();
     for table in &schema.tables {
         let mut parts: Vec<String> = table
@@ -294,11 +288,7 @@ pub async fn refresh_sqlite(
         };
         outcome.tables.push(TableOutcome {
             table: key,
-            action: match action {
-                Action::Copy => "copy",
-                Action::Skip => "skip",
-                Action::Preserve => "preserve",
-            },
+            action: action.name(),
             rows,
             preserved,
             masked: crate::subset::masked_columns(policy, table),

@@ -837,11 +837,7 @@ async fn row_counts(
                 "the target's own rows, preserved; the source's {source_total} are not copied"
             ),
         };
-        let action = match pair.action {
-            Action::Copy => "copy",
-            Action::Skip => "skip",
-            Action::Preserve => "preserve",
-        };
+        let action = pair.action.name();
         match expected {
             Some(expected) if expected != actual => check.failures.push(format!(
                 "{} ({action}): {actual} rows, expected {expected}: {why}",

@@ -68,7 +68,15 @@ fn start_hold(journal: &Path, backend: &str, extra: &[&str]) -> (Child, String) 
     (child, format!("http://{address}"))
 }
 
-fn replay(journal: &Path, to: &str) -> crate::Run {
+/// Runs `cutover hold replay` (off the runtime's threads, which serve the backend).
+async fn replay(journal: &Path, to: &str) -> crate::Run {
+    let (journal, to) = (journal.to_owned(), to.to_owned());
+    tokio::task::spawn_blocking(move || replay_blocking(&journal, &to))
+        .await
+        .expect("replay")
+}
+
+fn replay_blocking(journal: &Path, to: &str) -> crate::Run {
     crate::cutover(&[
         "hold",
         "replay",
@@ -150,12 +158,7 @@ async fn every_acknowledged_call_survives_sigkill_and_is_replayed_once_in_order(
     child.kill().expect("stop");
     child.wait().expect("wait");
 
-    let run = tokio::task::spawn_blocking({
-        let (journal, backend_url) = (journal.clone(), backend_url.clone());
-        move || replay(&journal, &backend_url)
-    })
-    .await
-    .expect("replay");
+    let run = replay(&journal, &backend_url).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let delivered = received.lock().expect("log").clone();
     let ids: Vec<u64> = delivered
@@ -184,9 +187,7 @@ async fn every_acknowledged_call_survives_sigkill_and_is_replayed_once_in_order(
 
     // A second replay sends nothing again.
     let before = delivered.len();
-    let run = tokio::task::spawn_blocking(move || replay(&journal, &backend_url))
-        .await
-        .expect("replay");
+    let run = replay(&journal, &backend_url).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("0 delivered now"), "{}", run.stdout);
     assert_eq!(received.lock().expect("log").len(), before);
@@ -276,12 +277,7 @@ async fn admin_token_modes_limits_and_failed_replays() {
     assert_eq!(received.lock().expect("log").len(), 2);
 
     // A backend that is down: the replay stops and says so; nothing is lost.
-    let run = tokio::task::spawn_blocking({
-        let journal = journal.clone();
-        move || replay(&journal, "http://127.0.0.1:9")
-    })
-    .await
-    .expect("replay");
+    let run = replay(&journal, "http://127.0.0.1:9").await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
@@ -291,12 +287,7 @@ async fn admin_token_modes_limits_and_failed_replays() {
     );
 
     // Back up: the first is delivered, the 422 is recorded and listed, and not retried.
-    let run = tokio::task::spawn_blocking({
-        let (journal, backend_url) = (journal.clone(), backend_url.clone());
-        move || replay(&journal, &backend_url)
-    })
-    .await
-    .expect("replay");
+    let run = replay(&journal, &backend_url).await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout
@@ -310,9 +301,7 @@ async fn admin_token_modes_limits_and_failed_replays() {
         run.stdout
     );
     let calls = received.lock().expect("log").len();
-    let run = tokio::task::spawn_blocking(move || replay(&journal, &backend_url))
-        .await
-        .expect("replay");
+    let run = replay(&journal, &backend_url).await;
     assert!(
         run.stdout
             .contains("0 delivered now, 1 delivered before, 1 rejected"),
