@@ -6,6 +6,7 @@ use crate::commands::diff::DiffArgs;
 use crate::commands::drain::DrainArgs;
 use crate::commands::hold::HoldArgs;
 use crate::commands::inspect::InspectArgs;
+use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
 
@@ -70,4 +71,6 @@ pub enum Command {
     Drain(DrainArgs),
     /// Hold API calls durably during a migration window (a proxy), and replay them afterwards.
     Hold(Box<HoldArgs>),
+    /// Receive files over tus 1.0, persisting each before acknowledging it, with receipts.
+    Receive(ReceiveArgs),
 }

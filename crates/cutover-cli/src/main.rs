@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Refresh(args) => commands::refresh::run(*args, &cli.global).await,
         Command::Drain(args) => commands::drain::run(args, &cli.global).await,
         Command::Hold(args) => commands::hold::run(*args, &cli.global).await,
+        Command::Receive(args) => commands::receive::run(args, &cli.global).await,
         Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
     }
 }

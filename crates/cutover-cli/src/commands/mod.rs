@@ -2,5 +2,6 @@ pub mod diff;
 pub mod drain;
 pub mod hold;
 pub mod inspect;
+pub mod receive;
 pub mod refresh;
 pub mod verify_refresh;

@@ -4,6 +4,7 @@ mod diff;
 mod drain;
 mod hold;
 mod inspect;
+mod receive;
 mod refresh;
 
 use std::path::PathBuf;

@@ -1,0 +1,109 @@
+//! `cutover receive`: a tus 1.0 receiver that persists before it acknowledges.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use cutover_tus::ReceiverConfig;
+
+use crate::Outcome;
+use crate::cli::{Format, GlobalArgs};
+use crate::output::{print, print_json};
+
+/// Receive files over tus 1.0, and never acknowledge what is not on disk.
+///
+/// A tus server (core, creation, creation-with-upload, checksum with sha256
+/// or sha1, termination, expiration; OPTIONS discovery). Each chunk is synced
+/// before the offset advances; the upload's state is written atomically
+/// (temporary file, fsync, rename, directory fsync); the PATCH that completes
+/// an upload is answered only after the file is moved into place and its
+/// receipt (size, SHA-256, stored-at, metadata) is on disk. Metadata file
+/// names are kept in the receipt and never used as paths.
+///
+/// GET /receipts/ID returns a receipt; GET /receipts?day=YYYY-MM-DD lists a
+/// day's. With --token-env, every call needs that bearer token.
+///
+/// Examples:
+///   cutover receive --dir /srv/inbox --listen 0.0.0.0:1080
+///   CUTOVER_RECEIVE_TOKEN=… cutover receive --dir /srv/inbox --listen 127.0.0.1:1080 --token-env CUTOVER_RECEIVE_TOKEN
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ReceiveArgs {
+    /// The storage directory (created if missing; refused if it cannot be written).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1080")]
+    pub listen: String,
+
+    /// The largest upload accepted, in bytes (or with K, M, G suffix).
+    #[arg(long, value_name = "SIZE", default_value = "10G")]
+    pub max_size: String,
+
+    /// The environment variable holding the bearer token every call must carry.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+
+    /// How long an unfinished upload is kept (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub expire_after: String,
+}
+
+fn size(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (digits, factor) = match text.chars().last() {
+        Some('K' | 'k') => (&text[..text.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&text[..text.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    match digits.parse::<u64>() {
+        Ok(number) => Ok(number.saturating_mul(factor)),
+        Err(_) => bail!("--max-size {text}: not a size\nhint: write bytes, or e.g. 512M or 10G"),
+    }
+}
+
+pub async fn run(args: ReceiveArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let token = match &args.token_env {
+        Some(variable) => match std::env::var(variable)
+            .ok()
+            .filter(|token| !token.is_empty())
+        {
+            Some(token) => Some(token),
+            None => bail!(
+                "{variable} is not set\nhint: put the bearer token in it, or leave out --token-env"
+            ),
+        },
+        None => None,
+    };
+    let Some(expire) = cutover_drain::parse_duration(&args.expire_after) else {
+        bail!(
+            "--expire-after {}: not a duration\nhint: write e.g. 24h or 7d",
+            args.expire_after
+        );
+    };
+    let config = ReceiverConfig {
+        directory: args.dir.clone(),
+        max_size: size(&args.max_size)?,
+        token,
+        expire_after_seconds: expire / 1_000_000,
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    match global.format {
+        Format::Json => {
+            print_json(&serde_json::json!({ "listening": address.to_string(), "dir": args.dir }))?
+        }
+        Format::Text => print(&format!(
+            "receiving on http://{address}/files into {}\n",
+            args.dir.display()
+        ))?,
+    }
+    cutover_tus::serve(listener, config)
+        .await
+        .with_context(|| format!("receiving into {}", args.dir.display()))?;
+    Ok(Outcome::Success)
+}

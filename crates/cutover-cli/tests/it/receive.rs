@@ -1,0 +1,99 @@
+//! `cutover receive` end to end: a real upload over loopback, and bad input.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_to_cutover_receive_is_stored_with_a_receipt() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["receive", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(&inbox)
+        .env("CUTOVER_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting cutover receive");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the receiving line");
+    let files = line
+        .split_whitespace()
+        .nth(2)
+        .expect("receiving on URL")
+        .to_owned();
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(&files)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "11")
+        .header("Upload-Metadata", "filename cmVwb3J0LnhtbA==")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body("hello world")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(answer.status().as_u16(), 201);
+    let id = answer.headers()["location"]
+        .to_str()
+        .expect("location")
+        .rsplit('/')
+        .next()
+        .expect("id")
+        .to_owned();
+    let receipts = files.replace("/files", "/receipts");
+    let receipt: serde_json::Value = client
+        .get(format!("{receipts}/{id}"))
+        .send()
+        .await
+        .expect("receipt")
+        .json()
+        .await
+        .expect("json");
+    child.kill().expect("stop");
+    child.wait().expect("wait");
+    assert_eq!(receipt["size"], 11);
+    assert_eq!(receipt["metadata"]["filename"], "report.xml");
+    assert_eq!(
+        receipt["sha256"],
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
+    assert_eq!(
+        std::fs::read(inbox.join("complete").join(&id)).expect("stored"),
+        b"hello world"
+    );
+}
+
+#[test]
+fn receive_refuses_what_it_cannot_keep() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let file = directory.path().join("a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let run = crate::cutover(&[
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        &file.join("inbox").display().to_string(),
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("receiving into"), "{}", run.stderr);
+    let run = crate::cutover(&[
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        "inbox",
+        "--token-env",
+        "CUTOVER_TEST_NO_SUCH_TOKEN",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("CUTOVER_TEST_NO_SUCH_TOKEN is not set"),
+        "{}",
+        run.stderr
+    );
+}
