@@ -67,6 +67,87 @@ async fn a_file_sent_to_cutover_receive_is_stored_with_a_receipt() {
     );
 }
 
+/// Starts `cutover receive` on a free port; returns it and its files URL.
+fn start_receiver(inbox: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["receive", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(inbox)
+        .env("CUTOVER_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting cutover receive");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the receiving line");
+    let files = line
+        .split_whitespace()
+        .nth(2)
+        .expect("receiving on URL")
+        .to_owned();
+    (child, files)
+}
+
+/// tus-js-client (npm, run with node) uploads to cutover's receiver in 64 KB
+/// PATCHes; the stored file and its receipt match what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_uploads_to_cutover_receive() {
+    let interop = crate::workspace_root().join("interop");
+    if !interop.join("node_modules/tus-js-client").exists() {
+        let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+        assert!(
+            !in_ci,
+            "interop/node_modules is missing: .ci/run installs it with npm ci"
+        );
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipped: run `npm ci --prefix interop` for the tus-js-client interop test");
+        }
+        return;
+    }
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut child, files) = start_receiver(&inbox);
+    let data: Vec<u8> = (0..300_000u32).map(|n| (n * 7 % 256) as u8).collect();
+    let file = directory.path().join("lab-report 2026.xml");
+    std::fs::write(&file, &data).expect("file");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(interop.join("tus-upload.js"))
+            .arg(&files)
+            .arg(&file)
+            .arg("65536")
+            .output()
+            .expect("running node")
+    })
+    .await
+    .expect("node");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let id = url.rsplit('/').next().expect("id").to_owned();
+    let receipt: serde_json::Value = reqwest::get(url.replace("/files/", "/receipts/"))
+        .await
+        .expect("receipt")
+        .json()
+        .await
+        .expect("json");
+    child.kill().expect("stop");
+    child.wait().expect("wait");
+    assert_eq!(
+        std::fs::read(inbox.join("complete").join(&id)).expect("stored"),
+        data
+    );
+    assert_eq!(receipt["size"], 300_000);
+    assert_eq!(receipt["metadata"]["filename"], "lab-report 2026.xml");
+    assert_eq!(receipt["metadata"]["data_stream"], "eicr");
+}
+
 #[test]
 fn receive_refuses_what_it_cannot_keep() {
     let directory = tempfile::tempdir().expect("temporary directory");
