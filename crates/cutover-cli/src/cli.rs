@@ -8,6 +8,7 @@ use crate::commands::hold::HoldArgs;
 use crate::commands::inspect::InspectArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
+use crate::commands::send::SendArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
 
 /// Move health data between systems and environments, and prove that it moved right.
@@ -73,4 +74,6 @@ pub enum Command {
     Hold(Box<HoldArgs>),
     /// Receive files over tus 1.0, persisting each before acknowledging it, with receipts.
     Receive(ReceiveArgs),
+    /// Send files with tus 1.0, each recorded in a durable delivery ledger.
+    Send(Box<SendArgs>),
 }

@@ -324,6 +324,19 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
             "the upload could not be stored",
         );
     }
+    if length == 0 {
+        // Nothing to wait for: an empty file is complete, and persisted, before the answer.
+        if finish(shared, &info).await.is_err() {
+            return reply_text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the upload could not be finished",
+            );
+        }
+        let mut response = reply(StatusCode::CREATED);
+        set(&mut response, "location", format!("/files/{id}"));
+        set(&mut response, "upload-offset", 0);
+        return response;
+    }
     let with_data = header(headers, "content-type") == Some("application/offset+octet-stream");
     let mut response = if with_data {
         let lock = shared.lock(&id);

@@ -4,4 +4,5 @@ pub mod hold;
 pub mod inspect;
 pub mod receive;
 pub mod refresh;
+pub mod send;
 pub mod verify_refresh;

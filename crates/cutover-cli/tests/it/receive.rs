@@ -178,3 +178,77 @@ fn receive_refuses_what_it_cannot_keep() {
         run.stderr
     );
 }
+
+/// `cutover send` to `cutover receive`: every file arrives whole, the ledger
+/// says acknowledged, and a rerun sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut child, files) = start_receiver(&inbox);
+    let outbox = directory.path().join("outbox");
+    std::fs::create_dir(&outbox).expect("outbox");
+    for (name, size) in [("a.xml", 10usize), ("b.xml", 200_000), ("c.xml", 0)] {
+        let data: Vec<u8> = (0..size).map(|n| (n % 97) as u8).collect();
+        std::fs::write(outbox.join(name), data).expect("file");
+    }
+    let ledger = directory.path().join("ledger.db");
+    let send = {
+        let (outbox, ledger, files) = (outbox.clone(), ledger.clone(), files.clone());
+        move || {
+            crate::cutover(&[
+                "send",
+                &outbox.display().to_string(),
+                "--to",
+                &files,
+                "--ledger",
+                &ledger.display().to_string(),
+                "--meta",
+                "data_stream=eicr",
+                "--chunk-size",
+                "65536",
+            ])
+        }
+    };
+    let run = tokio::task::spawn_blocking(send.clone())
+        .await
+        .expect("send");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("3 acknowledged"), "{}", run.stdout);
+    let stored: Vec<Vec<u8>> = std::fs::read_dir(inbox.join("complete"))
+        .expect("complete")
+        .map(|entry| std::fs::read(entry.expect("entry").path()).expect("file"))
+        .collect();
+    assert_eq!(stored.len(), 3);
+    assert!(
+        stored
+            .iter()
+            .any(|data| data.len() == 200_000 && data[99] == 2)
+    );
+
+    let run = tokio::task::spawn_blocking(send).await.expect("send");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stdout.matches("already delivered").count(),
+        3,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read_dir(inbox.join("complete"))
+            .expect("complete")
+            .count(),
+        3
+    );
+    let connection = rusqlite::Connection::open(&ledger).expect("ledger");
+    let transitions: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM transitions WHERE state = 'acknowledged'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(transitions, 3);
+    child.kill().expect("stop");
+    child.wait().expect("wait");
+}

@@ -1,0 +1,214 @@
+//! The tus sender: creates an upload, sends the file in PATCHes carrying a
+//! SHA-256 checksum each, and resumes from the server's offset after any
+//! interruption. A completed upload URL is never resumed to "replay" a file:
+//! that sends nothing; a replay is always a new upload.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha2::Digest as _;
+
+/// Why an upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server refused or failed, after the retries.
+    #[error("{0}")]
+    Server(String),
+}
+
+/// Sends files to one tus endpoint.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    http: reqwest::Client,
+    endpoint: String,
+    token: Option<String>,
+    chunk_size: usize,
+    retries: u32,
+}
+
+fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `Upload-Metadata`: `key base64,key base64`.
+fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
+    metadata
+        .iter()
+        .map(|(key, value)| format!("{key} {}", base64(value.as_bytes())))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Uploader {
+    /// An uploader for `endpoint` (e.g. `https://host/files`).
+    pub fn new(
+        endpoint: &str,
+        token: Option<String>,
+        chunk_size: usize,
+    ) -> Result<Uploader, UploadError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|error| UploadError::Server(format!("the HTTP client: {error}")))?;
+        Ok(Uploader {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token,
+            chunk_size: chunk_size.max(1),
+            retries: 5,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, url)
+            .header("Tus-Resumable", "1.0.0");
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Creates an upload of `length` bytes; returns its URL.
+    pub async fn create(
+        &self,
+        length: u64,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<String, UploadError> {
+        let answer = self
+            .request(reqwest::Method::POST, &self.endpoint)
+            .header("Upload-Length", length.to_string())
+            .header("Upload-Metadata", metadata_header(metadata))
+            .send()
+            .await
+            .map_err(|error| UploadError::Server(format!("creating the upload: {error}")))?;
+        if answer.status().as_u16() != 201 {
+            return Err(UploadError::Server(format!(
+                "creating the upload: status {}",
+                answer.status().as_u16()
+            )));
+        }
+        let location = answer
+            .headers()
+            .get("location")
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| UploadError::Server("the server gave no Location".into()))?;
+        Ok(self.resolve(location))
+    }
+
+    /// An absolute URL for a Location header.
+    fn resolve(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return location.to_owned();
+        }
+        let origin = self
+            .endpoint
+            .find("://")
+            .and_then(|scheme| {
+                self.endpoint[scheme + 3..]
+                    .find('/')
+                    .map(|path| scheme + 3 + path)
+            })
+            .map_or(self.endpoint.as_str(), |path| &self.endpoint[..path]);
+        format!("{origin}{location}")
+    }
+
+    /// The server's offset for an upload; `None` when it no longer has it.
+    pub async fn offset(&self, url: &str) -> Result<Option<u64>, UploadError> {
+        let answer = self
+            .request(reqwest::Method::HEAD, url)
+            .send()
+            .await
+            .map_err(|error| UploadError::Server(format!("asking for the offset: {error}")))?;
+        match answer.status().as_u16() {
+            200 | 204 => Ok(answer
+                .headers()
+                .get("upload-offset")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())),
+            404 | 410 => Ok(None),
+            status => Err(UploadError::Server(format!(
+                "asking for the offset: status {status}"
+            ))),
+        }
+    }
+
+    /// Sends `path` (of `length` bytes) to the upload at `url` from the
+    /// server's offset to the end; retries a chunk after a checksum
+    /// mismatch or a failed connection, resyncing the offset each time.
+    pub async fn send(&self, url: &str, path: &Path, length: u64) -> Result<(), UploadError> {
+        let file_error = |source| UploadError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(file_error)?;
+        let mut offset = self
+            .offset(url)
+            .await?
+            .ok_or_else(|| UploadError::Server("the server no longer has the upload".into()))?;
+        let mut failures = 0;
+        let mut buffer = vec![0u8; self.chunk_size];
+        while offset < length {
+            file.seek(SeekFrom::Start(offset)).map_err(file_error)?;
+            let wanted = usize::try_from((length - offset).min(self.chunk_size as u64))
+                .unwrap_or(self.chunk_size);
+            file.read_exact(&mut buffer[..wanted]).map_err(file_error)?;
+            let chunk = buffer[..wanted].to_vec();
+            let checksum = format!("sha256 {}", base64(&sha2::Sha256::digest(&chunk)));
+            let answer = self
+                .request(reqwest::Method::PATCH, url)
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Upload-Offset", offset.to_string())
+                .header("Upload-Checksum", checksum)
+                .body(chunk)
+                .send()
+                .await;
+            match answer {
+                Ok(answer) if answer.status().as_u16() == 204 => {
+                    offset = answer
+                        .headers()
+                        .get("upload-offset")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.parse().ok())
+                        .unwrap_or(offset + wanted as u64);
+                    failures = 0;
+                }
+                Ok(answer) if matches!(answer.status().as_u16(), 400..=403 | 413 | 415) => {
+                    return Err(UploadError::Server(format!(
+                        "the server refused a chunk: status {}",
+                        answer.status().as_u16()
+                    )));
+                }
+                other => {
+                    failures += 1;
+                    if failures > self.retries {
+                        let reason = match other {
+                            Ok(answer) => format!("status {}", answer.status().as_u16()),
+                            Err(error) => error.to_string(),
+                        };
+                        return Err(UploadError::Server(format!(
+                            "sending at offset {offset}: {reason}"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+                    offset = self.offset(url).await?.ok_or_else(|| {
+                        UploadError::Server("the server no longer has the upload".into())
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

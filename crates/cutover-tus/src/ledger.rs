@@ -1,0 +1,206 @@
+//! The sender's durable ledger (SQLite, WAL, synchronous FULL): one row per
+//! file with its size, SHA-256, metadata, upload URL and attempts, and a
+//! state machine `queued → uploading → acknowledged → verified`, with
+//! `missing → replayed` and `failed` branches; every transition is kept
+//! with its time. Each change is one committed transaction, so the ledger
+//! survives a kill at any point and a rerun continues from it.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// A file's delivery state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Known, not sent yet.
+    Queued,
+    /// An upload exists; sending.
+    Uploading,
+    /// The server took every byte (its own answer; not yet proof).
+    Acknowledged,
+    /// Read back from the receiver and found whole.
+    Verified,
+    /// A check could not find it on the receiver.
+    Missing,
+    /// Sent again as a new upload after it went missing.
+    Replayed,
+    /// Gave up (the reason is in the transitions).
+    Failed,
+}
+
+impl State {
+    /// The state's name in the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Uploading => "uploading",
+            State::Acknowledged => "acknowledged",
+            State::Verified => "verified",
+            State::Missing => "missing",
+            State::Replayed => "replayed",
+            State::Failed => "failed",
+        }
+    }
+
+    fn parse(name: &str) -> State {
+        match name {
+            "uploading" => State::Uploading,
+            "acknowledged" => State::Acknowledged,
+            "verified" => State::Verified,
+            "missing" => State::Missing,
+            "replayed" => State::Replayed,
+            "failed" => State::Failed,
+            _ => State::Queued,
+        }
+    }
+}
+
+/// A ledger failure.
+#[derive(Debug, thiserror::Error)]
+#[error("ledger {path}: {message}")]
+pub struct LedgerError {
+    path: String,
+    message: String,
+}
+
+/// The ledger file.
+#[derive(Debug)]
+pub struct Ledger {
+    path: String,
+    connection: Connection,
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let error = |error: rusqlite::Error| LedgerError {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        };
+        let connection = Connection::open(path).map_err(error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                 CREATE TABLE IF NOT EXISTS files (
+                     path TEXT PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+                     metadata TEXT NOT NULL, upload_url TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                     state TEXT NOT NULL, updated_at TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS transitions (
+                     path TEXT NOT NULL, state TEXT NOT NULL, at TEXT NOT NULL, detail TEXT);",
+            )
+            .map_err(error)?;
+        Ok(Ledger {
+            path: path.display().to_string(),
+            connection,
+        })
+    }
+
+    fn error(&self, error: rusqlite::Error) -> LedgerError {
+        LedgerError {
+            path: self.path.clone(),
+            message: error.to_string(),
+        }
+    }
+
+    /// Records a file to send; returns its state and upload URL. A file
+    /// whose content changed since it was recorded starts again as queued.
+    pub fn enqueue(
+        &mut self,
+        path: &str,
+        size: u64,
+        sha256: &str,
+        metadata: &str,
+    ) -> Result<(State, Option<String>), LedgerError> {
+        let known: Option<(String, String, Option<String>)> = self
+            .connection
+            .query_row(
+                "SELECT sha256, state, upload_url FROM files WHERE path = ?1",
+                params![path],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .map_err(|error| self.error(error))?;
+        match known {
+            Some((known_sha, state, url)) if known_sha == sha256 => Ok((State::parse(&state), url)),
+            _ => {
+                let at = now();
+                let transaction = self.connection.transaction().map_err(|error| LedgerError {
+                    path: self.path.clone(),
+                    message: error.to_string(),
+                })?;
+                transaction
+                    .execute(
+                        "INSERT INTO files (path, size, sha256, metadata, state, updated_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)
+                         ON CONFLICT (path) DO UPDATE SET size = ?2, sha256 = ?3, metadata = ?4, upload_url = NULL,
+                           attempts = 0, state = 'queued', updated_at = ?5",
+                        params![path, size as i64, sha256, metadata, at],
+                    )
+                    .and_then(|_| {
+                        transaction.execute(
+                            "INSERT INTO transitions (path, state, at) VALUES (?1, 'queued', ?2)",
+                            params![path, at],
+                        )
+                    })
+                    .and_then(|_| transaction.commit())
+                    .map_err(|error| LedgerError {
+                        path: self.path.clone(),
+                        message: error.to_string(),
+                    })?;
+                Ok((State::Queued, None))
+            }
+        }
+    }
+
+    /// Moves a file to `state` (with its upload URL when it has a new one),
+    /// counting an attempt when it starts uploading.
+    pub fn transition(
+        &mut self,
+        path: &str,
+        state: State,
+        upload_url: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let at = now();
+        let path_text = self.path.clone();
+        let error = |error: rusqlite::Error| LedgerError {
+            path: path_text.clone(),
+            message: error.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(error)?;
+        transaction
+            .execute(
+                "UPDATE files SET state = ?2, upload_url = coalesce(?3, upload_url),
+                   attempts = attempts + (?2 = 'uploading' AND ?3 IS NOT NULL), updated_at = ?4 WHERE path = ?1",
+                params![path, state.name(), upload_url, at],
+            )
+            .map_err(error)?;
+        transaction
+            .execute(
+                "INSERT INTO transitions (path, state, at, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![path, state.name(), at, detail],
+            )
+            .map_err(error)?;
+        transaction.commit().map_err(error)
+    }
+
+    /// Files per state.
+    pub fn counts(&self) -> Result<Vec<(String, u64)>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT state, count(*) FROM files GROUP BY state ORDER BY state")
+            .map_err(|error| self.error(error))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })
+            .map_err(|error| self.error(error))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.error(error))
+    }
+}
