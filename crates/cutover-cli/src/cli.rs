@@ -6,6 +6,7 @@ use crate::commands::diff::DiffArgs;
 use crate::commands::drain::DrainArgs;
 use crate::commands::hold::HoldArgs;
 use crate::commands::inspect::InspectArgs;
+use crate::commands::ledger::LedgerArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::send::SendArgs;
@@ -76,4 +77,6 @@ pub enum Command {
     Receive(ReceiveArgs),
     /// Send files with tus 1.0, each recorded in a durable delivery ledger.
     Send(Box<SendArgs>),
+    /// Report a delivery ledger: files sent, acknowledged, verified, missing, replayed, failed, per day and stream.
+    Ledger(LedgerArgs),
 }

@@ -189,6 +189,31 @@ impl Ledger {
         transaction.commit().map_err(error)
     }
 
+    /// Files per day (the day each was first recorded, UTC), data stream
+    /// (the `data_stream` metadata value, or empty) and state, in that order.
+    pub fn report(&self) -> Result<Vec<(String, String, String, u64)>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT substr(first.at, 1, 10), coalesce(json_extract(f.metadata, '$.data_stream'), ''), f.state, count(*)
+                 FROM files f JOIN (SELECT path, min(at) AS at FROM transitions GROUP BY path) first USING (path)
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            )
+            .map_err(|error| self.error(error))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get::<_, i64>(3)? as u64,
+                ))
+            })
+            .map_err(|error| self.error(error))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.error(error))
+    }
+
     /// Files per state.
     pub fn counts(&self) -> Result<Vec<(String, u64)>, LedgerError> {
         let mut statement = self

@@ -2,6 +2,7 @@ pub mod diff;
 pub mod drain;
 pub mod hold;
 pub mod inspect;
+pub mod ledger;
 pub mod receive;
 pub mod refresh;
 pub mod send;

@@ -249,6 +249,27 @@ async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
         )
         .expect("count");
     assert_eq!(transitions, 3);
+
+    // The ledger report: 3 acknowledged eicr files today; a failure makes it exit 1.
+    let ledger_arg = ledger.display().to_string();
+    let run = crate::cutover(&["ledger", "--ledger", &ledger_arg, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(report["rows"][0]["data_stream"], "eicr");
+    assert_eq!(report["rows"][0]["states"]["acknowledged"], 3);
+    connection
+        .execute(
+            "UPDATE files SET state = 'failed' WHERE path LIKE '%a.xml'",
+            [],
+        )
+        .expect("fail one");
+    let run = crate::cutover(&["ledger", "--ledger", &ledger_arg]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("1 files are missing or failed"),
+        "{}",
+        run.stdout
+    );
     child.kill().expect("stop");
     child.wait().expect("wait");
 }
