@@ -91,8 +91,8 @@ async fn production_and_acceptance()
              INSERT INTO permissions VALUES (7, 'read'); \
              INSERT INTO settings VALUES ('environment', 'acceptance'); \
              INSERT INTO portal_trial_config VALUES (1, 'https://portal.acc.internal', true); \
-             DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cutover_acceptance_reader') \
-               THEN CREATE ROLE cutover_acceptance_reader; END IF; END $$; \
+             DO $$ BEGIN CREATE ROLE cutover_acceptance_reader; \
+               EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
              GRANT SELECT ON patients, accounts TO cutover_acceptance_reader; \
              INSERT INTO letters VALUES (9, 99, lo_from_bytea(0, 'old letter'), NULL);",
             schema_sql()
