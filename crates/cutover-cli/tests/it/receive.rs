@@ -7,24 +7,7 @@ use std::process::{Command, Stdio};
 async fn a_file_sent_to_cutover_receive_is_stored_with_a_receipt() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let inbox = directory.path().join("inbox");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["receive", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&inbox)
-        .env("CUTOVER_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting cutover receive");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the receiving line");
-    let files = line
-        .split_whitespace()
-        .nth(2)
-        .expect("receiving on URL")
-        .to_owned();
+    let (mut child, files) = start_receiver(&inbox);
     let client = reqwest::Client::new();
     let answer = client
         .post(&files)
