@@ -210,11 +210,7 @@ pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Prob
                 Some(rule) => {
                     needs_secret |= rule.needs_secret();
                     // A large object's content is masked as a blob.
-                    let logical = if crate::transform::is_large_object(column) {
-                        Some(LogicalType::Bytes)
-                    } else {
-                        column.logical_type
-                    };
+                    let logical = crate::transform::copied_logical_type(column);
                     if let Err(reason) = fits(rule, logical, column.nullable) {
                         problems.push(Problem::RuleMismatch {
                             table: table_key(table),

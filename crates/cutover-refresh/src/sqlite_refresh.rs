@@ -106,11 +106,7 @@ fn translated_definitions(schema: &cutover_db::Schema) -> Vec<(String, String)> 
             .iter()
             .map(|column| {
                 let not_null = if column.nullable { "" } else { " NOT NULL" };
-                let logical = if crate::transform::is_large_object(column) {
-                    Some(LogicalType::Bytes)
-                } else {
-                    column.logical_type
-                };
+                let logical = crate::transform::copied_logical_type(column);
                 format!("{} {}{not_null}", quote(&column.name), sqlite_type(logical))
             })
             .collect();

@@ -38,6 +38,25 @@ pub fn is_large_object(column: &Column) -> bool {
         )
 }
 
+/// The logical type a column's values are copied and masked as: a
+/// large-object reference as its content (bytes), anything else as itself.
+pub(crate) fn copied_logical_type(column: &Column) -> Option<LogicalType> {
+    if is_large_object(column) {
+        Some(LogicalType::Bytes)
+    } else {
+        column.logical_type
+    }
+}
+
+/// A SELECT expression reading a large object's content; a dangling
+/// reference reads as NULL.
+pub(crate) fn large_object_content(quoted: &str) -> String {
+    format!(
+        "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = {quoted}) \
+         THEN pg_catalog.lo_get({quoted}) END"
+    )
+}
+
 impl TableCopy {
     /// The copy plan of `table` under `policy`; `None` unless its action is
     /// `copy`. Columns without a rule are `keep` here: `check` has refused
@@ -73,10 +92,7 @@ impl TableCopy {
             if is_large_object(column) {
                 // The content, read where the reference resolves (a dangling one reads as NULL).
                 let quoted = cutover_db::schema::quote_identifier(&column.name);
-                *expression = Some(format!(
-                    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = {quoted}) \
-                     THEN pg_catalog.lo_get({quoted}) END"
-                ));
+                *expression = Some(large_object_content(&quoted));
                 column.type_name = "bytea".into();
                 column.logical_type = Some(LogicalType::Bytes);
             }

@@ -222,10 +222,7 @@ async fn lookup(
             let column = &table.columns[*index];
             let quoted = quote(&column.name);
             if crate::transform::is_large_object(column) {
-                format!(
-                    "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = {quoted}) \
-                     THEN pg_catalog.lo_get({quoted}) END"
-                )
+                crate::transform::large_object_content(&quoted)
             } else {
                 quoted
             }
