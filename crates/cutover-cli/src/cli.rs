@@ -10,6 +10,7 @@ use crate::commands::ledger::LedgerArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::send::SendArgs;
+use crate::commands::verify::VerifyArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
 
 /// Move health data between systems and environments, and prove that it moved right.
@@ -75,8 +76,10 @@ pub enum Command {
     Hold(Box<HoldArgs>),
     /// Receive files over tus 1.0, persisting each before acknowledging it, with receipts.
     Receive(ReceiveArgs),
-    /// Send files with tus 1.0, each recorded in a durable delivery ledger.
+    /// Send files with tus 1.0, each recorded in a durable delivery ledger, verified on the receiver and replayed if missing.
     Send(Box<SendArgs>),
+    /// Check independently that every acknowledged file is on the receiver; replay what is missing (once or --every).
+    Verify(Box<VerifyArgs>),
     /// Report a delivery ledger: files sent, acknowledged, verified, missing, replayed, failed, per day and stream.
     Ledger(LedgerArgs),
 }

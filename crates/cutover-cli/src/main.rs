@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Receive(args) => commands::receive::run(args, &cli.global).await,
         Command::Send(args) => commands::send::run(*args, &cli.global).await,
         Command::Ledger(args) => commands::ledger::run(args, &cli.global).await,
+        Command::Verify(args) => commands::verify::run(*args, &cli.global).await,
         Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
     }
 }

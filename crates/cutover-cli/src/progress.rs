@@ -56,3 +56,82 @@ impl cutover_db::Progress for Bar {
         }
     }
 }
+
+/// One bar per file being sent and one for all files, on stderr, only when
+/// stderr is a terminal.
+#[derive(Debug)]
+pub struct DeliveryBars {
+    bars: Option<(indicatif::MultiProgress, ProgressBar)>,
+    files: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+}
+
+impl DeliveryBars {
+    /// Bars for `files` files, or nothing when quiet or not on a terminal.
+    pub fn new(quiet: bool, files: u64, label: &str) -> DeliveryBars {
+        let enabled = !quiet && std::io::stderr().is_terminal();
+        let bars = enabled.then(|| {
+            let multi = indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(files));
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} files (eta {eta})",
+            ) {
+                overall.set_style(style);
+            }
+            overall.set_message(label.to_owned());
+            (multi, overall)
+        });
+        DeliveryBars {
+            bars,
+            files: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Removes the bars from the terminal.
+    pub fn finish(&self) {
+        if let Some((multi, overall)) = &self.bars {
+            overall.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ProgressBar>> {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl cutover_tus::DeliveryProgress for DeliveryBars {
+    fn file_started(&self, path: &str, size: u64) {
+        let Some((multi, _)) = &self.bars else { return };
+        let bar = multi.add(ProgressBar::new(size));
+        if let Ok(style) = ProgressStyle::with_template(
+            "  {msg:30!} {wide_bar} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec})",
+        ) {
+            bar.set_style(style);
+        }
+        let name = std::path::Path::new(path).file_name().map_or_else(
+            || path.to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        bar.set_message(name);
+        self.files().insert(path.to_owned(), bar);
+    }
+
+    fn file_position(&self, path: &str, offset: u64) {
+        if let Some(bar) = self.files().get(path) {
+            bar.set_position(offset);
+        }
+    }
+
+    fn file_finished(&self, path: &str) {
+        let Some((multi, overall)) = &self.bars else {
+            return;
+        };
+        if let Some(bar) = self.files().remove(path) {
+            bar.finish_and_clear();
+            multi.remove(&bar);
+        }
+        overall.inc(1);
+    }
+}

@@ -50,6 +50,22 @@ fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// 100 ms, doubling, at most 10 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.min(7)).min(10_000))
+}
+
+/// A connection failure in words, without the URL (it may carry credentials).
+fn connection_failure(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "no answer in time".to_owned()
+    } else if error.is_connect() {
+        "the receiver is unreachable".to_owned()
+    } else {
+        "the connection failed".to_owned()
+    }
+}
+
 impl Uploader {
     /// An uploader for `endpoint` (e.g. `https://host/files`).
     pub fn new(
@@ -70,6 +86,30 @@ impl Uploader {
         })
     }
 
+    /// The creation URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The same uploader (client, token, chunk size) for another endpoint.
+    pub fn at(&self, endpoint: &str) -> Uploader {
+        Uploader {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Sets how many times a failed call is retried (with backoff).
+    pub fn with_retries(mut self, retries: u32) -> Uploader {
+        self.retries = retries;
+        self
+    }
+
+    /// Asks the server to drop an upload (tus termination); best effort.
+    pub async fn terminate(&self, url: &str) {
+        let _ = self.request(reqwest::Method::DELETE, url).send().await;
+    }
+
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         let request = self
             .http
@@ -81,25 +121,48 @@ impl Uploader {
         }
     }
 
-    /// Creates an upload of `length` bytes; returns its URL.
+    /// Creates an upload of `length` bytes; returns its URL. A failed
+    /// connection or a 5xx is retried with backoff; a refusal is not.
     pub async fn create(
         &self,
         length: u64,
         metadata: &BTreeMap<String, String>,
     ) -> Result<String, UploadError> {
-        let answer = self
-            .request(reqwest::Method::POST, &self.endpoint)
-            .header("Upload-Length", length.to_string())
-            .header("Upload-Metadata", metadata_header(metadata))
-            .send()
-            .await
-            .map_err(|error| UploadError::Server(format!("creating the upload: {error}")))?;
-        if answer.status().as_u16() != 201 {
-            return Err(UploadError::Server(format!(
-                "creating the upload: status {}",
-                answer.status().as_u16()
-            )));
-        }
+        let mut failures = 0;
+        let answer = loop {
+            let reason = match self
+                .request(reqwest::Method::POST, &self.endpoint)
+                .header("Upload-Length", length.to_string())
+                .header("Upload-Metadata", metadata_header(metadata))
+                .send()
+                .await
+            {
+                Ok(answer) if answer.status().as_u16() == 201 => break answer,
+                Ok(answer) if answer.status().is_server_error() => {
+                    format!("status {}", answer.status().as_u16())
+                }
+                Ok(answer) => {
+                    let status = answer.status().as_u16();
+                    let hint = match status {
+                        401 | 403 => " (check the token)",
+                        404 | 405 => " (is this a tus creation URL?)",
+                        413 => " (the file is larger than the receiver accepts)",
+                        _ => "",
+                    };
+                    return Err(UploadError::Server(format!(
+                        "creating the upload: status {status}{hint}"
+                    )));
+                }
+                Err(error) => connection_failure(&error),
+            };
+            failures += 1;
+            if failures > self.retries {
+                return Err(UploadError::Server(format!(
+                    "creating the upload: {reason}"
+                )));
+            }
+            tokio::time::sleep(backoff(failures)).await;
+        };
         let location = answer
             .headers()
             .get("location")
@@ -148,7 +211,13 @@ impl Uploader {
     /// Sends `path` (of `length` bytes) to the upload at `url` from the
     /// server's offset to the end; retries a chunk after a checksum
     /// mismatch or a failed connection, resyncing the offset each time.
-    pub async fn send(&self, url: &str, path: &Path, length: u64) -> Result<(), UploadError> {
+    pub async fn send(
+        &self,
+        url: &str,
+        path: &Path,
+        length: u64,
+        on_position: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), UploadError> {
         let file_error = |source| UploadError::File {
             path: path.display().to_string(),
             source,
@@ -183,6 +252,7 @@ impl Uploader {
                         .and_then(|value| value.to_str().ok())
                         .and_then(|value| value.parse().ok())
                         .unwrap_or(offset + wanted as u64);
+                    on_position(offset);
                     failures = 0;
                 }
                 Ok(answer) if matches!(answer.status().as_u16(), 400..=403 | 413 | 415) => {
@@ -196,13 +266,13 @@ impl Uploader {
                     if failures > self.retries {
                         let reason = match other {
                             Ok(answer) => format!("status {}", answer.status().as_u16()),
-                            Err(error) => error.to_string(),
+                            Err(error) => connection_failure(&error),
                         };
                         return Err(UploadError::Server(format!(
                             "sending at offset {offset}: {reason}"
                         )));
                     }
-                    tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+                    tokio::time::sleep(backoff(failures)).await;
                     offset = self.offset(url).await?.ok_or_else(|| {
                         UploadError::Server("the server no longer has the upload".into())
                     })?;

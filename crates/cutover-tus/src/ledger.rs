@@ -5,6 +5,7 @@
 //! with its time. Each change is one committed transaction, so the ledger
 //! survives a kill at any point and a rerun continues from it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -42,6 +43,17 @@ impl State {
         }
     }
 
+    /// Every state, in the order of the state machine.
+    pub const ALL: [State; 7] = [
+        State::Queued,
+        State::Uploading,
+        State::Acknowledged,
+        State::Verified,
+        State::Missing,
+        State::Replayed,
+        State::Failed,
+    ];
+
     fn parse(name: &str) -> State {
         match name {
             "uploading" => State::Uploading,
@@ -53,6 +65,38 @@ impl State {
             _ => State::Queued,
         }
     }
+}
+
+/// One file as the ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The file's path, as given to the sender.
+    pub path: String,
+    /// Its size in bytes when recorded.
+    pub size: u64,
+    /// Its SHA-256 when recorded, hex.
+    pub sha256: String,
+    /// The upload metadata (always with `filename`).
+    pub metadata: BTreeMap<String, String>,
+    /// The latest upload's URL.
+    pub upload_url: Option<String>,
+    /// Its state.
+    pub state: State,
+    /// How many times it was replayed.
+    pub replays: u32,
+}
+
+/// A state change to record.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The file.
+    pub path: String,
+    /// The new state.
+    pub state: State,
+    /// A new upload URL, if the change comes with one.
+    pub upload_url: Option<String>,
+    /// Why, in words (never file content).
+    pub detail: Option<String>,
 }
 
 /// A ledger failure.
@@ -92,7 +136,8 @@ impl Ledger {
                      metadata TEXT NOT NULL, upload_url TEXT, attempts INTEGER NOT NULL DEFAULT 0,
                      state TEXT NOT NULL, updated_at TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS transitions (
-                     path TEXT NOT NULL, state TEXT NOT NULL, at TEXT NOT NULL, detail TEXT);",
+                     path TEXT NOT NULL, state TEXT NOT NULL, at TEXT NOT NULL, detail TEXT);
+                 CREATE INDEX IF NOT EXISTS transitions_by_path ON transitions (path, state);",
             )
             .map_err(error)?;
         Ok(Ledger {
@@ -166,6 +211,16 @@ impl Ledger {
         upload_url: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), LedgerError> {
+        self.record(&[Transition {
+            path: path.to_owned(),
+            state,
+            upload_url: upload_url.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+        }])
+    }
+
+    /// Records several state changes in one synced transaction: all or none.
+    pub fn record(&mut self, transitions: &[Transition]) -> Result<(), LedgerError> {
         let at = now();
         let path_text = self.path.clone();
         let error = |error: rusqlite::Error| LedgerError {
@@ -173,20 +228,60 @@ impl Ledger {
             message: error.to_string(),
         };
         let transaction = self.connection.transaction().map_err(error)?;
-        transaction
-            .execute(
-                "UPDATE files SET state = ?2, upload_url = coalesce(?3, upload_url),
-                   attempts = attempts + (?2 = 'uploading' AND ?3 IS NOT NULL), updated_at = ?4 WHERE path = ?1",
-                params![path, state.name(), upload_url, at],
-            )
-            .map_err(error)?;
-        transaction
-            .execute(
-                "INSERT INTO transitions (path, state, at, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![path, state.name(), at, detail],
-            )
-            .map_err(error)?;
+        {
+            let mut update = transaction
+                .prepare_cached(
+                    "UPDATE files SET state = ?2, upload_url = coalesce(?3, upload_url),
+                       attempts = attempts + (?2 IN ('uploading', 'replayed') AND ?3 IS NOT NULL), updated_at = ?4
+                     WHERE path = ?1",
+                )
+                .map_err(error)?;
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO transitions (path, state, at, detail) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(error)?;
+            for change in transitions {
+                let name = change.state.name();
+                update
+                    .execute(params![change.path, name, change.upload_url, at])
+                    .map_err(error)?;
+                insert
+                    .execute(params![change.path, name, at, change.detail])
+                    .map_err(error)?;
+            }
+        }
         transaction.commit().map_err(error)
+    }
+
+    /// The files in any of `states`, in path order.
+    pub fn entries(&self, states: &[State]) -> Result<Vec<Entry>, LedgerError> {
+        let names: Vec<&str> = states.iter().map(|state| state.name()).collect();
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT f.path, f.size, f.sha256, f.metadata, f.upload_url, f.state,
+                   (SELECT count(*) FROM transitions t WHERE t.path = f.path AND t.state = 'replayed')
+                 FROM files f WHERE f.state IN (SELECT value FROM json_each(?1)) ORDER BY f.path",
+            )
+            .map_err(|error| self.error(error))?;
+        let names = serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned());
+        let rows = statement
+            .query_map(params![names], |row| {
+                let metadata: String = row.get(3)?;
+                Ok(Entry {
+                    path: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    sha256: row.get(2)?,
+                    metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                    upload_url: row.get(4)?,
+                    state: State::parse(&row.get::<_, String>(5)?),
+                    replays: row.get::<_, i64>(6)? as u32,
+                })
+            })
+            .map_err(|error| self.error(error))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.error(error))
     }
 
     /// Files per day (the day each was first recorded, UTC), data stream

@@ -4,12 +4,20 @@
 //! (moving the file into place, its receipt with the SHA-256) is durable
 //! before the PATCH that completes the upload is answered. [`client`] is the
 //! sending side (creation, chunked PATCHes with checksums, resuming from the
-//! server's offset), and [`ledger`] the sender's durable record of every file.
+//! server's offset), [`ledger`] the sender's durable record of every file,
+//! [`verify`] the independent proof that a file is on the receiver, and
+//! [`deliver`] the whole: send, verify, replay what went missing.
 
 pub mod client;
+pub mod deliver;
 pub mod ledger;
 pub mod receiver;
+pub mod verify;
 
 pub use client::{UploadError, Uploader};
-pub use ledger::{Ledger, LedgerError, State};
+pub use deliver::{
+    DeliveryError, DeliveryProgress, FileToSend, NoDeliveryProgress, Pass, Replay, Sent,
+};
+pub use ledger::{Entry, Ledger, LedgerError, State, Transition};
 pub use receiver::{Receipt, ReceiverConfig, serve};
+pub use verify::{Expectation, Finding, Probe, Verdict, Verifier};

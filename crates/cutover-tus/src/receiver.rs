@@ -35,6 +35,10 @@ pub struct ReceiverConfig {
     pub token: Option<String>,
     /// Seconds an unfinished upload is kept.
     pub expire_after_seconds: i64,
+    /// A fault for testing senders: this percentage of completed uploads
+    /// (chosen by id) is acknowledged and then not kept, as a lying receiver
+    /// does. 0 in every real use.
+    pub lose_percent: u8,
 }
 
 /// What the receiver keeps of a finished upload, served at `GET /receipts/ID`.
@@ -158,13 +162,24 @@ impl Shared {
         write_atomically(&self.uploads().join(format!("{}.json", info.id)), &bytes).await
     }
 
+    /// The receipt of a finished upload whose file is still stored whole.
     async fn receipt(&self, id: &str) -> Option<Receipt> {
         let path = self
             .config
             .directory
             .join("receipts")
             .join(format!("{id}.json"));
-        serde_json::from_slice(&tokio::fs::read(path).await.ok()?).ok()
+        let receipt: Receipt = serde_json::from_slice(&tokio::fs::read(path).await.ok()?).ok()?;
+        let stored = tokio::fs::metadata(self.config.directory.join("complete").join(id))
+            .await
+            .ok()?;
+        (stored.len() == receipt.size).then_some(receipt)
+    }
+
+    /// Whether the lose-after-acknowledging fault applies to `id`.
+    fn loses(&self, id: &str) -> bool {
+        self.config.lose_percent > 0
+            && sha2::Sha256::digest(id.as_bytes())[0] % 100 < self.config.lose_percent
     }
 
     async fn remove(&self, id: &str) {
@@ -564,6 +579,10 @@ async fn finish(shared: &Shared, info: &Info) -> std::io::Result<()> {
         hasher.update(&buffer[..read]);
     }
     drop(file);
+    if shared.loses(&info.id) {
+        shared.remove(&info.id).await;
+        return Ok(());
+    }
     let complete = shared.config.directory.join("complete").join(&info.id);
     tokio::fs::rename(&part, &complete).await?;
     sync_directory(&shared.config.directory.join("complete")).await?;
@@ -616,27 +635,42 @@ async fn receipt(shared: &Shared, id: &str) -> Response {
     }
 }
 
-/// `GET /receipts?day=YYYY-MM-DD`: the receipts of files stored that day (UTC).
+/// `GET /receipts?day=YYYY-MM-DD`: the receipts of files stored that day
+/// (UTC); `GET /receipts?sha256=HEX`: the receipts of files with that
+/// content, so a sender can tell it already has a copy here.
 async fn listing(shared: &Shared, query: Option<&str>) -> Response {
-    let day = query
-        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("day=")))
-        .map(str::to_owned);
-    let Some(day) = day.filter(|day| day.len() == 10) else {
+    let parameter = |name: &str| {
+        query.and_then(|query| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_owned)
+        })
+    };
+    let day = parameter("day").filter(|day| day.len() == 10);
+    let sha256 = parameter("sha256").filter(|hex| hex.len() == 64);
+    if day.is_none() && sha256.is_none() {
         return reply_text(
             StatusCode::BAD_REQUEST,
-            "name a day: /receipts?day=YYYY-MM-DD",
+            "name a day or a checksum: /receipts?day=YYYY-MM-DD or /receipts?sha256=HEX",
         );
-    };
+    }
     let mut receipts = Vec::new();
     if let Ok(mut entries) = tokio::fs::read_dir(shared.config.directory.join("receipts")).await {
         while let Ok(Some(entry)) = entries.next_entry().await {
             let Ok(bytes) = tokio::fs::read(entry.path()).await else {
                 continue;
             };
-            if let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) {
-                if receipt.stored_at.starts_with(&day) {
-                    receipts.push(receipt);
-                }
+            let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) else {
+                continue;
+            };
+            let wanted = day
+                .as_ref()
+                .is_none_or(|day| receipt.stored_at.starts_with(day))
+                && sha256.as_ref().is_none_or(|hex| receipt.sha256 == *hex);
+            // Only files still stored whole are listed.
+            if wanted && shared.receipt(&receipt.id).await.is_some() {
+                receipts.push(receipt);
             }
         }
     }

@@ -1,3 +1,4 @@
+pub mod delivery;
 pub mod diff;
 pub mod drain;
 pub mod hold;
@@ -6,4 +7,5 @@ pub mod ledger;
 pub mod receive;
 pub mod refresh;
 pub mod send;
+pub mod verify;
 pub mod verify_refresh;

@@ -20,8 +20,10 @@ use crate::output::{print, print_json};
 /// receipt (size, SHA-256, stored-at, metadata) is on disk. Metadata file
 /// names are kept in the receipt and never used as paths.
 ///
-/// GET /receipts/ID returns a receipt; GET /receipts?day=YYYY-MM-DD lists a
-/// day's. With --token-env, every call needs that bearer token.
+/// GET /receipts/ID returns a receipt (only while the file is stored whole);
+/// GET /receipts?day=YYYY-MM-DD lists a day's, GET /receipts?sha256=HEX the
+/// copies of one content. With --token-env, every call needs that bearer
+/// token.
 ///
 /// Examples:
 ///   cutover receive --dir /srv/inbox --listen 0.0.0.0:1080
@@ -48,6 +50,12 @@ pub struct ReceiveArgs {
     /// How long an unfinished upload is kept (e.g. 24h, 7d).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub expire_after: String,
+
+    /// Testing only: acknowledge and then lose this percentage of uploads,
+    /// as a lying receiver does, to prove a sender's verification.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0, hide = true,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub fault_lose_percent: u8,
 }
 
 fn size(text: &str) -> anyhow::Result<u64> {
@@ -88,6 +96,7 @@ pub async fn run(args: ReceiveArgs, global: &GlobalArgs) -> anyhow::Result<Outco
         max_size: size(&args.max_size)?,
         token,
         expire_after_seconds: expire / 1_000_000,
+        lose_percent: args.fault_lose_percent,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -1,33 +1,47 @@
-//! `cutover send`: tus uploads recorded in a durable ledger.
+//! `cutover send`: tus uploads recorded in a durable ledger, then verified
+//! on the receiver and replayed where missing.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use cutover_tus::{Ledger, State, Uploader};
-use sha2::Digest as _;
+use cutover_tus::{FileToSend, Ledger, Sent, Uploader, Verifier};
 
 use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
+use crate::commands::delivery::{self, CheckArgs};
 use crate::output::{print, print_json};
+use crate::progress::DeliveryBars;
 
-/// Send files with tus 1.0, recording every file in a durable ledger.
+/// Send files with tus 1.0, record each in a durable ledger, and prove each arrived.
 ///
 /// Each file (a directory's files, in name order) is recorded in the ledger
 /// (--ledger, default cutover-ledger.db here: SQLite, synced at every state
-/// change) with its size, SHA-256 and metadata, then uploaded: created with
-/// Upload-Length and Upload-Metadata (always filename, plus --meta pairs),
-/// sent in --chunk-size PATCHes each with an Upload-Checksum (sha256), and
-/// resumed from the receiver's offset after any interruption. A file the
-/// receiver took whole is `acknowledged`; a rerun skips it and resumes the
-/// rest. The token (--token-env) is never printed. Exit code 1 if any file
-/// failed.
+/// change) with its size, SHA-256 and metadata, then uploaded, --jobs at a
+/// time: created with Upload-Length and Upload-Metadata (always filename,
+/// plus --meta pairs and any sidecar FILE.meta.json), sent in --chunk-size
+/// PATCHes each with an Upload-Checksum (sha256), retried with backoff and
+/// resumed from the receiver's offset after any interruption. A file that
+/// changes while it is sent fails alone.
+///
+/// The receiver's 204 only makes a file `acknowledged`. Then every --check
+/// asks the receiver independently; a file read back whole is `verified`; a
+/// file any check cannot find is `missing` and is replayed as a new upload
+/// (metadata replay_of = the lost upload's id; never by resuming the old
+/// URL, which sends nothing), up to --max-replays times, then `failed`. If
+/// the receiver can show it already holds the same content (cutover
+/// receive's receipts by checksum), that copy is adopted instead.
+///
+/// A rerun continues from the ledger: verified files are not sent again.
+/// The token (--token-env) is never printed. Exit code 1 if any file is
+/// missing or failed.
 ///
 /// Examples:
 ///   cutover send outbox/ --to https://receiver.example/files --meta data_stream=eicr --meta jurisdiction=WA
 ///   CUTOVER_SEND_TOKEN=… cutover send report.xml --to https://receiver.example/files --token-env CUTOVER_SEND_TOKEN
+///   cutover send outbox/ --to https://dex.example/upload --check tus --check data-exchange=https://dex.example/upload/info/{upload_id}
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SendArgs {
@@ -44,7 +58,8 @@ pub struct SendArgs {
     pub ledger: PathBuf,
 
     /// Metadata for every upload, as KEY=VALUE (repeatable); filename is always added.
-    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    /// A sidecar FILE.meta.json ({"key": "value", …}) beside a file adds to it and wins.
+    #[arg(long = "meta", value_name = "KEY=VALUE", verbatim_doc_comment)]
     pub metadata: Vec<String>,
 
     /// The environment variable holding the receiver's bearer token.
@@ -54,6 +69,21 @@ pub struct SendArgs {
     /// Bytes per PATCH.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub chunk_size: usize,
+
+    /// Files sent (and checked) at a time.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Retries of a failed call (with backoff from 100 ms to 10 s) before a file fails.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Only send: leave verification to a later `cutover verify`.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    #[command(flatten)]
+    pub checks: CheckArgs,
 }
 
 fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -64,7 +94,7 @@ fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("{}", path.display()))?
                 .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|entry| entry.is_file())
+                .filter(|entry| entry.is_file() && !is_sidecar(entry))
                 .collect();
             entries.sort();
             files.extend(entries);
@@ -75,44 +105,36 @@ fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn sha256(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let read = file
-            .read(&mut buffer)
-            .with_context(|| format!("{}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        size += read as u64;
-        hasher.update(&buffer[..read]);
+fn is_sidecar(path: &std::path::Path) -> bool {
+    path.to_string_lossy().ends_with(".meta.json")
+}
+
+/// A file's sidecar metadata (FILE.meta.json: an object of strings), if any.
+fn sidecar(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".meta.json");
+    let sidecar = PathBuf::from(name);
+    if !sidecar.exists() {
+        return Ok(BTreeMap::new());
     }
-    Ok((
-        size,
-        hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect(),
-    ))
+    let text =
+        std::fs::read_to_string(&sidecar).with_context(|| format!("{}", sidecar.display()))?;
+    let values: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a JSON object of metadata", sidecar.display()))?;
+    values
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => Ok((key, text)),
+            serde_json::Value::Number(number) => Ok((key, number.to_string())),
+            serde_json::Value::Bool(flag) => Ok((key, flag.to_string())),
+            _ => bail!("{}: {key} is not a string", sidecar.display()),
+        })
+        .collect()
 }
 
 pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let token = match &args.token_env {
-        Some(variable) => match std::env::var(variable)
-            .ok()
-            .filter(|token| !token.is_empty())
-        {
-            Some(token) => Some(token),
-            None => bail!(
-                "{variable} is not set\nhint: put the receiver's token in it, or leave out --token-env"
-            ),
-        },
-        None => None,
-    };
+    let token = delivery::token(args.token_env.as_deref())?;
+    let probes = args.checks.probes()?;
     let mut common = BTreeMap::new();
     for pair in &args.metadata {
         let Some((key, value)) = pair.split_once('=') else {
@@ -123,92 +145,79 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
         }
         common.insert(key.to_owned(), value.to_owned());
     }
-    let files = files(&args.paths)?;
-    let uploader = Uploader::new(&args.to, token, args.chunk_size)?;
-    let mut ledger = Ledger::open(&args.ledger)?;
-    let mut results = Vec::new();
-    for file in &files {
-        let name = file.display().to_string();
-        let (size, digest) = sha256(file)?;
+    let mut sends = Vec::new();
+    for path in files(&args.paths)? {
         let mut metadata = common.clone();
-        metadata.insert(
-            "filename".to_owned(),
-            file.file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        let metadata_text = serde_json::to_string(&metadata)?;
-        let (state, known_url) = ledger.enqueue(&name, size, &digest, &metadata_text)?;
-        if matches!(
-            state,
-            State::Acknowledged | State::Verified | State::Replayed
-        ) {
-            results.push((name, "already delivered".to_owned(), true));
-            continue;
-        }
-        // Resume an unfinished upload the receiver still has; otherwise a new one.
-        let resumable = match (&state, &known_url) {
-            (State::Uploading, Some(url)) => uploader
-                .offset(url)
-                .await
-                .ok()
-                .flatten()
-                .map(|_| url.clone()),
-            _ => None,
-        };
-        let outcome = async {
-            let url = match resumable {
-                Some(url) => url,
-                None => {
-                    let url = uploader.create(size, &metadata).await?;
-                    ledger
-                        .transition(&name, State::Uploading, Some(&url), None)
-                        .map_err(|error| cutover_tus::UploadError::Server(error.to_string()))?;
-                    url
-                }
-            };
-            uploader.send(&url, file, size).await
-        }
-        .await;
-        match outcome {
-            Ok(()) => {
-                ledger.transition(&name, State::Acknowledged, None, None)?;
-                results.push((name, "acknowledged".to_owned(), true));
-            }
-            Err(error) => {
-                let reason = error.to_string();
-                ledger.transition(&name, State::Failed, None, Some(&reason))?;
-                results.push((name, format!("failed: {reason}"), false));
-            }
-        }
+        metadata.extend(sidecar(&path)?);
+        sends.push(FileToSend { path, metadata });
     }
-    let failed = results.iter().filter(|(_, _, ok)| !ok).count();
+    let uploader =
+        Uploader::new(&args.to, token.clone(), args.chunk_size)?.with_retries(args.retries);
+    let verifier = Verifier::new(probes, token).map_err(anyhow::Error::msg)?;
+    let ledger = Mutex::new(Ledger::open(&args.ledger)?);
+    let bars = DeliveryBars::new(global.quiet, sends.len() as u64, "sending");
+    let total = sends.len();
+    let results = cutover_tus::deliver::send(&uploader, &ledger, sends, args.jobs, &bars).await;
+    bars.finish();
+    let results = results?;
+    let rounds = if args.no_verify {
+        Vec::new()
+    } else {
+        let bars = DeliveryBars::new(global.quiet, 0, "replaying");
+        let rounds = delivery::verify_and_replay(
+            &uploader,
+            &verifier,
+            &ledger,
+            &args.checks,
+            args.jobs,
+            &bars,
+        )
+        .await;
+        bars.finish();
+        rounds?
+    };
+    let ledger = ledger
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let counts = ledger.counts()?;
+    let failed = results
+        .iter()
+        .filter(|(_, sent)| matches!(sent, Sent::Failed(_)))
+        .count();
+    let describe = |sent: &Sent| match sent {
+        Sent::Acknowledged => "acknowledged".to_owned(),
+        Sent::AlreadyDelivered(state) => format!("already delivered ({})", state.name()),
+        Sent::Failed(reason) => format!("failed: {reason}"),
+    };
     match global.format {
         Format::Json => print_json(&serde_json::json!({
-            "files": results.iter().map(|(file, outcome, _)| serde_json::json!({ "file": file, "outcome": outcome })).collect::<Vec<_>>(),
-            "ledger": ledger.counts()?,
+            "files": results.iter().map(|(file, sent)| serde_json::json!({ "file": file, "outcome": describe(sent) })).collect::<Vec<_>>(),
+            "verification": delivery::rounds_json(&rounds),
+            "ledger": counts,
         }))?,
         Format::Text => {
             let mut text = String::new();
-            for (file, outcome, _) in &results {
-                text.push_str(&format!("  {file}: {outcome}\n"));
+            for (file, sent) in &results {
+                text.push_str(&format!("  {file}: {}\n", describe(sent)));
             }
-            let counts: Vec<String> = ledger
-                .counts()?
+            text.push_str(&format!(
+                "sent {total} files to {} ({failed} failed)\n",
+                cutover_db::redact(&args.to),
+            ));
+            text.push_str(&delivery::describe_rounds(&rounds));
+            let counts_text: Vec<String> = counts
                 .iter()
                 .map(|(state, count)| format!("{count} {state}"))
                 .collect();
             text.push_str(&format!(
-                "sent {} files to {} ({failed} failed); ledger {}: {}\n",
-                results.len(),
-                cutover_db::redact(&args.to),
+                "ledger {}: {}\n",
                 args.ledger.display(),
-                counts.join(", ")
+                counts_text.join(", ")
             ));
             print(&text)?;
         }
     }
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && !delivery::ledger_has_problems(&counts) {
         Outcome::Success
     } else {
         Outcome::Differences

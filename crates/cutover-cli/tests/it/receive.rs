@@ -51,10 +51,21 @@ async fn a_file_sent_to_cutover_receive_is_stored_with_a_receipt() {
 }
 
 /// Starts `cutover receive` on a free port; returns it and its files URL.
-fn start_receiver(inbox: &std::path::Path) -> (std::process::Child, String) {
+pub fn start_receiver(inbox: &std::path::Path) -> (std::process::Child, String) {
+    start_receiver_with(inbox, "127.0.0.1:0", &[])
+}
+
+/// Starts `cutover receive` on `listen` with extra arguments; returns it
+/// and its files URL.
+pub fn start_receiver_with(
+    inbox: &std::path::Path,
+    listen: &str,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["receive", "--listen", "127.0.0.1:0", "--dir"])
+        .args(["receive", "--listen", listen, "--dir"])
         .arg(inbox)
+        .args(extra)
         .env("CUTOVER_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -162,8 +173,8 @@ fn receive_refuses_what_it_cannot_keep() {
     );
 }
 
-/// `cutover send` to `cutover receive`: every file arrives whole, the ledger
-/// says acknowledged, and a rerun sends nothing again.
+/// `cutover send` to `cutover receive`: every file arrives whole, is read
+/// back (verified), and a rerun sends nothing again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
     let directory = tempfile::tempdir().expect("temporary directory");
@@ -197,7 +208,8 @@ async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
         .await
         .expect("send");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("3 acknowledged"), "{}", run.stdout);
+    assert!(run.stdout.contains("ledger"), "{}", run.stdout);
+    assert!(run.stdout.contains(": 3 verified"), "{}", run.stdout);
     let stored: Vec<Vec<u8>> = std::fs::read_dir(inbox.join("complete"))
         .expect("complete")
         .map(|entry| std::fs::read(entry.expect("entry").path()).expect("file"))
@@ -233,13 +245,13 @@ async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
         .expect("count");
     assert_eq!(transitions, 3);
 
-    // The ledger report: 3 acknowledged eicr files today; a failure makes it exit 1.
+    // The ledger report: 3 verified eicr files today; a failure makes it exit 1.
     let ledger_arg = ledger.display().to_string();
     let run = crate::cutover(&["ledger", "--ledger", &ledger_arg, "--format", "json"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["rows"][0]["data_stream"], "eicr");
-    assert_eq!(report["rows"][0]["states"]["acknowledged"], 3);
+    assert_eq!(report["rows"][0]["states"]["verified"], 3);
     connection
         .execute(
             "UPDATE files SET state = 'failed' WHERE path LIKE '%a.xml'",

@@ -17,6 +17,7 @@ async fn receiver(token: Option<&str>, expire_after_seconds: i64) -> (tempfile::
         max_size: 1 << 20,
         token: token.map(str::to_owned),
         expire_after_seconds,
+        lose_percent: 0,
     };
     tokio::spawn(cutover_tus::serve(listener, config));
     // Wait until it answers.

@@ -1,0 +1,349 @@
+//! `cutover send` and `cutover verify` against receivers that lie, restart
+//! or refuse: every lost file is found and replayed, nothing is stored twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use crate::receive::{start_receiver, start_receiver_with};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `count` files of distinct content under `directory/outbox`.
+fn outbox(directory: &Path, count: usize) -> PathBuf {
+    let outbox = directory.join("outbox");
+    std::fs::create_dir(&outbox).expect("outbox");
+    for number in 0..count {
+        let data: Vec<u8> = (0..5_000 + number * 37)
+            .map(|n| ((n * 31 + number) % 251) as u8)
+            .collect();
+        std::fs::write(outbox.join(format!("report-{number:03}.xml")), data).expect("file");
+    }
+    outbox
+}
+
+/// The receiver's stored files: SHA-256 → how many copies.
+fn stored(inbox: &Path) -> HashMap<String, usize> {
+    let mut copies = HashMap::new();
+    for entry in std::fs::read_dir(inbox.join("complete")).expect("complete") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("stored file");
+        *copies.entry(hex(&sha2::Sha256::digest(&data))).or_default() += 1;
+    }
+    copies
+}
+
+/// Each ledger file with its state, SHA-256 and replays.
+fn ledger_files(ledger: &Path) -> Vec<(String, String, String, i64)> {
+    let connection = rusqlite::Connection::open(ledger).expect("ledger");
+    let mut statement = connection
+        .prepare(
+            "SELECT path, state, sha256,
+               (SELECT count(*) FROM transitions t WHERE t.path = f.path AND t.state = 'replayed')
+             FROM files f ORDER BY path",
+        )
+        .expect("query");
+    statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("files")
+}
+
+/// A receiver that acknowledges and then loses 40% of uploads: the sender
+/// finds every lost file, replays each as a new upload carrying replay_of,
+/// and ends with every file either verified (and stored exactly once) or
+/// flagged failed after its replays; none is reported delivered wrongly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_a_lying_receiver_loses_is_found_and_replayed() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) =
+        start_receiver_with(&inbox, "127.0.0.1:0", &["--fault-lose-percent", "40"]);
+    let outbox = outbox(directory.path(), 30);
+    let ledger = directory.path().join("ledger.db");
+    let arguments = [
+        "send".to_owned(),
+        outbox.display().to_string(),
+        "--to".to_owned(),
+        files,
+        "--ledger".to_owned(),
+        ledger.display().to_string(),
+        "--max-replays".to_owned(),
+        "2".to_owned(),
+        "--format".to_owned(),
+        "json".to_owned(),
+    ];
+    let run = tokio::task::spawn_blocking(move || {
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        crate::cutover(&arguments)
+    })
+    .await
+    .expect("send");
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect(&run.stderr);
+    let first = &report["verification"][0];
+    let lost_first = first["missing"].as_array().expect("missing").len();
+    assert!(lost_first > 0, "40% lost, yet none missing: {}", run.stdout);
+
+    let copies = stored(&inbox);
+    let mut replayed = 0;
+    let mut failed = 0;
+    for (path, state, sha256, replays) in ledger_files(&ledger) {
+        replayed += replays;
+        match state.as_str() {
+            "verified" => assert_eq!(
+                copies.get(&sha256),
+                Some(&1),
+                "{path} verified but not stored once"
+            ),
+            "failed" => {
+                failed += 1;
+                assert_eq!(replays, 2, "{path} failed before its replays");
+                assert_eq!(copies.get(&sha256), None, "{path} failed but stored");
+            }
+            other => panic!("{path} ended {other}"),
+        }
+    }
+    assert_eq!(run.code, if failed > 0 { 1 } else { 0 }, "{}", run.stdout);
+    // Every file lost in the first pass was replayed at least once.
+    assert!(
+        replayed as usize >= lost_first,
+        "{replayed} replays for {lost_first} lost"
+    );
+    // Replays are new uploads that name the upload they replace.
+    let receipts: Vec<serde_json::Value> = std::fs::read_dir(inbox.join("receipts"))
+        .expect("receipts")
+        .map(|entry| {
+            serde_json::from_slice(&std::fs::read(entry.expect("entry").path()).expect("receipt"))
+                .expect("receipt json")
+        })
+        .collect();
+    let replays: Vec<&serde_json::Value> = receipts
+        .iter()
+        .filter(|receipt| receipt["metadata"]["replay_of"].is_string())
+        .collect();
+    assert!(!replays.is_empty() || replayed == 0);
+    for receipt in replays {
+        assert_ne!(receipt["metadata"]["replay_of"], receipt["id"]);
+    }
+}
+
+/// The receiver is restarted (same directory, same address) between the
+/// send and the verification: every persisted file is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_after_a_receiver_restart_finds_every_persisted_file() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let outbox = outbox(directory.path(), 12);
+    let ledger = directory.path().join("ledger.db");
+    let ledger_arg = ledger.display().to_string();
+    let outbox_arg = outbox.display().to_string();
+    let files_arg = files.clone();
+    let ledger_send = ledger_arg.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::cutover(&[
+            "send",
+            &outbox_arg,
+            "--to",
+            &files_arg,
+            "--ledger",
+            &ledger_send,
+            "--no-verify",
+            "--jobs",
+            "3",
+        ])
+    })
+    .await
+    .expect("send");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains(": 12 acknowledged"), "{}", run.stdout);
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+
+    let address = files
+        .trim_start_matches("http://")
+        .trim_end_matches("/files")
+        .to_owned();
+    let (mut receiver, _) = start_receiver_with(&inbox, &address, &[]);
+    let ledger_verify = ledger_arg.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::cutover(&["verify", "--ledger", &ledger_verify])
+    })
+    .await
+    .expect("verify");
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("12 checked, 12 verified, 0 missing"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        ledger_files(&ledger)
+            .iter()
+            .all(|file| file.1 == "verified")
+    );
+}
+
+/// A receiver that is down during verification decides nothing: the files
+/// stay acknowledged, nothing is replayed, and the report says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_leaves_files_undecided() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let outbox = outbox(directory.path(), 3);
+    let ledger = directory.path().join("ledger.db");
+    let ledger_arg = ledger.display().to_string();
+    let (outbox_arg, ledger_send) = (outbox.display().to_string(), ledger_arg.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        crate::cutover(&[
+            "send",
+            &outbox_arg,
+            "--to",
+            &files,
+            "--ledger",
+            &ledger_send,
+            "--no-verify",
+        ])
+    })
+    .await
+    .expect("send");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    let run = crate::cutover(&["verify", "--ledger", &ledger_arg]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("3 undecided"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the receiver is unreachable"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        ledger_files(&ledger)
+            .iter()
+            .all(|file| file.1 == "acknowledged")
+    );
+}
+
+/// A file that is missing but whose content the receiver already holds
+/// (a replay whose ledger record was lost) is adopted, not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_the_receiver_already_holds_is_adopted_not_sent_twice() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let outbox = outbox(directory.path(), 2);
+    let ledger = directory.path().join("ledger.db");
+    let ledger_arg = ledger.display().to_string();
+    let (outbox_arg, ledger_send) = (outbox.display().to_string(), ledger_arg.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        crate::cutover(&[
+            "send",
+            &outbox_arg,
+            "--to",
+            &files,
+            "--ledger",
+            &ledger_send,
+        ])
+    })
+    .await
+    .expect("send");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // The ledger loses track of one upload: it points at an id the receiver never had.
+    let connection = rusqlite::Connection::open(&ledger).expect("ledger");
+    connection
+        .execute(
+            "UPDATE files SET state = 'acknowledged', upload_url = upload_url || 'x' WHERE path LIKE '%report-000.xml'",
+            [],
+        )
+        .expect("lose track");
+    let ledger_verify = ledger_arg.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        crate::cutover(&["verify", "--ledger", &ledger_verify])
+    })
+    .await
+    .expect("verify");
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("the receiver already holds it"),
+        "{}",
+        run.stdout
+    );
+    assert!(stored(&inbox).values().all(|copies| *copies == 1));
+    assert!(
+        ledger_files(&ledger)
+            .iter()
+            .all(|file| file.1 == "verified")
+    );
+}
+
+/// Bad input to send and verify: each refused with a reason, nothing sent.
+#[test]
+fn send_and_verify_refuse_bad_input() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let outbox = outbox(directory.path(), 1);
+    let outbox_arg = outbox.display().to_string();
+    let ledger = directory.path().join("ledger.db").display().to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--check", "status=https://h/{upload_id}"],
+            "a status check needs at least one --expect",
+        ),
+        (&["--check", "carrier-pigeon"], "not a check"),
+        (&["--check", "data-exchange"], "name the endpoint's URL"),
+        (
+            &["--check", "status=https://h/x", "--expect", "nothing"],
+            "not PATH=VALUE",
+        ),
+        (&["--meta", "novalue"], "not KEY=VALUE"),
+    ];
+    for (extra, message) in cases {
+        let mut arguments = vec![
+            "send",
+            &outbox_arg,
+            "--to",
+            "http://127.0.0.1:9/files",
+            "--ledger",
+            &ledger,
+        ];
+        arguments.extend_from_slice(extra);
+        let run = crate::cutover(&arguments);
+        assert_eq!(run.code, 2, "{extra:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{extra:?}: {}", run.stderr);
+    }
+    assert!(
+        !Path::new(&ledger).exists(),
+        "nothing is recorded before the input is valid"
+    );
+    let run = crate::cutover(&["verify", "--ledger", &ledger]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no ledger here"), "{}", run.stderr);
+    let run = crate::cutover(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        "http://127.0.0.1:9/files",
+        "--ledger",
+        &ledger,
+        "--token-env",
+        "CUTOVER_TEST_NO_SUCH_TOKEN",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("CUTOVER_TEST_NO_SUCH_TOKEN is not set"),
+        "{}",
+        run.stderr
+    );
+}

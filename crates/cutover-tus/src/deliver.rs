@@ -1,0 +1,372 @@
+//! Delivery as a whole: send files through the ledger (several at a time),
+//! verify what was acknowledged, and replay what went missing as new
+//! uploads, never creating a second copy where the receiver can show it has
+//! one.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use futures_util::StreamExt as _;
+use sha2::Digest as _;
+
+use crate::client::Uploader;
+use crate::ledger::{Entry, Ledger, LedgerError, State, Transition};
+use crate::verify::{Verdict, Verifier, upload_id};
+
+/// Where a long delivery reports; the CLI draws bars from it.
+pub trait DeliveryProgress: Send + Sync {
+    /// A file starts (reading or sending), `size` bytes.
+    fn file_started(&self, _path: &str, _size: u64) {}
+    /// The receiver now holds `offset` bytes of the file.
+    fn file_position(&self, _path: &str, _offset: u64) {}
+    /// The file is done, whatever the outcome.
+    fn file_finished(&self, _path: &str) {}
+}
+
+/// Reports nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDeliveryProgress;
+
+impl DeliveryProgress for NoDeliveryProgress {}
+
+/// A file to send and its metadata (`filename` is added if absent).
+#[derive(Debug, Clone)]
+pub struct FileToSend {
+    /// The file.
+    pub path: PathBuf,
+    /// `Upload-Metadata` pairs.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What became of one file in a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The receiver took every byte.
+    Acknowledged,
+    /// The ledger already has it as delivered (its state); nothing was sent.
+    AlreadyDelivered(State),
+    /// It could not be sent (why; never file content).
+    Failed(String),
+}
+
+/// Why a delivery stopped as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The ledger could not record a change: nothing after it is trusted.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A file's size, modification time and SHA-256 (hex), read once.
+fn fingerprint(path: &Path) -> std::io::Result<(u64, Option<SystemTime>, String)> {
+    let before = std::fs::metadata(path)?;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        size += read as u64;
+        hasher.update(&buffer[..read]);
+    }
+    let after = std::fs::metadata(path)?;
+    if after.len() != size || before.modified().ok() != after.modified().ok() {
+        return Err(std::io::Error::other("the file changed while it was read"));
+    }
+    Ok((size, after.modified().ok(), hex(&hasher.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unchanged(path: &Path, size: u64, modified: Option<SystemTime>) -> bool {
+    std::fs::metadata(path).is_ok_and(|now| now.len() == size && now.modified().ok() == modified)
+}
+
+/// Sends `files`, `jobs` at a time, through `ledger`: each is recorded
+/// (path, size, SHA-256, metadata) before anything is sent; a file the
+/// ledger has as acknowledged, verified or replayed is not sent again; an
+/// unfinished upload the receiver still has is resumed from its offset;
+/// anything else is a new upload. A file that changes while it is read or
+/// sent fails alone. Returns each file's outcome in the order given.
+pub async fn send(
+    uploader: &Uploader,
+    ledger: &Mutex<Ledger>,
+    files: Vec<FileToSend>,
+    jobs: usize,
+    progress: &dyn DeliveryProgress,
+) -> Result<Vec<(String, Sent)>, DeliveryError> {
+    let results: Vec<Result<(String, Sent), DeliveryError>> =
+        futures_util::stream::iter(files.into_iter().map(|file| async move {
+            let name = file.path.display().to_string();
+            let sent = send_one(uploader, ledger, file, progress).await?;
+            progress.file_finished(&name);
+            Ok((name, sent))
+        }))
+        .buffered(jobs.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn send_one(
+    uploader: &Uploader,
+    ledger: &Mutex<Ledger>,
+    file: FileToSend,
+    progress: &dyn DeliveryProgress,
+) -> Result<Sent, DeliveryError> {
+    let name = file.path.display().to_string();
+    let path = file.path.clone();
+    let read = tokio::task::spawn_blocking(move || fingerprint(&path)).await;
+    let (size, modified, sha256) = match read {
+        Ok(Ok(fingerprint)) => fingerprint,
+        Ok(Err(error)) => return Ok(Sent::Failed(error.to_string())),
+        Err(_) => return Ok(Sent::Failed("reading the file stopped".to_owned())),
+    };
+    progress.file_started(&name, size);
+    let mut metadata = file.metadata;
+    if !metadata.contains_key("filename") {
+        let filename = file
+            .path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        metadata.insert("filename".to_owned(), filename);
+    }
+    let metadata_text = serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".to_owned());
+    let (state, known_url) = lock(ledger).enqueue(&name, size, &sha256, &metadata_text)?;
+    if matches!(
+        state,
+        State::Acknowledged | State::Verified | State::Replayed | State::Missing
+    ) {
+        return Ok(Sent::AlreadyDelivered(state));
+    }
+    // Resume an unfinished upload the receiver still has; otherwise a new one.
+    let resumable = match (state, &known_url) {
+        (State::Uploading, Some(url)) => match uploader.offset(url).await {
+            Ok(Some(_)) => Some(url.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let url = match resumable {
+        Some(url) => url,
+        None => match uploader.create(size, &metadata).await {
+            Ok(url) => {
+                lock(ledger).transition(&name, State::Uploading, Some(&url), None)?;
+                url
+            }
+            Err(error) => return fail(ledger, &name, &error.to_string()),
+        },
+    };
+    let on_position = |offset| progress.file_position(&name, offset);
+    if let Err(error) = uploader.send(&url, &file.path, size, &on_position).await {
+        return fail(ledger, &name, &error.to_string());
+    }
+    if !unchanged(&file.path, size, modified) {
+        // What the receiver holds is not what the ledger recorded: withdraw it.
+        uploader.terminate(&url).await;
+        return fail(ledger, &name, "the file changed while it was sent");
+    }
+    lock(ledger).transition(&name, State::Acknowledged, None, None)?;
+    Ok(Sent::Acknowledged)
+}
+
+fn fail(ledger: &Mutex<Ledger>, name: &str, reason: &str) -> Result<Sent, DeliveryError> {
+    lock(ledger).transition(name, State::Failed, None, Some(reason))?;
+    Ok(Sent::Failed(reason.to_owned()))
+}
+
+/// What one verification pass found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Files checked.
+    pub checked: u64,
+    /// Files read back whole: now `verified`.
+    pub verified: u64,
+    /// Files found missing (path, reason): now `missing`.
+    pub missing: Vec<(String, String)>,
+    /// Files no decision could be made on (path, reason): unchanged.
+    pub undecided: Vec<(String, String)>,
+}
+
+/// Verifies every acknowledged or replayed file, `jobs` at a time, and
+/// records the verdicts in batches (one synced transaction per batch).
+pub async fn verify(
+    verifier: &Verifier,
+    ledger: &Mutex<Ledger>,
+    jobs: usize,
+) -> Result<Pass, DeliveryError> {
+    let entries = lock(ledger).entries(&[State::Acknowledged, State::Replayed])?;
+    let mut pass = Pass::default();
+    let mut verdicts = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+        let (verdict, _) = verifier.verify(&entry).await;
+        (entry, verdict)
+    }))
+    .buffer_unordered(jobs.max(1))
+    .chunks(256);
+    while let Some(batch) = verdicts.next().await {
+        let mut transitions = Vec::with_capacity(batch.len());
+        for (entry, verdict) in batch {
+            pass.checked += 1;
+            match verdict {
+                Verdict::Verified => {
+                    pass.verified += 1;
+                    transitions.push(Transition {
+                        path: entry.path,
+                        state: State::Verified,
+                        upload_url: None,
+                        detail: Some(probe_names(verifier)),
+                    });
+                }
+                Verdict::Missing(reason) => {
+                    transitions.push(Transition {
+                        path: entry.path.clone(),
+                        state: State::Missing,
+                        upload_url: None,
+                        detail: Some(reason.clone()),
+                    });
+                    pass.missing.push((entry.path, reason));
+                }
+                Verdict::Undecided(reason) => pass.undecided.push((entry.path, reason)),
+            }
+        }
+        lock(ledger).record(&transitions)?;
+    }
+    pass.missing.sort();
+    pass.undecided.sort();
+    Ok(pass)
+}
+
+fn probe_names(verifier: &Verifier) -> String {
+    let names: Vec<&str> = verifier.probes().iter().map(|probe| probe.name()).collect();
+    format!("read back by {}", names.join(", "))
+}
+
+/// What became of one missing file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Sent again as a new upload carrying `replay_of` (the new URL).
+    Replayed(String),
+    /// The receiver already holds a whole copy (its upload id): adopted, not sent again.
+    Adopted(String),
+    /// Replayed `max_replays` times and still missing: flagged as failed.
+    GaveUp(u32),
+    /// Could not be replayed (why).
+    Failed(String),
+}
+
+/// Replays every missing file as a new upload (metadata `replay_of` = the
+/// lost upload's id), up to `max_replays` times per file, then flags it as
+/// failed. Before sending, asks the receiver (where it can tell) whether it
+/// already holds a whole copy of the same content and name, and adopts that
+/// copy instead of creating a second one.
+pub async fn replay(
+    uploader: &Uploader,
+    verifier: &Verifier,
+    ledger: &Mutex<Ledger>,
+    max_replays: u32,
+    jobs: usize,
+    progress: &dyn DeliveryProgress,
+) -> Result<Vec<(String, Replay)>, DeliveryError> {
+    let entries = lock(ledger).entries(&[State::Missing])?;
+    let results: Vec<Result<(String, Replay), DeliveryError>> =
+        futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+            let outcome =
+                replay_one(uploader, verifier, ledger, &entry, max_replays, progress).await?;
+            progress.file_finished(&entry.path);
+            Ok((entry.path, outcome))
+        }))
+        .buffered(jobs.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn replay_one(
+    uploader: &Uploader,
+    verifier: &Verifier,
+    ledger: &Mutex<Ledger>,
+    entry: &Entry,
+    max_replays: u32,
+    progress: &dyn DeliveryProgress,
+) -> Result<Replay, DeliveryError> {
+    if entry.replays >= max_replays {
+        let plural = if entry.replays == 1 {
+            "replay"
+        } else {
+            "replays"
+        };
+        let reason = format!("still missing after {} {plural}", entry.replays);
+        lock(ledger).transition(&entry.path, State::Failed, None, Some(&reason))?;
+        return Ok(Replay::GaveUp(entry.replays));
+    }
+    let endpoint = match &entry.upload_url {
+        Some(url) => url[..url.len() - upload_id(url).len()]
+            .trim_end_matches('/')
+            .to_owned(),
+        None => uploader.endpoint().to_owned(),
+    };
+    if let Some(url) = &entry.upload_url {
+        if let Some(id) = verifier.find_copy(url, entry).await {
+            let adopted = format!("{endpoint}/{id}");
+            let detail = "the receiver holds a whole copy; adopted, not sent again";
+            lock(ledger).transition(&entry.path, State::Verified, Some(&adopted), Some(detail))?;
+            return Ok(Replay::Adopted(id));
+        }
+    }
+    let path = PathBuf::from(&entry.path);
+    let check = path.clone();
+    let (size, modified, sha256) =
+        match tokio::task::spawn_blocking(move || fingerprint(&check)).await {
+            Ok(Ok(fingerprint)) => fingerprint,
+            Ok(Err(error)) => return replay_failed(ledger, entry, &error.to_string()),
+            Err(_) => return replay_failed(ledger, entry, "reading the file stopped"),
+        };
+    if size != entry.size || sha256 != entry.sha256 {
+        return replay_failed(ledger, entry, "the file changed since it was sent");
+    }
+    progress.file_started(&entry.path, size);
+    let mut metadata = entry.metadata.clone();
+    if let Some(url) = &entry.upload_url {
+        metadata.insert("replay_of".to_owned(), upload_id(url).to_owned());
+    }
+    let uploader = uploader.at(&endpoint);
+    let url = match uploader.create(size, &metadata).await {
+        Ok(url) => url,
+        Err(error) => return replay_failed(ledger, entry, &error.to_string()),
+    };
+    lock(ledger).transition(&entry.path, State::Replayed, Some(&url), None)?;
+    let on_position = |offset| progress.file_position(&entry.path, offset);
+    match uploader.send(&url, &path, size, &on_position).await {
+        Ok(()) if unchanged(&path, size, modified) => Ok(Replay::Replayed(url)),
+        Ok(()) => {
+            uploader.terminate(&url).await;
+            replay_failed(ledger, entry, "the file changed while it was sent")
+        }
+        // The next verification finds the partial upload missing again.
+        Err(error) => Ok(Replay::Failed(error.to_string())),
+    }
+}
+
+fn replay_failed(
+    ledger: &Mutex<Ledger>,
+    entry: &Entry,
+    reason: &str,
+) -> Result<Replay, DeliveryError> {
+    lock(ledger).transition(&entry.path, State::Failed, None, Some(reason))?;
+    Ok(Replay::Failed(reason.to_owned()))
+}
