@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against a throwaway PostgreSQL cluster
 # (installed if missing, when run as root) and with the npm peers of the
-# interop tests (Node.js installed if missing, when run as root). Extra
+# interop tests (Node.js installed if missing, when run as root), and tuspy
+# in interop/.venv. Extra
 # arguments go to cargo test, e.g. scripts/test.sh -p cutover-db streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-if command -v npm >/dev/null 2>&1 && [ ! -d interop/node_modules/tus-js-client ]; then
+if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ]; }; then
   npm ci --prefix interop --no-audit --no-fund --loglevel=error
+fi
+# tuspy (PyPI) for the Python interop test, in a venv of its own.
+if [ ! -x interop/.venv/bin/python ] || ! interop/.venv/bin/python -c "import tusclient" 2>/dev/null; then
+  python3 -m venv interop/.venv
+  interop/.venv/bin/pip install --quiet --disable-pip-version-check -r interop/requirements.txt
 fi
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh

@@ -347,3 +347,116 @@ fn send_and_verify_refuse_bad_input() {
         run.stderr
     );
 }
+
+/// Against `@tus/server` (npm, with `@tus/file-store`) whose finish hook
+/// reproduces the two real failure modes: a file deleted right after its
+/// 204, and a 500 from the hook after every byte arrived, which
+/// tus-js-client reports as success. cutover's sender catches both through
+/// the data-exchange info endpoint and replays each once; the good file is
+/// verified at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
+    let Some(interop) = crate::interop_with("@tus/server") else {
+        return;
+    };
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut server = std::process::Command::new("node")
+        .arg(interop.join("tus-server.js"))
+        .arg(directory.path().join("store"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting node");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the listening line");
+    let endpoint = line
+        .split_whitespace()
+        .nth(1)
+        .expect("listening URL")
+        .to_owned();
+
+    let outbox = directory.path().join("outbox");
+    std::fs::create_dir(&outbox).expect("outbox");
+    for (name, size) in [
+        ("ok.xml", 70_000usize),
+        ("lost.xml", 5_000),
+        ("hook500.xml", 9_000),
+    ] {
+        let data: Vec<u8> = (0..size).map(|n| (n * 13 % 241) as u8).collect();
+        std::fs::write(outbox.join(name), data).expect("file");
+    }
+    let ledger = directory.path().join("ledger.db");
+    let arguments = [
+        "send".to_owned(),
+        outbox.display().to_string(),
+        "--to".to_owned(),
+        endpoint.clone(),
+        "--ledger".to_owned(),
+        ledger.display().to_string(),
+        "--check".to_owned(),
+        "tus".to_owned(),
+        "--check".to_owned(),
+        "data-exchange={origin}/upload/info/{upload_id}".to_owned(),
+        "--chunk-size".to_owned(),
+        "32768".to_owned(),
+        "--format".to_owned(),
+        "json".to_owned(),
+    ];
+    let run = tokio::task::spawn_blocking(move || {
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        crate::cutover(&arguments)
+    })
+    .await
+    .expect("send");
+
+    // For contrast: tus-js-client reports the hook's 500 as a success.
+    let lied_to = directory.path().join("hook500-js.xml");
+    std::fs::write(&lied_to, vec![7u8; 3_000]).expect("file");
+    let script = interop.join("tus-upload.js");
+    let js_endpoint = endpoint.clone();
+    let js = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(js_endpoint)
+            .arg(lied_to)
+            .arg("1024")
+            .output()
+            .expect("running node")
+    })
+    .await
+    .expect("node");
+    server.kill().expect("stop");
+    server.wait().expect("wait");
+
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let mut missing: Vec<String> = report["verification"][0]["missing"]
+        .as_array()
+        .expect("missing")
+        .iter()
+        .map(|file| {
+            file["file"]
+                .as_str()
+                .unwrap_or_default()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    missing.sort();
+    assert_eq!(missing, ["hook500.xml", "lost.xml"], "{}", run.stdout);
+    let files = ledger_files(&ledger);
+    assert!(files.iter().all(|file| file.1 == "verified"), "{files:?}");
+    let replays: Vec<i64> = files.iter().map(|file| file.3).collect();
+    assert_eq!(replays, [1, 1, 0], "hook500, lost, ok: {files:?}");
+    assert!(
+        js.status.success(),
+        "tus-js-client no longer reports the 500 as success"
+    );
+}

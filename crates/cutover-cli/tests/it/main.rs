@@ -47,6 +47,26 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The interop folder when its npm `package` is installed. Outside CI a
+/// missing package skips the test (with a note); in CI it fails it, since
+/// `.ci/run` installs the peers.
+pub fn interop_with(package: &str) -> Option<PathBuf> {
+    let interop = workspace_root().join("interop");
+    if interop.join("node_modules").join(package).exists() {
+        return Some(interop);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+    assert!(
+        !in_ci,
+        "interop/node_modules/{package} is missing: .ci/run installs it with npm ci"
+    );
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("skipped: run `npm ci --prefix interop` for the {package} interop test");
+    }
+    None
+}
+
 /// Insta settings that hide what changes from machine to machine.
 pub fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();

@@ -88,19 +88,9 @@ pub fn start_receiver_with(
 /// PATCHes; the stored file and its receipt match what was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_js_client_uploads_to_cutover_receive() {
-    let interop = crate::workspace_root().join("interop");
-    if !interop.join("node_modules/tus-js-client").exists() {
-        let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
-        assert!(
-            !in_ci,
-            "interop/node_modules is missing: .ci/run installs it with npm ci"
-        );
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: run `npm ci --prefix interop` for the tus-js-client interop test");
-        }
+    let Some(interop) = crate::interop_with("tus-js-client") else {
         return;
-    }
+    };
     let directory = tempfile::tempdir().expect("temporary directory");
     let inbox = directory.path().join("inbox");
     let (mut child, files) = start_receiver(&inbox);
@@ -140,6 +130,60 @@ async fn tus_js_client_uploads_to_cutover_receive() {
     assert_eq!(receipt["size"], 300_000);
     assert_eq!(receipt["metadata"]["filename"], "lab-report 2026.xml");
     assert_eq!(receipt["metadata"]["data_stream"], "eicr");
+}
+
+/// tuspy (PyPI) uploads to cutover's receiver in 50 KB PATCHes with sha1
+/// checksums; the stored file and its receipt match what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuspy_uploads_to_cutover_receive() {
+    let interop = crate::workspace_root().join("interop");
+    let python = interop.join(".venv/bin/python");
+    if !python.exists() {
+        let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
+        assert!(
+            !in_ci,
+            "interop/.venv is missing: scripts/test.sh installs tuspy"
+        );
+        return;
+    }
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut child, files) = start_receiver(&inbox);
+    let data: Vec<u8> = (0..180_000u32).map(|n| (n * 11 % 256) as u8).collect();
+    let file = directory.path().join("case-report.xml");
+    std::fs::write(&file, &data).expect("file");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(interop.join("tuspy-upload.py"))
+            .arg(&files)
+            .arg(&file)
+            .arg("51200")
+            .output()
+            .expect("running python")
+    })
+    .await
+    .expect("python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let id = url.rsplit('/').next().expect("id").to_owned();
+    let receipt: serde_json::Value = reqwest::get(url.replace("/files/", "/receipts/"))
+        .await
+        .expect("receipt")
+        .json()
+        .await
+        .expect("json");
+    child.kill().expect("stop");
+    child.wait().expect("wait");
+    assert_eq!(
+        std::fs::read(inbox.join("complete").join(&id)).expect("stored"),
+        data
+    );
+    assert_eq!(receipt["size"], 180_000);
+    assert_eq!(receipt["metadata"]["filename"], "case-report.xml");
 }
 
 #[test]
