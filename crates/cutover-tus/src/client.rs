@@ -194,7 +194,12 @@ impl Uploader {
             .request(reqwest::Method::HEAD, url)
             .send()
             .await
-            .map_err(|error| UploadError::Server(format!("asking for the offset: {error}")))?;
+            .map_err(|error| {
+                UploadError::Server(format!(
+                    "asking for the offset: {}",
+                    connection_failure(&error)
+                ))
+            })?;
         match answer.status().as_u16() {
             200 | 204 => Ok(answer
                 .headers()
@@ -273,9 +278,18 @@ impl Uploader {
                         )));
                     }
                     tokio::time::sleep(backoff(failures)).await;
-                    offset = self.offset(url).await?.ok_or_else(|| {
-                        UploadError::Server("the server no longer has the upload".into())
-                    })?;
+                    match self.offset(url).await {
+                        Ok(Some(server)) => offset = server,
+                        Ok(None) => {
+                            return Err(UploadError::Server(
+                                "the server no longer has the upload (expired or terminated)"
+                                    .into(),
+                            ));
+                        }
+                        // Still unreachable: the next PATCH fails (and
+                        // counts) or is answered with the right offset.
+                        Err(_) => {}
+                    }
                 }
             }
         }

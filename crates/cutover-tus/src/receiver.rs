@@ -474,13 +474,24 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
         }
     };
     let part = shared.uploads().join(format!("{}.part", info.id));
-    let Ok(mut file) = tokio::fs::OpenOptions::new().append(true).open(&part).await else {
+    let start = info.offset;
+    // Bytes past the recorded offset (a write cut short by a crash) are not
+    // the upload's: cut them before writing at the offset.
+    let opened = async {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&part)
+            .await?;
+        file.set_len(start).await?;
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(start)).await?;
+        Ok::<_, std::io::Error>(file)
+    };
+    let Ok(mut file) = opened.await else {
         return reply_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the upload could not be opened",
         );
     };
-    let start = info.offset;
     let mut written = 0u64;
     let mut stream = body.into_data_stream();
     let mut failure = None;

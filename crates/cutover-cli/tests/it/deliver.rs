@@ -460,3 +460,205 @@ async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
         "tus-js-client no longer reports the 500 as success"
     );
 }
+
+/// Starts `cutover` with `args` without waiting for it.
+fn spawn_cutover(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .env("CUTOVER_LOG", "off")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting cutover")
+}
+
+/// Waits (up to 30 s) until some open upload in `inbox` holds at least `bytes`.
+fn wait_for_partial_upload(inbox: &Path, bytes: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let partial = std::fs::read_dir(inbox.join("uploads"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "part"))
+            .any(|entry| entry.metadata().is_ok_and(|meta| meta.len() >= bytes));
+        if partial {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("no upload reached {bytes} bytes");
+}
+
+fn big_file(path: &Path, bytes: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..bytes).map(|n| ((n / 7) % 253) as u8).collect();
+    std::fs::write(path, &data).expect("file");
+    data
+}
+
+/// The receiver is killed with SIGKILL in the middle of an upload and
+/// restarted on the same address: the sender resumes from the receiver's
+/// offset, and the stored file is whole.
+#[test]
+fn a_receiver_killed_mid_upload_is_resumed_from_its_offset() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let file = directory.path().join("large.bin");
+    let data = big_file(&file, 12 << 20);
+    let ledger = directory.path().join("ledger.db").display().to_string();
+    let file_arg = file.display().to_string();
+    let sender = spawn_cutover(&[
+        "send",
+        &file_arg,
+        "--to",
+        &files,
+        "--ledger",
+        &ledger,
+        "--chunk-size",
+        "131072",
+        "--retries",
+        "8",
+    ]);
+    wait_for_partial_upload(&inbox, 2 << 20);
+    receiver.kill().expect("SIGKILL the receiver");
+    receiver.wait().expect("wait");
+    let address = files
+        .trim_start_matches("http://")
+        .trim_end_matches("/files")
+        .to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut receiver, _) = start_receiver_with(&inbox, &address, &[]);
+    let output = sender.wait_with_output().expect("sender");
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(": 1 verified"), "{stdout}");
+    let copies = stored(&inbox);
+    assert_eq!(copies.get(&hex(&sha2::Sha256::digest(&data))), Some(&1));
+    assert_eq!(copies.len(), 1);
+}
+
+/// The sender is killed with SIGKILL in the middle of a send; a rerun
+/// continues from the ledger: files already delivered are not sent again,
+/// the interrupted upload is resumed, and every file is stored once.
+#[test]
+fn a_sender_killed_mid_send_continues_from_its_ledger() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let outbox = directory.path().join("outbox");
+    std::fs::create_dir(&outbox).expect("outbox");
+    let mut contents = Vec::new();
+    for number in 0..4 {
+        let data = big_file(
+            &outbox.join(format!("part-{number}.bin")),
+            (3 << 20) + number,
+        );
+        contents.push(hex(&sha2::Sha256::digest(&data)));
+    }
+    let ledger = directory.path().join("ledger.db").display().to_string();
+    let outbox_arg = outbox.display().to_string();
+    let arguments = [
+        "send",
+        &outbox_arg,
+        "--to",
+        &files,
+        "--ledger",
+        &ledger,
+        "--chunk-size",
+        "65536",
+        "--jobs",
+        "1",
+    ];
+    let mut sender = spawn_cutover(&arguments);
+    // Let the first file finish and the second start, then kill.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stored(&inbox).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    wait_for_partial_upload(&inbox, 1 << 20);
+    sender.kill().expect("SIGKILL the sender");
+    sender.wait().expect("wait");
+    let rerun = crate::cutover(&arguments);
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    assert_eq!(rerun.code, 0, "{}{}", rerun.stdout, rerun.stderr);
+    assert!(
+        rerun.stdout.contains("already delivered"),
+        "{}",
+        rerun.stdout
+    );
+    assert!(rerun.stdout.contains(": 4 verified"), "{}", rerun.stdout);
+    let copies = stored(&inbox);
+    for sha256 in &contents {
+        assert_eq!(copies.get(sha256), Some(&1), "{copies:?}");
+    }
+    assert_eq!(copies.len(), 4);
+}
+
+/// A file that grows while it is being sent fails alone (its upload is
+/// withdrawn); the other file is delivered and verified.
+#[test]
+fn a_file_that_changes_while_it_is_sent_fails_alone() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let outbox = directory.path().join("outbox");
+    std::fs::create_dir(&outbox).expect("outbox");
+    big_file(&outbox.join("a-growing.log"), 8 << 20);
+    std::fs::write(outbox.join("b-steady.xml"), b"<report/>").expect("file");
+    let ledger = directory.path().join("ledger.db");
+    let ledger_arg = ledger.display().to_string();
+    let outbox_arg = outbox.display().to_string();
+    let sender = spawn_cutover(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        &files,
+        "--ledger",
+        &ledger_arg,
+        "--chunk-size",
+        "65536",
+        "--jobs",
+        "1",
+    ]);
+    wait_for_partial_upload(&inbox, 1 << 20);
+    let mut growing = std::fs::OpenOptions::new()
+        .append(true)
+        .open(outbox.join("a-growing.log"))
+        .expect("open");
+    std::io::Write::write_all(&mut growing, b"one more line\n").expect("append");
+    drop(growing);
+    let output = sender.wait_with_output().expect("sender");
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("a-growing.log: failed: the file changed while it was sent"),
+        "{stdout}"
+    );
+    let states: Vec<(String, String)> = ledger_files(&ledger)
+        .into_iter()
+        .map(|(path, state, _, _)| {
+            (
+                path.rsplit('/').next().unwrap_or_default().to_owned(),
+                state,
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a-growing.log".to_owned(), "failed".to_owned()),
+            ("b-steady.xml".to_owned(), "verified".to_owned())
+        ]
+    );
+}

@@ -2,6 +2,8 @@
 //! creation-with-upload, checksum, termination and expiration, receipts,
 //! authentication, limits, and file names that never become paths.
 
+mod sender;
+
 use base64::Engine as _;
 use cutover_tus::{Receipt, ReceiverConfig};
 use sha2::Digest as _;

@@ -1,0 +1,186 @@
+//! The sender over real HTTP: chunks corrupted in transit are retried
+//! (460, and 417 as some servers answer), and each refusal is named.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use cutover_tus::Uploader;
+use sha2::Digest as _;
+
+use crate::receiver;
+
+/// A proxy in front of a receiver that flips a byte in the body of the
+/// next `corrupt` PATCHes, and can answer 417 where the receiver said 460.
+struct Corrupter {
+    target: String,
+    corrupt: AtomicU32,
+    corrupted: AtomicU32,
+    answer_417: bool,
+}
+
+async fn forward(State(proxy): State<Arc<Corrupter>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("body")
+        .to_vec();
+    if parts.method == axum::http::Method::PATCH
+        && !bytes.is_empty()
+        && proxy
+            .corrupt
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        proxy.corrupted.fetch_add(1, Ordering::SeqCst);
+    }
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
+    let mut outgoing = reqwest::Client::new()
+        .request(method, format!("{}{}", proxy.target, parts.uri.path()))
+        .body(bytes);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let answer = outgoing.send().await.expect("the receiver answers");
+    let status = match answer.status().as_u16() {
+        460 if proxy.answer_417 => 417,
+        status => status,
+    };
+    let mut response = Response::builder().status(status);
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let body = answer.bytes().await.expect("answer body");
+    response.body(Body::from(body)).expect("response")
+}
+
+async fn corrupting_proxy(
+    target: &str,
+    corrupt: u32,
+    answer_417: bool,
+) -> (String, Arc<Corrupter>) {
+    let proxy = Arc::new(Corrupter {
+        target: target.to_owned(),
+        corrupt: AtomicU32::new(corrupt),
+        corrupted: AtomicU32::new(0),
+        answer_417,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let router = axum::Router::new()
+        .fallback(forward)
+        .with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, proxy)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Three chunks corrupted on the way: each is refused by the receiver's
+/// checksum check and sent again; the stored file is the original.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_chunks_are_retried_after_460_and_417() {
+    for answer_417 in [false, true] {
+        let (directory, url) = receiver(None, 3600).await;
+        let (proxy_url, proxy) = corrupting_proxy(&url, 3, answer_417).await;
+        let file = directory.path().join("outgoing.bin");
+        let data: Vec<u8> = (0..300_000u32).map(|n| (n % 239) as u8).collect();
+        std::fs::write(&file, &data).expect("file");
+        let uploader = Uploader::new(&format!("{proxy_url}/files"), None, 65_536)
+            .expect("uploader")
+            .with_retries(5);
+        let metadata = [("filename".to_owned(), "outgoing.bin".to_owned())].into();
+        let upload = uploader.create(300_000, &metadata).await.expect("create");
+        uploader
+            .send(&upload, &file, 300_000, &|_| {})
+            .await
+            .expect("sent despite corruption");
+        assert_eq!(
+            proxy.corrupted.load(Ordering::SeqCst),
+            3,
+            "417: {answer_417}"
+        );
+        let id = upload.rsplit('/').next().expect("id");
+        let stored = std::fs::read(directory.path().join("complete").join(id)).expect("stored");
+        assert_eq!(
+            hex(&sha2::Sha256::digest(&stored)),
+            hex(&sha2::Sha256::digest(&data))
+        );
+    }
+}
+
+/// A server that is not tus, a file over the receiver's limit, a wrong
+/// token and an expired upload: each fails with its reason, not a retry loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_named() {
+    let metadata = [("filename".to_owned(), "f".to_owned())].into();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let not_tus = format!("http://{}/files", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new()).await });
+    let error = Uploader::new(&not_tus, None, 1024)
+        .expect("uploader")
+        .create(10, &metadata)
+        .await
+        .expect_err("not tus");
+    assert!(
+        error.to_string().contains("is this a tus creation URL?"),
+        "{error}"
+    );
+
+    let (_directory, url) = receiver(Some("right"), 3600).await;
+    let wrong =
+        Uploader::new(&format!("{url}/files"), Some("wrong".into()), 1024).expect("uploader");
+    let error = wrong.create(10, &metadata).await.expect_err("wrong token");
+    assert!(
+        error.to_string().contains("status 401 (check the token)"),
+        "{error}"
+    );
+    assert!(
+        !error.to_string().contains("wrong"),
+        "the token is never shown"
+    );
+    let right =
+        Uploader::new(&format!("{url}/files"), Some("right".into()), 1024).expect("uploader");
+    let error = right
+        .create(2 << 20, &metadata)
+        .await
+        .expect_err("too large");
+    assert!(
+        error
+            .to_string()
+            .contains("413 (the file is larger than the receiver accepts)"),
+        "{error}"
+    );
+
+    let (directory, url) = receiver(None, 0).await;
+    let uploader = Uploader::new(&format!("{url}/files"), None, 1024).expect("uploader");
+    let upload = uploader.create(10, &metadata).await.expect("create");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let file = directory.path().join("ten");
+    std::fs::write(&file, b"0123456789").expect("file");
+    let error = uploader
+        .send(&upload, &file, 10, &|_| {})
+        .await
+        .expect_err("expired");
+    assert!(
+        error.to_string().contains("no longer has the upload"),
+        "{error}"
+    );
+}
