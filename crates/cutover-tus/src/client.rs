@@ -35,6 +35,8 @@ pub struct Uploader {
     token: Option<String>,
     chunk_size: usize,
     retries: u32,
+    /// The server's `Tus-Extension` list, asked once.
+    extensions: std::sync::Arc<tokio::sync::OnceCell<Vec<String>>>,
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -66,7 +68,31 @@ fn connection_failure(error: &reqwest::Error) -> String {
     }
 }
 
+/// Reads the chunk of at most `chunk_size` bytes at `offset` and its
+/// `Upload-Checksum` value.
+fn read_chunk(
+    path: &Path,
+    offset: u64,
+    length: u64,
+    chunk_size: usize,
+) -> std::io::Result<(u64, Vec<u8>, String)> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let wanted = usize::try_from((length - offset).min(chunk_size as u64)).unwrap_or(chunk_size);
+    let mut chunk = vec![0u8; wanted];
+    file.read_exact(&mut chunk)?;
+    let checksum = format!("sha256 {}", base64(&sha2::Sha256::digest(&chunk)));
+    Ok((offset, chunk, checksum))
+}
+
+type ChunkTask = tokio::task::JoinHandle<std::io::Result<(u64, Vec<u8>, String)>>;
+
 impl Uploader {
+    fn read_ahead(&self, path: &Path, offset: u64, length: u64) -> ChunkTask {
+        let (path, chunk_size) = (path.to_owned(), self.chunk_size);
+        tokio::task::spawn_blocking(move || read_chunk(&path, offset, length, chunk_size))
+    }
+
     /// An uploader for `endpoint` (e.g. `https://host/files`).
     pub fn new(
         endpoint: &str,
@@ -83,6 +109,7 @@ impl Uploader {
             token,
             chunk_size: chunk_size.max(1),
             retries: 5,
+            extensions: std::sync::Arc::default(),
         })
     }
 
@@ -95,6 +122,7 @@ impl Uploader {
     pub fn at(&self, endpoint: &str) -> Uploader {
         Uploader {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
+            extensions: std::sync::Arc::default(),
             ..self.clone()
         }
     }
@@ -128,16 +156,86 @@ impl Uploader {
         length: u64,
         metadata: &BTreeMap<String, String>,
     ) -> Result<String, UploadError> {
+        Ok(self.create_inner(length, metadata, None).await?.0)
+    }
+
+    /// Creates an upload of the file at `path` (`length` bytes) and, where
+    /// the server offers creation-with-upload, sends its first chunk in the
+    /// same request. Returns the upload's URL and the server's offset.
+    pub async fn create_with_data(
+        &self,
+        path: &Path,
+        length: u64,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(String, u64), UploadError> {
+        if length == 0 || !self.offers("creation-with-upload").await {
+            return Ok((self.create(length, metadata).await?, 0));
+        }
+        let (_, chunk, checksum) =
+            read_chunk(path, 0, length, self.chunk_size).map_err(|source| UploadError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+        self.create_inner(length, metadata, Some((chunk, checksum)))
+            .await
+    }
+
+    /// Whether the server lists `extension` in `Tus-Extension` (asked once).
+    async fn offers(&self, extension: &str) -> bool {
+        let extensions = self
+            .extensions
+            .get_or_init(|| async {
+                match self
+                    .request(reqwest::Method::OPTIONS, &self.endpoint)
+                    .send()
+                    .await
+                {
+                    Ok(answer) if answer.status().is_success() => answer
+                        .headers()
+                        .get("tus-extension")
+                        .and_then(|value| value.to_str().ok())
+                        .map(|value| {
+                            value
+                                .split(',')
+                                .map(|name| name.trim().to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                }
+            })
+            .await;
+        extensions.iter().any(|name| name == extension)
+    }
+
+    async fn create_inner(
+        &self,
+        length: u64,
+        metadata: &BTreeMap<String, String>,
+        mut data: Option<(Vec<u8>, String)>,
+    ) -> Result<(String, u64), UploadError> {
         let mut failures = 0;
         let answer = loop {
-            let reason = match self
+            let mut request = self
                 .request(reqwest::Method::POST, &self.endpoint)
                 .header("Upload-Length", length.to_string())
-                .header("Upload-Metadata", metadata_header(metadata))
-                .send()
-                .await
-            {
+                .header("Upload-Metadata", metadata_header(metadata));
+            if let Some((chunk, checksum)) = &data {
+                request = request
+                    .header("Content-Type", "application/offset+octet-stream")
+                    .header("Upload-Checksum", checksum.as_str())
+                    .body(chunk.clone());
+            }
+            let reason = match request.send().await {
                 Ok(answer) if answer.status().as_u16() == 201 => break answer,
+                // Created, but the data was refused (a checksum mismatch in
+                // transit): the upload exists; the data goes again by PATCH.
+                Ok(answer)
+                    if matches!(answer.status().as_u16(), 409 | 417 | 460)
+                        && answer.headers().contains_key("location") =>
+                {
+                    break answer;
+                }
                 Ok(answer) if answer.status().is_server_error() => {
                     format!("status {}", answer.status().as_u16())
                 }
@@ -161,14 +259,27 @@ impl Uploader {
                     "creating the upload: {reason}"
                 )));
             }
+            // After a failure, create without data: the data then goes by
+            // PATCH, where an interrupted or refused chunk is resumable.
+            data = None;
             tokio::time::sleep(backoff(failures)).await;
+        };
+        let offset = if answer.status().as_u16() == 201 {
+            answer
+                .headers()
+                .get("upload-offset")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        } else {
+            0
         };
         let location = answer
             .headers()
             .get("location")
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| UploadError::Server("the server gave no Location".into()))?;
-        Ok(self.resolve(location))
+        Ok((self.resolve(location), offset))
     }
 
     /// An absolute URL for a Location header.
@@ -223,24 +334,49 @@ impl Uploader {
         length: u64,
         on_position: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), UploadError> {
-        let file_error = |source| UploadError::File {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut file = std::fs::File::open(path).map_err(file_error)?;
-        let mut offset = self
+        let offset = self
             .offset(url)
             .await?
             .ok_or_else(|| UploadError::Server("the server no longer has the upload".into()))?;
+        self.send_from(url, path, length, offset, on_position).await
+    }
+
+    /// Like [`Uploader::send`], from an offset the server just gave (a new
+    /// upload's), without asking for it first.
+    pub async fn send_from(
+        &self,
+        url: &str,
+        path: &Path,
+        length: u64,
+        mut offset: u64,
+        on_position: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), UploadError> {
+        on_position(offset);
         let mut failures = 0;
-        let mut buffer = vec![0u8; self.chunk_size];
+        // The next chunk is read and hashed while the current one is in flight.
+        let mut ahead = (offset < length).then(|| self.read_ahead(path, offset, length));
         while offset < length {
-            file.seek(SeekFrom::Start(offset)).map_err(file_error)?;
-            let wanted = usize::try_from((length - offset).min(self.chunk_size as u64))
-                .unwrap_or(self.chunk_size);
-            file.read_exact(&mut buffer[..wanted]).map_err(file_error)?;
-            let chunk = buffer[..wanted].to_vec();
-            let checksum = format!("sha256 {}", base64(&sha2::Sha256::digest(&chunk)));
+            let prepared = match ahead.take() {
+                Some(task) => task
+                    .await
+                    .map_err(|_| UploadError::Server("reading the file stopped".into()))?,
+                None => read_chunk(path, offset, length, self.chunk_size),
+            };
+            let (chunk_offset, chunk, checksum) = match prepared {
+                Ok(prepared) if prepared.0 == offset => Ok(prepared),
+                // The server's offset moved elsewhere: read what it wants.
+                Ok(_) => read_chunk(path, offset, length, self.chunk_size),
+                Err(source) => Err(source),
+            }
+            .map_err(|source| UploadError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let wanted = chunk.len();
+            let following = chunk_offset + wanted as u64;
+            if following < length {
+                ahead = Some(self.read_ahead(path, following, length));
+            }
             let answer = self
                 .request(reqwest::Method::PATCH, url)
                 .header("Content-Type", "application/offset+octet-stream")

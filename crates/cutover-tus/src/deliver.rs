@@ -162,18 +162,24 @@ async fn send_one(
         },
         _ => None,
     };
-    let url = match resumable {
-        Some(url) => url,
-        None => match uploader.create(size, &metadata).await {
-            Ok(url) => {
+    let on_position = |offset| progress.file_position(&name, offset);
+    let (url, sent) = match resumable {
+        Some(url) => {
+            let sent = uploader.send(&url, &file.path, size, &on_position).await;
+            (url, sent)
+        }
+        None => match uploader.create_with_data(&file.path, size, &metadata).await {
+            Ok((url, offset)) => {
                 lock(ledger).transition(&name, State::Uploading, Some(&url), None)?;
-                url
+                let sent = uploader
+                    .send_from(&url, &file.path, size, offset, &on_position)
+                    .await;
+                (url, sent)
             }
             Err(error) => return fail(ledger, &name, &error.to_string()),
         },
     };
-    let on_position = |offset| progress.file_position(&name, offset);
-    if let Err(error) = uploader.send(&url, &file.path, size, &on_position).await {
+    if let Err(error) = sent {
         return fail(ledger, &name, &error.to_string());
     }
     if !unchanged(&file.path, size, modified) {
@@ -345,13 +351,16 @@ async fn replay_one(
         metadata.insert("replay_of".to_owned(), upload_id(url).to_owned());
     }
     let uploader = uploader.at(&endpoint);
-    let url = match uploader.create(size, &metadata).await {
-        Ok(url) => url,
+    let (url, offset) = match uploader.create_with_data(&path, size, &metadata).await {
+        Ok(created) => created,
         Err(error) => return replay_failed(ledger, entry, &error.to_string()),
     };
     lock(ledger).transition(&entry.path, State::Replayed, Some(&url), None)?;
     let on_position = |offset| progress.file_position(&entry.path, offset);
-    match uploader.send(&url, &path, size, &on_position).await {
+    match uploader
+        .send_from(&url, &path, size, offset, &on_position)
+        .await
+    {
         Ok(()) if unchanged(&path, size, modified) => Ok(Replay::Replayed(url)),
         Ok(()) => {
             uploader.terminate(&url).await;

@@ -22,6 +22,8 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt;
 
 const TUS_VERSION: &str = "1.0.0";
+/// The most body bytes gathered before one write to the upload's file.
+const WRITE_BUFFER: usize = 1 << 20;
 const EXTENSIONS: &str = "creation,creation-with-upload,checksum,termination,expiration";
 
 /// How the receiver runs.
@@ -69,6 +71,10 @@ struct Info {
 struct Shared {
     config: ReceiverConfig,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each open upload's SHA-256 so far and the offset it covers, so a
+    /// finished file need not be read again for its receipt. In memory
+    /// only: after a restart the file is read once at the end instead.
+    running: Mutex<HashMap<String, (u64, sha2::Sha256)>>,
 }
 
 fn now() -> i64 {
@@ -182,7 +188,31 @@ impl Shared {
             && sha2::Sha256::digest(id.as_bytes())[0] % 100 < self.config.lose_percent
     }
 
+    /// Takes the running SHA-256 of `id` if it covers exactly `offset` bytes.
+    fn take_running(&self, id: &str, offset: u64) -> Option<sha2::Sha256> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.remove(id) {
+            Some((covered, hasher)) if covered == offset => Some(hasher),
+            _ if offset == 0 => Some(sha2::Sha256::new()),
+            _ => None,
+        }
+    }
+
+    fn keep_running(&self, id: &str, offset: u64, hasher: sha2::Sha256) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned(), (offset, hasher));
+    }
+
     async fn remove(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
         for name in [format!("{id}.part"), format!("{id}.json")] {
             let _ = tokio::fs::remove_file(self.uploads().join(name)).await;
         }
@@ -204,6 +234,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         config,
         locks: Mutex::default(),
+        running: Mutex::default(),
     });
     let router = Router::new().fallback(handle).with_state(shared);
     axum::serve(listener, router).await
@@ -328,9 +359,18 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
         expires_at: now() + shared.config.expire_after_seconds,
     };
     let part = shared.uploads().join(format!("{id}.part"));
+    let with_data =
+        length > 0 && header(headers, "content-type") == Some("application/offset+octet-stream");
+    // With data, nothing is made durable until the data is: the client
+    // learns the upload's URL only from this answer, so a crash before it
+    // leaves nothing anyone could resume.
     let created = async {
-        tokio::fs::File::create(&part).await?.sync_all().await?;
-        shared.save(&info).await
+        let file = tokio::fs::File::create(&part).await?;
+        if !with_data {
+            file.sync_all().await?;
+            shared.save(&info).await?;
+        }
+        Ok::<_, std::io::Error>(())
     };
     if created.await.is_err() {
         shared.remove(&id).await;
@@ -341,7 +381,10 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
     }
     if length == 0 {
         // Nothing to wait for: an empty file is complete, and persisted, before the answer.
-        if finish(shared, &info).await.is_err() {
+        if finish(shared, &info, Some(sha2::Sha256::new()))
+            .await
+            .is_err()
+        {
             return reply_text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the upload could not be finished",
@@ -352,11 +395,10 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
         set(&mut response, "upload-offset", 0);
         return response;
     }
-    let with_data = header(headers, "content-type") == Some("application/offset+octet-stream");
     let mut response = if with_data {
         let lock = shared.lock(&id);
         let _guard = lock.lock().await;
-        let mut response = append(shared, info.clone(), headers, body).await;
+        let mut response = append(shared, info.clone(), headers, body, false).await;
         if response.status() == StatusCode::NO_CONTENT {
             *response.status_mut() = StatusCode::CREATED;
         }
@@ -421,7 +463,7 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
         shared.remove(id).await;
         return reply(StatusCode::GONE);
     }
-    append(shared, info, headers, body).await
+    append(shared, info, headers, body, true).await
 }
 
 enum Checksum {
@@ -432,7 +474,15 @@ enum Checksum {
 /// Appends a request body at the upload's offset: streamed to the file,
 /// checked against `Upload-Checksum`, synced, then the offset advanced; the
 /// final chunk also finishes the upload. The caller holds the upload's lock.
-async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body) -> Response {
+/// `saved`: whether the upload's state is on disk yet (not for a creation
+/// with data, which saves it only if the upload stays open).
+async fn append(
+    shared: &Shared,
+    mut info: Info,
+    headers: &HeaderMap,
+    body: Body,
+    saved: bool,
+) -> Response {
     if let Some(offset) = header(headers, "upload-offset") {
         if offset.parse::<u64>().ok() != Some(info.offset) {
             let mut response = reply_text(
@@ -475,9 +525,17 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
     };
     let part = shared.uploads().join(format!("{}.part", info.id));
     let start = info.offset;
+    let mut running = shared.take_running(&info.id, start);
     // Bytes past the recorded offset (a write cut short by a crash) are not
     // the upload's: cut them before writing at the offset.
     let opened = async {
+        // A crash while finishing can leave the file moved to complete/
+        // without its receipt: it is still this upload's, so it comes back.
+        let complete = shared.config.directory.join("complete").join(&info.id);
+        if tokio::fs::metadata(&part).await.is_err() && tokio::fs::metadata(&complete).await.is_ok()
+        {
+            tokio::fs::rename(&complete, &part).await?;
+        }
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .open(&part)
@@ -495,6 +553,8 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
     let mut written = 0u64;
     let mut stream = body.into_data_stream();
     let mut failure = None;
+    // Body frames are small; the file gets writes of up to WRITE_BUFFER bytes.
+    let mut pending: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
             // The client went away: keep what arrived whole (it is resumable).
@@ -512,15 +572,29 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
             Some(Checksum::Sha1(hasher, _)) => hasher.update(&chunk),
             None => {}
         }
-        if file.write_all(&chunk).await.is_err() {
-            failure = Some(reply_text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the data could not be written",
-            ));
-            break;
+        if let Some(hasher) = &mut running {
+            hasher.update(&chunk);
         }
+        pending.extend_from_slice(&chunk);
         written += chunk.len() as u64;
+        if pending.len() >= WRITE_BUFFER {
+            if file.write_all(&pending).await.is_err() {
+                failure = Some(reply_text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the data could not be written",
+                ));
+                break;
+            }
+            pending.clear();
+        }
     }
+    if failure.is_none() && !pending.is_empty() && file.write_all(&pending).await.is_err() {
+        failure = Some(reply_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the data could not be written",
+        ));
+    }
+    drop(pending);
     let checksum_failed = failure.is_none()
         && match checksum {
             Some(Checksum::Sha256(hasher, expected)) => {
@@ -541,6 +615,12 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
         // The chunk is discarded: the offset stays where it was.
         let _ = file.set_len(start).await;
         let _ = file.sync_data().await;
+        if !saved && shared.save(&info).await.is_err() {
+            return reply_text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the upload state could not be saved",
+            );
+        }
         return failure;
     }
     // Durable before the offset moves.
@@ -552,8 +632,16 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
     }
     drop(file);
     info.offset = start + written;
+    if info.offset < info.length {
+        if let Some(hasher) = running.take() {
+            shared.keep_running(&info.id, info.offset, hasher);
+        }
+    }
     info.expires_at = now() + shared.config.expire_after_seconds;
-    if shared.save(&info).await.is_err() {
+    // A finished upload's state is not saved: the receipt replaces it. If
+    // finishing is cut short, the saved offset is behind the data, and a
+    // resend from it truncates and rewrites the tail.
+    if info.offset < info.length && shared.save(&info).await.is_err() {
         return reply_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the upload state could not be saved",
@@ -561,7 +649,7 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
     }
     if info.offset == info.length {
         // The persistence step runs before the answer, never after.
-        if let Err(error) = finish(shared, &info).await {
+        if let Err(error) = finish(shared, &info, running).await {
             return reply_text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("the upload could not be finished: {error}"),
@@ -577,19 +665,30 @@ async fn append(shared: &Shared, mut info: Info, headers: &HeaderMap, body: Body
 }
 
 /// Moves the finished file into place and writes its receipt, durably.
-async fn finish(shared: &Shared, info: &Info) -> std::io::Result<()> {
+/// `running` is the file's SHA-256 when it was hashed as it arrived;
+/// otherwise the file is read once more.
+async fn finish(
+    shared: &Shared,
+    info: &Info,
+    running: Option<sha2::Sha256>,
+) -> std::io::Result<()> {
     let part = shared.uploads().join(format!("{}.part", info.id));
-    let mut hasher = sha2::Sha256::new();
-    let mut file = tokio::fs::File::open(&part).await?;
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = tokio::io::AsyncReadExt::read(&mut file, &mut buffer).await?;
-        if read == 0 {
-            break;
+    let hasher = match running {
+        Some(hasher) => hasher,
+        None => {
+            let mut hasher = sha2::Sha256::new();
+            let mut file = tokio::fs::File::open(&part).await?;
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let read = tokio::io::AsyncReadExt::read(&mut file, &mut buffer).await?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+            }
+            hasher
         }
-        hasher.update(&buffer[..read]);
-    }
-    drop(file);
+    };
     if shared.loses(&info.id) {
         shared.remove(&info.id).await;
         return Ok(());
