@@ -1,7 +1,11 @@
-//! The tus sender: creates an upload, sends the file in PATCHes carrying a
-//! SHA-256 checksum each, and resumes from the server's offset after any
-//! interruption. A completed upload URL is never resumed to "replay" a file:
-//! that sends nothing; a replay is always a new upload.
+//! The tus sender: creates an upload (with its first chunk where the server
+//! offers creation-with-upload), sends the file in PATCHes carrying a
+//! checksum each, and resumes from the server's offset after any
+//! interruption. The file is read once: the whole file's SHA-256 is computed
+//! from the chunks as they are read ([`FileDigest`]), and the next chunk is
+//! read while the current one is in flight. A completed upload URL is never
+//! resumed to "replay" a file: that sends nothing; a replay is always a new
+//! upload.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -35,8 +39,133 @@ pub struct Uploader {
     token: Option<String>,
     chunk_size: usize,
     retries: u32,
-    /// The server's `Tus-Extension` list, asked once.
-    extensions: std::sync::Arc<tokio::sync::OnceCell<Vec<String>>>,
+    /// What the server offers, asked once.
+    discovery: std::sync::Arc<tokio::sync::OnceCell<Discovery>>,
+}
+
+/// The server's answer to `OPTIONS`.
+#[derive(Debug, Default)]
+struct Discovery {
+    extensions: Vec<String>,
+    algorithms: Vec<String>,
+}
+
+/// The checksum a chunk carries in `Upload-Checksum`.
+///
+/// CRC32 where the server offers it (as cutover receive and tusd do): it
+/// catches corruption in transit at a fraction of SHA-256's cost, and the
+/// whole file's SHA-256 is checked end to end by verification anyway.
+/// Otherwise SHA-256, or SHA-1 where that is all the server lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkChecksum {
+    /// `crc32`: IEEE CRC-32, 4 bytes big-endian.
+    Crc32,
+    /// `sha256`.
+    Sha256,
+    /// `sha1`.
+    Sha1,
+}
+
+impl ChunkChecksum {
+    fn header(self, chunk: &[u8]) -> String {
+        match self {
+            ChunkChecksum::Crc32 => {
+                format!("crc32 {}", base64(&crc32fast::hash(chunk).to_be_bytes()))
+            }
+            ChunkChecksum::Sha256 => format!("sha256 {}", base64(&sha2::Sha256::digest(chunk))),
+            ChunkChecksum::Sha1 => {
+                format!(
+                    "sha1 {}",
+                    base64(&<sha1::Sha1 as sha2::Digest>::digest(chunk))
+                )
+            }
+        }
+    }
+
+    /// The best checksum among the server's `Tus-Checksum-Algorithm` list.
+    fn choose(algorithms: &[String]) -> ChunkChecksum {
+        let offered = |name: &str| {
+            algorithms
+                .iter()
+                .any(|offered| offered.eq_ignore_ascii_case(name))
+        };
+        if offered("crc32") {
+            ChunkChecksum::Crc32
+        } else if offered("sha256") || !offered("sha1") {
+            ChunkChecksum::Sha256
+        } else {
+            ChunkChecksum::Sha1
+        }
+    }
+}
+
+/// The whole file's SHA-256, computed from the chunks as they are read to
+/// be sent, in order, so a file is read once. Bytes a send skips (the
+/// server already had them) are read and hashed when needed.
+#[derive(Clone, Default)]
+pub struct FileDigest {
+    hasher: sha2::Sha256,
+    upto: u64,
+}
+
+impl std::fmt::Debug for FileDigest {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("FileDigest")
+            .field("upto", &self.upto)
+            .finish()
+    }
+}
+
+impl FileDigest {
+    /// Hashes the file's bytes from where the digest stands to `offset`.
+    fn catch_up(&mut self, file: &mut std::fs::File, offset: u64) -> std::io::Result<()> {
+        if offset <= self.upto {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(self.upto))?;
+        let mut buffer = vec![0u8; 1 << 20];
+        while self.upto < offset {
+            let wanted = usize::try_from((offset - self.upto).min(buffer.len() as u64))
+                .unwrap_or(buffer.len());
+            file.read_exact(&mut buffer[..wanted])?;
+            self.hasher.update(&buffer[..wanted]);
+            self.upto += wanted as u64;
+        }
+        Ok(())
+    }
+
+    /// Takes in the chunk at `offset` (only its bytes not yet hashed).
+    fn absorb(
+        &mut self,
+        file: &mut std::fs::File,
+        offset: u64,
+        chunk: &[u8],
+    ) -> std::io::Result<()> {
+        self.catch_up(file, offset)?;
+        let end = offset + chunk.len() as u64;
+        if end > self.upto {
+            let skip = usize::try_from(self.upto - offset).unwrap_or(chunk.len());
+            self.hasher.update(&chunk[skip..]);
+            self.upto = end;
+        }
+        Ok(())
+    }
+
+    /// The file's SHA-256 (hex) over `length` bytes, reading what the send
+    /// did not.
+    pub fn finish(mut self, path: &Path, length: u64) -> std::io::Result<String> {
+        if self.upto < length {
+            let mut file = std::fs::File::open(path)?;
+            self.catch_up(&mut file, length)?;
+        }
+        Ok(self
+            .hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect())
+    }
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -68,29 +197,84 @@ fn connection_failure(error: &reqwest::Error) -> String {
     }
 }
 
-/// Reads the chunk of at most `chunk_size` bytes at `offset` and its
-/// `Upload-Checksum` value.
+/// A chunk ready to send: its offset, bytes and `Upload-Checksum` value.
+type Chunk = (u64, Vec<u8>, String);
+
+/// Reads the chunk of at most `chunk_size` bytes at `offset`, takes it into
+/// the file's digest, and computes its checksum.
 fn read_chunk(
     path: &Path,
     offset: u64,
     length: u64,
     chunk_size: usize,
-) -> std::io::Result<(u64, Vec<u8>, String)> {
+    checksum: ChunkChecksum,
+    mut digest: FileDigest,
+) -> std::io::Result<(Chunk, FileDigest)> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let wanted = usize::try_from((length - offset).min(chunk_size as u64)).unwrap_or(chunk_size);
     let mut chunk = vec![0u8; wanted];
     file.read_exact(&mut chunk)?;
-    let checksum = format!("sha256 {}", base64(&sha2::Sha256::digest(&chunk)));
-    Ok((offset, chunk, checksum))
+    digest.absorb(&mut file, offset, &chunk)?;
+    let header = checksum.header(&chunk);
+    Ok(((offset, chunk, header), digest))
 }
 
-type ChunkTask = tokio::task::JoinHandle<std::io::Result<(u64, Vec<u8>, String)>>;
+type ChunkTask = tokio::task::JoinHandle<std::io::Result<(Chunk, FileDigest)>>;
 
 impl Uploader {
-    fn read_ahead(&self, path: &Path, offset: u64, length: u64) -> ChunkTask {
+    fn read_ahead(
+        &self,
+        path: &Path,
+        offset: u64,
+        length: u64,
+        checksum: ChunkChecksum,
+        digest: FileDigest,
+    ) -> ChunkTask {
         let (path, chunk_size) = (path.to_owned(), self.chunk_size);
-        tokio::task::spawn_blocking(move || read_chunk(&path, offset, length, chunk_size))
+        tokio::task::spawn_blocking(move || {
+            read_chunk(&path, offset, length, chunk_size, checksum, digest)
+        })
+    }
+
+    /// What the server offers (asked once per uploader).
+    async fn discovery(&self) -> &Discovery {
+        self.discovery
+            .get_or_init(|| async {
+                let Ok(answer) = self
+                    .request(reqwest::Method::OPTIONS, &self.endpoint)
+                    .send()
+                    .await
+                else {
+                    return Discovery::default();
+                };
+                let list = |name: &str| -> Vec<String> {
+                    answer
+                        .headers()
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .map(|value| {
+                            value
+                                .split(',')
+                                .map(|item| item.trim().to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                if !answer.status().is_success() {
+                    return Discovery::default();
+                }
+                Discovery {
+                    extensions: list("tus-extension"),
+                    algorithms: list("tus-checksum-algorithm"),
+                }
+            })
+            .await
+    }
+
+    /// The checksum chunks to this server carry.
+    pub async fn chunk_checksum(&self) -> ChunkChecksum {
+        ChunkChecksum::choose(&self.discovery().await.algorithms)
     }
 
     /// An uploader for `endpoint` (e.g. `https://host/files`).
@@ -109,7 +293,7 @@ impl Uploader {
             token,
             chunk_size: chunk_size.max(1),
             retries: 5,
-            extensions: std::sync::Arc::default(),
+            discovery: std::sync::Arc::default(),
         })
     }
 
@@ -122,7 +306,7 @@ impl Uploader {
     pub fn at(&self, endpoint: &str) -> Uploader {
         Uploader {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
-            extensions: std::sync::Arc::default(),
+            discovery: std::sync::Arc::default(),
             ..self.clone()
         }
     }
@@ -167,45 +351,33 @@ impl Uploader {
         path: &Path,
         length: u64,
         metadata: &BTreeMap<String, String>,
+        digest: &mut FileDigest,
     ) -> Result<(String, u64), UploadError> {
-        if length == 0 || !self.offers("creation-with-upload").await {
+        let discovery = self.discovery().await;
+        let with_data = length > 0
+            && discovery
+                .extensions
+                .iter()
+                .any(|name| name == "creation-with-upload");
+        if !with_data {
             return Ok((self.create(length, metadata).await?, 0));
         }
-        let (_, chunk, checksum) =
-            read_chunk(path, 0, length, self.chunk_size).map_err(|source| UploadError::File {
-                path: path.display().to_string(),
-                source,
-            })?;
-        self.create_inner(length, metadata, Some((chunk, checksum)))
+        let checksum = ChunkChecksum::choose(&discovery.algorithms);
+        let ((_, chunk, header), absorbed) = read_chunk(
+            path,
+            0,
+            length,
+            self.chunk_size,
+            checksum,
+            std::mem::take(digest),
+        )
+        .map_err(|source| UploadError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        *digest = absorbed;
+        self.create_inner(length, metadata, Some((chunk, header)))
             .await
-    }
-
-    /// Whether the server lists `extension` in `Tus-Extension` (asked once).
-    async fn offers(&self, extension: &str) -> bool {
-        let extensions = self
-            .extensions
-            .get_or_init(|| async {
-                match self
-                    .request(reqwest::Method::OPTIONS, &self.endpoint)
-                    .send()
-                    .await
-                {
-                    Ok(answer) if answer.status().is_success() => answer
-                        .headers()
-                        .get("tus-extension")
-                        .and_then(|value| value.to_str().ok())
-                        .map(|value| {
-                            value
-                                .split(',')
-                                .map(|name| name.trim().to_owned())
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                }
-            })
-            .await;
-        extensions.iter().any(|name| name == extension)
     }
 
     async fn create_inner(
@@ -332,13 +504,15 @@ impl Uploader {
         url: &str,
         path: &Path,
         length: u64,
+        digest: &mut FileDigest,
         on_position: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), UploadError> {
         let offset = self
             .offset(url)
             .await?
             .ok_or_else(|| UploadError::Server("the server no longer has the upload".into()))?;
-        self.send_from(url, path, length, offset, on_position).await
+        self.send_from(url, path, length, offset, digest, on_position)
+            .await
     }
 
     /// Like [`Uploader::send`], from an offset the server just gave (a new
@@ -349,33 +523,54 @@ impl Uploader {
         path: &Path,
         length: u64,
         mut offset: u64,
+        digest: &mut FileDigest,
         on_position: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), UploadError> {
         on_position(offset);
+        let checksum_kind = self.chunk_checksum().await;
+        let file_error = |source| UploadError::File {
+            path: path.display().to_string(),
+            source,
+        };
         let mut failures = 0;
-        // The next chunk is read and hashed while the current one is in flight.
-        let mut ahead = (offset < length).then(|| self.read_ahead(path, offset, length));
+        // The next chunk is read and hashed while the current one is in
+        // flight; the digest travels with the reads, in file order.
+        let mut ahead = (offset < length)
+            .then(|| self.read_ahead(path, offset, length, checksum_kind, std::mem::take(digest)));
         while offset < length {
             let prepared = match ahead.take() {
                 Some(task) => task
                     .await
                     .map_err(|_| UploadError::Server("reading the file stopped".into()))?,
-                None => read_chunk(path, offset, length, self.chunk_size),
+                None => read_chunk(
+                    path,
+                    offset,
+                    length,
+                    self.chunk_size,
+                    checksum_kind,
+                    std::mem::take(digest),
+                ),
             };
-            let (chunk_offset, chunk, checksum) = match prepared {
-                Ok(prepared) if prepared.0 == offset => Ok(prepared),
+            let ((chunk_offset, chunk, checksum), absorbed) = match prepared {
+                Ok(prepared) if prepared.0.0 == offset => prepared,
                 // The server's offset moved elsewhere: read what it wants.
-                Ok(_) => read_chunk(path, offset, length, self.chunk_size),
-                Err(source) => Err(source),
-            }
-            .map_err(|source| UploadError::File {
-                path: path.display().to_string(),
-                source,
-            })?;
+                Ok((_, absorbed)) => read_chunk(
+                    path,
+                    offset,
+                    length,
+                    self.chunk_size,
+                    checksum_kind,
+                    absorbed,
+                )
+                .map_err(file_error)?,
+                Err(source) => return Err(file_error(source)),
+            };
             let wanted = chunk.len();
             let following = chunk_offset + wanted as u64;
             if following < length {
-                ahead = Some(self.read_ahead(path, following, length));
+                ahead = Some(self.read_ahead(path, following, length, checksum_kind, absorbed));
+            } else {
+                *digest = absorbed;
             }
             let answer = self
                 .request(reqwest::Method::PATCH, url)
@@ -427,6 +622,13 @@ impl Uploader {
                         Err(_) => {}
                     }
                 }
+            }
+        }
+        if let Some(task) = ahead {
+            // The server needed no more (its offset reached the end): keep
+            // what the read-ahead hashed.
+            if let Ok(Ok((_, absorbed))) = task.await {
+                *digest = absorbed;
             }
         }
         Ok(())

@@ -4,16 +4,14 @@
 //! one.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use futures_util::StreamExt as _;
-use sha2::Digest as _;
 
-use crate::client::Uploader;
-use crate::ledger::{Entry, Ledger, LedgerError, State, Transition};
+use crate::client::{FileDigest, Uploader};
+use crate::ledger::{Entry, Ledger, LedgerError, Queued, State, Transition};
 use crate::verify::{Verdict, Verifier, upload_id};
 
 /// Where a long delivery reports; the CLI draws bars from it.
@@ -66,42 +64,58 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A file's size, modification time and SHA-256 (hex), read once.
-fn fingerprint(path: &Path) -> std::io::Result<(u64, Option<SystemTime>, String)> {
-    let before = std::fs::metadata(path)?;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        size += read as u64;
-        hasher.update(&buffer[..read]);
+/// A file's size and modification time.
+fn stat(path: &Path) -> std::io::Result<(u64, Option<SystemTime>)> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
     }
-    let after = std::fs::metadata(path)?;
-    if after.len() != size || before.modified().ok() != after.modified().ok() {
-        return Err(std::io::Error::other("the file changed while it was read"));
-    }
-    Ok((size, after.modified().ok(), hex(&hasher.finalize())))
+    Ok((metadata.len(), metadata.modified().ok()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+/// A modification time as nanoseconds since the epoch (0 when unknown).
+fn nanos(modified: Option<SystemTime>) -> i64 {
+    modified
+        .and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+        })
 }
 
 fn unchanged(path: &Path, size: u64, modified: Option<SystemTime>) -> bool {
     std::fs::metadata(path).is_ok_and(|now| now.len() == size && now.modified().ok() == modified)
 }
 
-/// Sends `files`, `jobs` at a time, through `ledger`: each is recorded
-/// (path, size, SHA-256, metadata) before anything is sent; a file the
-/// ledger has as acknowledged, verified or replayed is not sent again; an
-/// unfinished upload the receiver still has is resumed from its offset;
-/// anything else is a new upload. A file that changes while it is read or
-/// sent fails alone. Returns each file's outcome in the order given.
+/// The file's SHA-256 from its digest, reading whatever the send skipped.
+async fn finish_digest(digest: FileDigest, path: &Path, size: u64) -> Result<String, String> {
+    let path = path.to_owned();
+    match tokio::task::spawn_blocking(move || digest.finish(&path, size)).await {
+        Ok(Ok(sha256)) => Ok(sha256),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("reading the file stopped".to_owned()),
+    }
+}
+
+/// A file ready to send: recorded in the ledger, with what it knew of it.
+struct Recorded {
+    path: PathBuf,
+    name: String,
+    size: u64,
+    modified: Option<SystemTime>,
+    metadata: BTreeMap<String, String>,
+    state: State,
+    known_url: Option<String>,
+}
+
+/// Sends `files`, `jobs` at a time, through `ledger`: all are recorded
+/// first (path, size, modification time, metadata) in one synced
+/// transaction; a file the ledger has as acknowledged, verified, missing or
+/// replayed (and unchanged since) is not sent again; an unfinished upload
+/// the receiver still has is resumed from its offset; anything else is a
+/// new upload. Each file is read once: its SHA-256 is computed from the
+/// chunks as they are sent and recorded when it is acknowledged. A file
+/// that changes while it is sent fails alone. Returns each file's outcome
+/// in the order given.
 pub async fn send(
     uploader: &Uploader,
     ledger: &Mutex<Ledger>,
@@ -109,9 +123,52 @@ pub async fn send(
     jobs: usize,
     progress: &dyn DeliveryProgress,
 ) -> Result<Vec<(String, Sent)>, DeliveryError> {
-    let results: Vec<Result<(String, Sent), DeliveryError>> =
-        futures_util::stream::iter(files.into_iter().map(|file| async move {
-            let name = file.path.display().to_string();
+    let mut outcomes: Vec<(String, Option<Sent>)> = Vec::with_capacity(files.len());
+    let mut recorded = Vec::new();
+    let mut queued = Vec::new();
+    for file in files {
+        let name = file.path.display().to_string();
+        let (size, modified) = match stat(&file.path) {
+            Ok(stat) => stat,
+            Err(error) => {
+                outcomes.push((name, Some(Sent::Failed(error.to_string()))));
+                continue;
+            }
+        };
+        let mut metadata = file.metadata;
+        if !metadata.contains_key("filename") {
+            let filename = file
+                .path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            metadata.insert("filename".to_owned(), filename);
+        }
+        queued.push(Queued {
+            path: name.clone(),
+            size,
+            mtime: nanos(modified),
+            metadata: serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".to_owned()),
+        });
+        recorded.push(Recorded {
+            path: file.path,
+            name: name.clone(),
+            size,
+            modified,
+            metadata,
+            state: State::Queued,
+            known_url: None,
+        });
+        outcomes.push((name, None));
+    }
+    let states = lock(ledger).enqueue(&queued)?;
+    for (file, (state, known_url)) in recorded.iter_mut().zip(states) {
+        file.state = state;
+        file.known_url = known_url;
+    }
+    let sent: Vec<Result<(String, Sent), DeliveryError>> =
+        futures_util::stream::iter(recorded.into_iter().map(|file| async move {
+            let name = file.name.clone();
             let sent = send_one(uploader, ledger, file, progress).await?;
             progress.file_finished(&name);
             Ok((name, sent))
@@ -119,41 +176,42 @@ pub async fn send(
         .buffered(jobs.max(1))
         .collect()
         .await;
-    results.into_iter().collect()
+    let mut sent = sent.into_iter();
+    for outcome in &mut outcomes {
+        if outcome.1.is_none() {
+            if let Some(result) = sent.next() {
+                outcome.1 = Some(result?.1);
+            }
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|(name, sent)| (name, sent.unwrap_or(Sent::Failed("not sent".to_owned()))))
+        .collect())
 }
 
 async fn send_one(
     uploader: &Uploader,
     ledger: &Mutex<Ledger>,
-    file: FileToSend,
+    file: Recorded,
     progress: &dyn DeliveryProgress,
 ) -> Result<Sent, DeliveryError> {
-    let name = file.path.display().to_string();
-    let path = file.path.clone();
-    let read = tokio::task::spawn_blocking(move || fingerprint(&path)).await;
-    let (size, modified, sha256) = match read {
-        Ok(Ok(fingerprint)) => fingerprint,
-        Ok(Err(error)) => return Ok(Sent::Failed(error.to_string())),
-        Err(_) => return Ok(Sent::Failed("reading the file stopped".to_owned())),
-    };
-    progress.file_started(&name, size);
-    let mut metadata = file.metadata;
-    if !metadata.contains_key("filename") {
-        let filename = file
-            .path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        metadata.insert("filename".to_owned(), filename);
-    }
-    let metadata_text = serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".to_owned());
-    let (state, known_url) = lock(ledger).enqueue(&name, size, &sha256, &metadata_text)?;
+    let Recorded {
+        path,
+        name,
+        size,
+        modified,
+        metadata,
+        state,
+        known_url,
+    } = file;
     if matches!(
         state,
         State::Acknowledged | State::Verified | State::Replayed | State::Missing
     ) {
         return Ok(Sent::AlreadyDelivered(state));
     }
+    progress.file_started(&name, size);
     // Resume an unfinished upload the receiver still has; otherwise a new one.
     let resumable = match (state, &known_url) {
         (State::Uploading, Some(url)) => match uploader.offset(url).await {
@@ -163,16 +221,29 @@ async fn send_one(
         _ => None,
     };
     let on_position = |offset| progress.file_position(&name, offset);
+    let mut digest = FileDigest::default();
+    // Whether the upload's URL still has to be recorded (with the outcome).
+    let mut record_url = false;
     let (url, sent) = match resumable {
         Some(url) => {
-            let sent = uploader.send(&url, &file.path, size, &on_position).await;
+            let sent = uploader
+                .send(&url, &path, size, &mut digest, &on_position)
+                .await;
             (url, sent)
         }
-        None => match uploader.create_with_data(&file.path, size, &metadata).await {
+        None => match uploader
+            .create_with_data(&path, size, &metadata, &mut digest)
+            .await
+        {
+            Ok((url, offset)) if offset >= size => {
+                // Sent whole with its creation: one ledger change records both.
+                record_url = true;
+                (url, Ok(()))
+            }
             Ok((url, offset)) => {
                 lock(ledger).transition(&name, State::Uploading, Some(&url), None)?;
                 let sent = uploader
-                    .send_from(&url, &file.path, size, offset, &on_position)
+                    .send_from(&url, &path, size, offset, &mut digest, &on_position)
                     .await;
                 (url, sent)
             }
@@ -182,12 +253,33 @@ async fn send_one(
     if let Err(error) = sent {
         return fail(ledger, &name, &error.to_string());
     }
-    if !unchanged(&file.path, size, modified) {
-        // What the receiver holds is not what the ledger recorded: withdraw it.
-        uploader.terminate(&url).await;
-        return fail(ledger, &name, "the file changed while it was sent");
+    let sha256 = match finish_digest(digest, &path, size).await {
+        Ok(sha256) if unchanged(&path, size, modified) => sha256,
+        Ok(_) => {
+            // What the receiver holds is not what the ledger recorded: withdraw it.
+            uploader.terminate(&url).await;
+            return fail(ledger, &name, "the file changed while it was sent");
+        }
+        Err(reason) => return fail(ledger, &name, &reason),
+    };
+    let mut changes = Vec::with_capacity(2);
+    if record_url {
+        changes.push(Transition {
+            path: name.clone(),
+            state: State::Uploading,
+            upload_url: Some(url),
+            detail: Some("sent whole with its creation".to_owned()),
+            sha256: None,
+        });
     }
-    lock(ledger).transition(&name, State::Acknowledged, None, None)?;
+    changes.push(Transition {
+        path: name,
+        state: State::Acknowledged,
+        upload_url: None,
+        detail: None,
+        sha256: Some(sha256),
+    });
+    lock(ledger).record(&changes)?;
     Ok(Sent::Acknowledged)
 }
 
@@ -236,6 +328,7 @@ pub async fn verify(
                         state: State::Verified,
                         upload_url: None,
                         detail: Some(probe_names(verifier)),
+                        sha256: None,
                     });
                 }
                 Verdict::Missing(reason) => {
@@ -244,6 +337,7 @@ pub async fn verify(
                         state: State::Missing,
                         upload_url: None,
                         detail: Some(reason.clone()),
+                        sha256: None,
                     });
                     pass.missing.push((entry.path, reason));
                 }
@@ -335,14 +429,11 @@ async fn replay_one(
         }
     }
     let path = PathBuf::from(&entry.path);
-    let check = path.clone();
-    let (size, modified, sha256) =
-        match tokio::task::spawn_blocking(move || fingerprint(&check)).await {
-            Ok(Ok(fingerprint)) => fingerprint,
-            Ok(Err(error)) => return replay_failed(ledger, entry, &error.to_string()),
-            Err(_) => return replay_failed(ledger, entry, "reading the file stopped"),
-        };
-    if size != entry.size || sha256 != entry.sha256 {
+    let (size, modified) = match stat(&path) {
+        Ok(stat) => stat,
+        Err(error) => return replay_failed(ledger, entry, &error.to_string()),
+    };
+    if size != entry.size {
         return replay_failed(ledger, entry, "the file changed since it was sent");
     }
     progress.file_started(&entry.path, size);
@@ -351,20 +442,32 @@ async fn replay_one(
         metadata.insert("replay_of".to_owned(), upload_id(url).to_owned());
     }
     let uploader = uploader.at(&endpoint);
-    let (url, offset) = match uploader.create_with_data(&path, size, &metadata).await {
+    let mut digest = FileDigest::default();
+    let (url, offset) = match uploader
+        .create_with_data(&path, size, &metadata, &mut digest)
+        .await
+    {
         Ok(created) => created,
         Err(error) => return replay_failed(ledger, entry, &error.to_string()),
     };
     lock(ledger).transition(&entry.path, State::Replayed, Some(&url), None)?;
     let on_position = |offset| progress.file_position(&entry.path, offset);
-    match uploader
-        .send_from(&url, &path, size, offset, &on_position)
-        .await
-    {
-        Ok(()) if unchanged(&path, size, modified) => Ok(Replay::Replayed(url)),
+    let sent = uploader
+        .send_from(&url, &path, size, offset, &mut digest, &on_position)
+        .await;
+    match sent {
         Ok(()) => {
-            uploader.terminate(&url).await;
-            replay_failed(ledger, entry, "the file changed while it was sent")
+            let same = match finish_digest(digest, &path, size).await {
+                Ok(sha256) => entry.sha256.is_empty() || sha256 == entry.sha256,
+                Err(_) => false,
+            };
+            if same && unchanged(&path, size, modified) {
+                Ok(Replay::Replayed(url))
+            } else {
+                // Not the content first sent: withdraw it rather than deliver it as a replay.
+                uploader.terminate(&url).await;
+                replay_failed(ledger, entry, "the file changed since it was sent")
+            }
         }
         // The next verification finds the partial upload missing again.
         Err(error) => Ok(Replay::Failed(error.to_string())),

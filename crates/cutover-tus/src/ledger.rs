@@ -1,6 +1,6 @@
 //! The sender's durable ledger (SQLite, WAL, synchronous FULL): one row per
-//! file with its size, SHA-256, metadata, upload URL and attempts, and a
-//! state machine `queued → uploading → acknowledged → verified`, with
+//! file with its size, modification time, SHA-256 (of what was sent, known
+//! once it was), metadata, upload URL and attempts, and a state machine `queued → uploading → acknowledged → verified`, with
 //! `missing → replayed` and `failed` branches; every transition is kept
 //! with its time. Each change is one committed transaction, so the ledger
 //! survives a kill at any point and a rerun continues from it.
@@ -74,7 +74,7 @@ pub struct Entry {
     pub path: String,
     /// Its size in bytes when recorded.
     pub size: u64,
-    /// Its SHA-256 when recorded, hex.
+    /// The SHA-256 of what was sent, hex (empty until known).
     pub sha256: String,
     /// The upload metadata (always with `filename`).
     pub metadata: BTreeMap<String, String>,
@@ -97,6 +97,21 @@ pub struct Transition {
     pub upload_url: Option<String>,
     /// Why, in words (never file content).
     pub detail: Option<String>,
+    /// The SHA-256 of what was sent, once known.
+    pub sha256: Option<String>,
+}
+
+/// A file to record before it is sent.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The file's path, as given to the sender.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time (nanoseconds since the epoch).
+    pub mtime: i64,
+    /// The upload metadata as a JSON object.
+    pub metadata: String,
 }
 
 /// A ledger failure.
@@ -140,6 +155,14 @@ impl Ledger {
                  CREATE INDEX IF NOT EXISTS transitions_by_path ON transitions (path, state);",
             )
             .map_err(error)?;
+        let has_mtime = connection
+            .prepare("SELECT mtime FROM files LIMIT 0")
+            .is_ok();
+        if !has_mtime {
+            connection
+                .execute_batch("ALTER TABLE files ADD COLUMN mtime INTEGER")
+                .map_err(error)?;
+        }
         Ok(Ledger {
             path: path.display().to_string(),
             connection,
@@ -153,53 +176,70 @@ impl Ledger {
         }
     }
 
-    /// Records a file to send; returns its state and upload URL. A file
-    /// whose content changed since it was recorded starts again as queued.
+    /// Records files to send, all in one synced transaction; returns each
+    /// one's state and upload URL. A file already recorded with the same
+    /// size and modification time keeps its state; one that changed starts
+    /// again as queued.
     pub fn enqueue(
         &mut self,
-        path: &str,
-        size: u64,
-        sha256: &str,
-        metadata: &str,
-    ) -> Result<(State, Option<String>), LedgerError> {
-        let known: Option<(String, String, Option<String>)> = self
-            .connection
-            .query_row(
-                "SELECT sha256, state, upload_url FROM files WHERE path = ?1",
-                params![path],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()
-            .map_err(|error| self.error(error))?;
-        match known {
-            Some((known_sha, state, url)) if known_sha == sha256 => Ok((State::parse(&state), url)),
-            _ => {
-                let at = now();
-                let transaction = self.connection.transaction().map_err(|error| LedgerError {
-                    path: self.path.clone(),
-                    message: error.to_string(),
-                })?;
-                transaction
-                    .execute(
-                        "INSERT INTO files (path, size, sha256, metadata, state, updated_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)
-                         ON CONFLICT (path) DO UPDATE SET size = ?2, sha256 = ?3, metadata = ?4, upload_url = NULL,
-                           attempts = 0, state = 'queued', updated_at = ?5",
-                        params![path, size as i64, sha256, metadata, at],
-                    )
-                    .and_then(|_| {
-                        transaction.execute(
-                            "INSERT INTO transitions (path, state, at) VALUES (?1, 'queued', ?2)",
-                            params![path, at],
-                        )
+        files: &[Queued],
+    ) -> Result<Vec<(State, Option<String>)>, LedgerError> {
+        let at = now();
+        let path_text = self.path.clone();
+        let error = |error: rusqlite::Error| LedgerError {
+            path: path_text.clone(),
+            message: error.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(error)?;
+        let mut states = Vec::with_capacity(files.len());
+        {
+            let mut known = transaction
+                .prepare_cached("SELECT size, mtime, state, upload_url FROM files WHERE path = ?1")
+                .map_err(error)?;
+            let mut upsert = transaction
+                .prepare_cached(
+                    "INSERT INTO files (path, size, mtime, sha256, metadata, state, updated_at)
+                     VALUES (?1, ?2, ?3, '', ?4, 'queued', ?5)
+                     ON CONFLICT (path) DO UPDATE SET size = ?2, mtime = ?3, sha256 = '', metadata = ?4,
+                       upload_url = NULL, attempts = 0, state = 'queued', updated_at = ?5",
+                )
+                .map_err(error)?;
+            let mut queued = transaction
+                .prepare_cached(
+                    "INSERT INTO transitions (path, state, at) VALUES (?1, 'queued', ?2)",
+                )
+                .map_err(error)?;
+            for file in files {
+                let row: Option<(i64, Option<i64>, String, Option<String>)> = known
+                    .query_row(params![file.path], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                     })
-                    .and_then(|_| transaction.commit())
-                    .map_err(|error| LedgerError {
-                        path: self.path.clone(),
-                        message: error.to_string(),
-                    })?;
-                Ok((State::Queued, None))
+                    .optional()
+                    .map_err(error)?;
+                match row {
+                    Some((size, Some(mtime), state, url))
+                        if size as u64 == file.size && mtime == file.mtime =>
+                    {
+                        states.push((State::parse(&state), url));
+                    }
+                    _ => {
+                        upsert
+                            .execute(params![
+                                file.path,
+                                file.size as i64,
+                                file.mtime,
+                                file.metadata,
+                                at
+                            ])
+                            .map_err(error)?;
+                        queued.execute(params![file.path, at]).map_err(error)?;
+                        states.push((State::Queued, None));
+                    }
+                }
             }
         }
+        transaction.commit().map_err(error)?;
+        Ok(states)
     }
 
     /// Moves a file to `state` (with its upload URL when it has a new one),
@@ -216,6 +256,7 @@ impl Ledger {
             state,
             upload_url: upload_url.map(str::to_owned),
             detail: detail.map(str::to_owned),
+            sha256: None,
         }])
     }
 
@@ -232,7 +273,8 @@ impl Ledger {
             let mut update = transaction
                 .prepare_cached(
                     "UPDATE files SET state = ?2, upload_url = coalesce(?3, upload_url),
-                       attempts = attempts + (?2 IN ('uploading', 'replayed') AND ?3 IS NOT NULL), updated_at = ?4
+                       attempts = attempts + (?2 IN ('uploading', 'replayed') AND ?3 IS NOT NULL), updated_at = ?4,
+                       sha256 = coalesce(?5, sha256)
                      WHERE path = ?1",
                 )
                 .map_err(error)?;
@@ -244,7 +286,13 @@ impl Ledger {
             for change in transitions {
                 let name = change.state.name();
                 update
-                    .execute(params![change.path, name, change.upload_url, at])
+                    .execute(params![
+                        change.path,
+                        name,
+                        change.upload_url,
+                        at,
+                        change.sha256
+                    ])
                     .map_err(error)?;
                 insert
                     .execute(params![change.path, name, at, change.detail])

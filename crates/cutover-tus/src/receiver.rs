@@ -289,7 +289,7 @@ fn options(shared: &Shared) -> Response {
     set(&mut response, "tus-version", TUS_VERSION);
     set(&mut response, "tus-extension", EXTENSIONS);
     set(&mut response, "tus-max-size", shared.config.max_size);
-    set(&mut response, "tus-checksum-algorithm", "sha256,sha1");
+    set(&mut response, "tus-checksum-algorithm", "crc32,sha256,sha1");
     response
 }
 
@@ -467,6 +467,7 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
 }
 
 enum Checksum {
+    Crc32(crc32fast::Hasher, Vec<u8>),
     Sha256(sha2::Sha256, Vec<u8>),
     Sha1(sha1::Sha1, Vec<u8>),
 }
@@ -506,12 +507,13 @@ async fn append(
                 );
             };
             match algorithm {
+                "crc32" => Some(Checksum::Crc32(crc32fast::Hasher::new(), expected)),
                 "sha256" => Some(Checksum::Sha256(sha2::Sha256::new(), expected)),
                 "sha1" => Some(Checksum::Sha1(sha1::Sha1::new(), expected)),
                 _ => {
                     return reply_text(
                         StatusCode::BAD_REQUEST,
-                        "Upload-Checksum algorithm must be sha256 or sha1",
+                        "Upload-Checksum algorithm must be crc32, sha256 or sha1",
                     );
                 }
             }
@@ -568,6 +570,7 @@ async fn append(
             break;
         }
         match &mut checksum {
+            Some(Checksum::Crc32(hasher, _)) => hasher.update(&chunk),
             Some(Checksum::Sha256(hasher, _)) => hasher.update(&chunk),
             Some(Checksum::Sha1(hasher, _)) => hasher.update(&chunk),
             None => {}
@@ -597,6 +600,9 @@ async fn append(
     drop(pending);
     let checksum_failed = failure.is_none()
         && match checksum {
+            Some(Checksum::Crc32(hasher, expected)) => {
+                hasher.finalize().to_be_bytes().as_slice() != expected.as_slice()
+            }
             Some(Checksum::Sha256(hasher, expected)) => {
                 hasher.finalize().as_slice() != expected.as_slice()
             }

@@ -71,7 +71,7 @@ pub struct SendArgs {
     pub chunk_size: usize,
 
     /// Files sent (and checked) at a time.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = 8)]
     pub jobs: usize,
 
     /// Retries of a failed call (with backoff from 100 ms to 10 s) before a file fails.

@@ -91,7 +91,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Three chunks corrupted on the way: each is refused by the receiver's
-/// checksum check and sent again; the stored file is the original.
+/// checksum check (CRC32, which cutover receive offers) and sent again; the
+/// stored file is the original.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_chunks_are_retried_after_460_and_417() {
     for answer_417 in [false, true] {
@@ -105,10 +106,16 @@ async fn corrupted_chunks_are_retried_after_460_and_417() {
             .with_retries(5);
         let metadata = [("filename".to_owned(), "outgoing.bin".to_owned())].into();
         let upload = uploader.create(300_000, &metadata).await.expect("create");
+        let mut digest = cutover_tus::client::FileDigest::default();
         uploader
-            .send(&upload, &file, 300_000, &|_| {})
+            .send(&upload, &file, 300_000, &mut digest, &|_| {})
             .await
             .expect("sent despite corruption");
+        // The file's SHA-256 came from the chunks as they were read, once.
+        assert_eq!(
+            digest.finish(&file, 300_000).expect("digest"),
+            hex(&sha2::Sha256::digest(&data))
+        );
         assert_eq!(
             proxy.corrupted.load(Ordering::SeqCst),
             3,
@@ -176,7 +183,13 @@ async fn refusals_are_named() {
     let file = directory.path().join("ten");
     std::fs::write(&file, b"0123456789").expect("file");
     let error = uploader
-        .send(&upload, &file, 10, &|_| {})
+        .send(
+            &upload,
+            &file,
+            10,
+            &mut cutover_tus::client::FileDigest::default(),
+            &|_| {},
+        )
         .await
         .expect_err("expired");
     assert!(
