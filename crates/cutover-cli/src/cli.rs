@@ -9,6 +9,7 @@ use crate::commands::inspect::InspectArgs;
 use crate::commands::ledger::LedgerArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
+use crate::commands::run::{ApproveArgs, JournalArgs, RunArgs, StatusArgs};
 use crate::commands::send::SendArgs;
 use crate::commands::verify::VerifyArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
@@ -19,7 +20,8 @@ use crate::commands::verify_refresh::VerifyRefreshArgs;
 /// from the URL, PGPASSWORD or ~/.pgpass; never printed) or sqlite:PATH.
 /// Add #table (or #schema.table) where a command works on one table.
 ///
-/// Exit codes: 0 success, 1 differences found or verification failed, 2 error.
+/// Exit codes: 0 success, 1 differences found or verification failed, 2 error,
+/// 3 a run waits for a person.
 #[derive(Debug, Parser)]
 #[command(
     name = "cutover",
@@ -82,4 +84,12 @@ pub enum Command {
     Verify(Box<VerifyArgs>),
     /// Report a delivery ledger: files sent, acknowledged, verified, missing, replayed, failed, per day and stream.
     Ledger(LedgerArgs),
+    /// Run a runbook: ordered steps with approvals, gates and checkpoints, journaled and resumable.
+    Run(Box<RunArgs>),
+    /// Record an approval of a run's approval step.
+    Approve(ApproveArgs),
+    /// Show where each run stands, or one run step by step.
+    Status(StatusArgs),
+    /// Check the run journal's hash chain.
+    Journal(JournalArgs),
 }

@@ -1,6 +1,6 @@
 //! The `cutover` binary: parses arguments, runs one command, and maps the
 //! outcome to an exit code in one place (0 ok, 1 differences or failed
-//! verification, 2 error). A closed stdout (`cutover inspect … | head`) is not an error.
+//! verification, 2 error, 3 a run waits for a person). A closed stdout (`cutover inspect … | head`) is not an error.
 
 mod cli;
 mod commands;
@@ -21,11 +21,14 @@ pub enum Outcome {
     Success,
     /// The command ran and found differences or failed checks.
     Differences,
+    /// A run waits for a person: an approval, or a decision.
+    Waiting,
 }
 
 const EXIT_SUCCESS: u8 = 0;
 const EXIT_DIFFERENCES: u8 = 1;
 const EXIT_ERROR: u8 = 2;
+const EXIT_WAITING: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::from(EXIT_SUCCESS),
         Ok(Outcome::Differences) => ExitCode::from(EXIT_DIFFERENCES),
+        Ok(Outcome::Waiting) => ExitCode::from(EXIT_WAITING),
         Err(error) if output::is_broken_pipe(&error) => ExitCode::from(EXIT_SUCCESS),
         Err(error) => report(&error),
     }
@@ -57,6 +61,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Send(args) => commands::send::run(*args, &cli.global).await,
         Command::Ledger(args) => commands::ledger::run(args, &cli.global).await,
         Command::Verify(args) => commands::verify::run(*args, &cli.global).await,
+        Command::Run(args) => commands::run::run(*args, &cli.global).await,
+        Command::Approve(args) => commands::run::approve(args, &cli.global).await,
+        Command::Status(args) => commands::run::status(args, &cli.global).await,
+        Command::Journal(args) => commands::run::journal(args, &cli.global).await,
         Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
     }
 }

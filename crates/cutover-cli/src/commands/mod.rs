@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod ledger;
 pub mod receive;
 pub mod refresh;
+pub mod run;
 pub mod send;
 pub mod verify;
 pub mod verify_refresh;
