@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against a throwaway PostgreSQL cluster
 # (installed if missing, when run as root) and with the npm peers of the
-# interop tests (Node.js installed if missing, when run as root), and tuspy
-# in interop/.venv. Extra
+# interop tests (Node.js installed if missing, when run as root), tuspy in
+# interop/.venv, and Debian's Chromium for the report tests (when root). Extra
 # arguments go to cargo test, e.g. scripts/test.sh -p cutover-db streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+# Headless Chromium renders the evidence reports in the report tests.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ]; }; then
   npm ci --prefix interop --no-audit --no-fund --loglevel=error

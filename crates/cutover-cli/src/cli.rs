@@ -9,7 +9,7 @@ use crate::commands::inspect::InspectArgs;
 use crate::commands::ledger::LedgerArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
-use crate::commands::run::{ApproveArgs, JournalArgs, RunArgs, StatusArgs};
+use crate::commands::run::{ApproveArgs, JournalArgs, ReportArgs, RunArgs, StatusArgs};
 use crate::commands::send::SendArgs;
 use crate::commands::verify::VerifyArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
@@ -90,6 +90,8 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Show where each run stands, or one run step by step.
     Status(StatusArgs),
+    /// Write a run's evidence report: a self-contained HTML page and JSON.
+    Report(ReportArgs),
     /// Check the run journal's hash chain.
     Journal(JournalArgs),
 }

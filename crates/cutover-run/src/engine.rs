@@ -804,6 +804,10 @@ async fn capability(step: &Step, options: &RunOptions, run: &RunInfo, secrets: &
         .unwrap_or_else(|| json!({}));
     if step.kind == Kind::Diff {
         derive_diff_rates(&mut evidence);
+        // Sample keys identify records: the journal and its reports keep counts only.
+        if let Some(object) = evidence.as_object_mut() {
+            object.remove("samples");
+        }
     }
     if let Some(object) = evidence.as_object_mut() {
         object.insert("exit_code".to_owned(), json!(code));

@@ -6,10 +6,12 @@
 //!
 //! [`runbook`] reads and checks the file (every problem with its line and
 //! column, before anything runs), [`journal`] keeps the record, [`rules`]
-//! are the checkpoints' conditions, and [`engine`] runs the steps.
+//! are the checkpoints' conditions, [`engine`] runs the steps, and
+//! [`report`] turns a run's record into evidence (HTML and JSON).
 
 pub mod engine;
 pub mod journal;
+pub mod report;
 pub mod rules;
 pub mod runbook;
 

@@ -109,6 +109,29 @@ pub struct ApproveArgs {
     pub journal: JournalArg,
 }
 
+/// Write a run's evidence report: a self-contained HTML page and JSON.
+///
+/// The page (inline CSS and SVG; nothing is fetched) shows the timeline of
+/// steps with who approved what and when, each checkpoint's rules, charts
+/// of diff results by category, group and column, the trend of the
+/// runbook's diffs across its runs, drain forecasts and delivery states,
+/// every step's evidence, and whether the journal's hash chain holds.
+/// `cutover run` writes it at the end of every run too.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ReportArgs {
+    /// The run's id (see `cutover status`).
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// The directory for report.html and report.json (default: the run's directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub journal: JournalArg,
+}
+
 /// Show where each run stands, or one run step by step.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -220,6 +243,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> 
     };
     let (run, end) =
         cutover_run::run(&runbook, variables, &mut journal, &options, &printer).await?;
+    let report = cutover_run::report::build(&journal, &run)?;
+    let (report_html, _) = cutover_run::report::write(&report, std::path::Path::new(&run.dir))
+        .with_context(|| format!("writing the report into {}", run.dir))?;
     let (outcome, text, state) = match &end {
         RunEnd::Finished(status) => (
             Outcome::Success,
@@ -253,10 +279,30 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> 
     match global.format {
         Format::Json => print_json(&serde_json::json!({
             "run": run.id, "state": state, "dir": run.dir, "message": text,
+            "report": report_html,
         }))?,
-        Format::Text => print(&format!("{text}\n"))?,
+        Format::Text => print(&format!("{text}\nreport: {}\n", report_html.display()))?,
     }
     Ok(outcome)
+}
+
+pub async fn report(args: ReportArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let journal = open_existing(&args.journal.journal)?;
+    let Some(run) = journal.run(&args.run)? else {
+        bail!(
+            "{}: no such run\nhint: cutover status lists the runs",
+            args.run
+        );
+    };
+    let report = cutover_run::report::build(&journal, &run)?;
+    let directory = args.out.clone().unwrap_or_else(|| PathBuf::from(&run.dir));
+    let (html, json) = cutover_run::report::write(&report, &directory)
+        .with_context(|| format!("writing the report into {}", directory.display()))?;
+    match global.format {
+        Format::Json => print_json(&serde_json::json!({"html": html, "json": json}))?,
+        Format::Text => print(&format!("{}\n{}\n", html.display(), json.display()))?,
+    }
+    Ok(Outcome::Success)
 }
 
 pub async fn approve(args: ApproveArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {

@@ -7,6 +7,7 @@ mod hold;
 mod inspect;
 mod receive;
 mod refresh;
+mod report;
 mod run;
 
 use std::path::PathBuf;
