@@ -7,6 +7,7 @@ use crate::commands::drain::DrainArgs;
 use crate::commands::hold::HoldArgs;
 use crate::commands::inspect::InspectArgs;
 use crate::commands::ledger::LedgerArgs;
+use crate::commands::quickstart::QuickstartArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::run::{ApproveArgs, JournalArgs, ReportArgs, RunArgs, StatusArgs};
@@ -64,6 +65,8 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Try cutover with no server: demo databases in SQLite, and two runbooks run end to end.
+    Quickstart(QuickstartArgs),
     /// Summarise a database's schema: tables with row counts, keys, foreign keys, indexes, views, sequences.
     Inspect(InspectArgs),
     /// Reconcile two tables or queries exactly: rows missing, extra or changed, per column and per group.

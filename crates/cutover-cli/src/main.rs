@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Approve(args) => commands::run::approve(args, &cli.global).await,
         Command::Status(args) => commands::run::status(args, &cli.global).await,
         Command::Report(args) => commands::run::report(args, &cli.global).await,
+        Command::Quickstart(args) => commands::quickstart::run(args, &cli.global).await,
         Command::Journal(args) => commands::run::journal(args, &cli.global).await,
         Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
     }

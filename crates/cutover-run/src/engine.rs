@@ -809,6 +809,12 @@ async fn capability(step: &Step, options: &RunOptions, run: &RunInfo, secrets: &
             object.remove("samples");
         }
     }
+    if matches!(step.kind, Kind::Send | Kind::Verify) {
+        derive_states(&mut evidence);
+    }
+    if matches!(step.kind, Kind::Refresh | Kind::VerifyRefresh) {
+        derive_checks(&mut evidence);
+    }
     if let Some(object) = evidence.as_object_mut() {
         object.insert("exit_code".to_owned(), json!(code));
     }
@@ -820,7 +826,7 @@ async fn capability(step: &Step, options: &RunOptions, run: &RunInfo, secrets: &
         .unwrap_or_else(|| stderr.lines().last().unwrap_or_default().to_owned());
     match (code, step.kind) {
         (0, Kind::Diff) => passed("no differences".to_owned(), evidence),
-        (0, _) => passed(format!("cutover {subcommand} passed"), evidence),
+        (0, _) => passed(summarize(step.kind, &evidence), evidence),
         (1, Kind::Diff) => {
             let summary = diff_summary(&evidence);
             ("differences".to_owned(), false, summary, evidence)
@@ -841,6 +847,136 @@ async fn capability(step: &Step, options: &RunOptions, run: &RunInfo, secrets: &
             },
             evidence,
         ),
+    }
+}
+
+/// Adds `checks_passed`, `checks_failed` and `checks_skipped` from a
+/// refresh's verification, for rules such as `verify.checks_failed == 0`.
+fn derive_checks(evidence: &mut serde_json::Value) {
+    let checks = evidence
+        .pointer("/verification/checks")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let count = |status: &str| {
+        checks
+            .iter()
+            .filter(|check| check["status"] == status)
+            .count()
+    };
+    let (passed, failed, skipped) = (count("pass"), count("fail"), count("skipped"));
+    if let Some(object) = evidence.as_object_mut() {
+        object.insert("checks_passed".to_owned(), json!(passed));
+        object.insert("checks_failed".to_owned(), json!(failed));
+        object.insert("checks_skipped".to_owned(), json!(skipped));
+    }
+}
+
+/// One line from a capability step's JSON answer (counts and names only).
+fn summarize(kind: Kind, evidence: &serde_json::Value) -> String {
+    let number = |pointer: &str| {
+        evidence
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    match kind {
+        Kind::Refresh | Kind::VerifyRefresh => {
+            let tables = evidence["tables"].as_array().cloned().unwrap_or_default();
+            let rows: u64 = tables
+                .iter()
+                .filter_map(|table| table["rows"].as_u64())
+                .sum();
+            let checks =
+                number("/checks_passed") + number("/checks_failed") + number("/checks_skipped");
+            let mut parts = Vec::new();
+            if rows > 0 {
+                parts.push(format!("{} tables, {rows} rows", tables.len()));
+            }
+            if checks > 0 {
+                parts.push(format!(
+                    "{} of {checks} checks passed, {} skipped",
+                    number("/checks_passed"),
+                    number("/checks_skipped")
+                ));
+            }
+            if parts.is_empty() {
+                "the policy checks out".to_owned()
+            } else {
+                parts.join("; ")
+            }
+        }
+        Kind::Send | Kind::Verify => {
+            let states = evidence["states"].as_object().cloned().unwrap_or_default();
+            let parts: Vec<String> = states
+                .iter()
+                .filter(|(_, count)| count.as_u64().unwrap_or(0) > 0)
+                .map(|(state, count)| format!("{count} {state}"))
+                .collect();
+            format!(
+                "ledger: {}",
+                if parts.is_empty() {
+                    "empty".to_owned()
+                } else {
+                    parts.join(", ")
+                }
+            )
+        }
+        Kind::Drain => {
+            let versions = evidence["versions"].as_array().cloned().unwrap_or_default();
+            let parts: Vec<String> = versions
+                .iter()
+                .map(|version| {
+                    format!(
+                        "{}: {} pending",
+                        version["name"].as_str().unwrap_or("?"),
+                        version["pending"].as_u64().unwrap_or(0)
+                    )
+                })
+                .collect();
+            if parts.is_empty() {
+                "no timers".to_owned()
+            } else {
+                parts.join(", ")
+            }
+        }
+        Kind::Hold if evidence.get("delivered").is_some() => format!(
+            "{} of {} held calls delivered",
+            number("/delivered") + number("/already_delivered"),
+            number("/held")
+        ),
+        Kind::Hold => format!(
+            "mode {} ({} calls held)",
+            evidence["mode"].as_str().unwrap_or("?"),
+            number("/held")
+        ),
+        _ => format!("cutover {} passed", kind.subcommand().unwrap_or("?")),
+    }
+}
+
+/// Adds `states` (files per delivery state, every state present) from a
+/// send's or verify's `ledger` pairs, for rules such as
+/// `verify.states.missing == 0`.
+fn derive_states(evidence: &mut serde_json::Value) {
+    let mut states = serde_json::Map::new();
+    for state in [
+        "queued",
+        "uploading",
+        "acknowledged",
+        "verified",
+        "missing",
+        "replayed",
+        "failed",
+    ] {
+        states.insert(state.to_owned(), json!(0));
+    }
+    for pair in evidence["ledger"].as_array().into_iter().flatten() {
+        if let (Some(state), Some(count)) = (pair[0].as_str(), pair[1].as_u64()) {
+            states.insert(state.to_owned(), json!(count));
+        }
+    }
+    if let Some(object) = evidence.as_object_mut() {
+        object.insert("states".to_owned(), serde_json::Value::Object(states));
     }
 }
 

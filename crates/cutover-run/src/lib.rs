@@ -9,6 +9,7 @@
 //! are the checkpoints' conditions, [`engine`] runs the steps, and
 //! [`report`] turns a run's record into evidence (HTML and JSON).
 
+pub mod demo;
 pub mod engine;
 pub mod journal;
 pub mod report;

@@ -600,6 +600,50 @@ pub fn html(report: &Report) -> String {
         page.push_str("</section>");
     }
 
+    let verified: Vec<&StepReport> = report
+        .steps
+        .iter()
+        .filter(|step| step.evidence.pointer("/verification/checks").is_some())
+        .collect();
+    if !verified.is_empty() {
+        page.push_str(r#"<section id="verification"><h2>Verification checks</h2>"#);
+        for step in verified {
+            let _ = write!(
+                page,
+                r#"<h3>{}</h3><table><thead><tr><th>Check</th><th>Result</th><th>Evidence</th></tr></thead><tbody>"#,
+                escape(&step.name)
+            );
+            for check in step.evidence["verification"]["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let status = text(check, "status");
+                let class = match status.as_str() {
+                    "pass" => "good",
+                    "fail" => "bad",
+                    _ => "none",
+                };
+                let lines: Vec<String> = check["evidence"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(escape)
+                    .collect();
+                let _ = write!(
+                    page,
+                    r#"<tr class="check" data-check="{name}"><td>{name}</td><td><span class="badge {class}">{status}</span></td><td>{}</td></tr>"#,
+                    lines.join("<br>"),
+                    name = escape(&text(check, "name")),
+                    status = escape(&status),
+                );
+            }
+            page.push_str("</tbody></table>");
+        }
+        page.push_str("</section>");
+    }
+
     let mut charts = String::new();
     for step in &report.steps {
         match step.kind.as_str() {

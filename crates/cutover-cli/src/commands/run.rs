@@ -163,9 +163,19 @@ pub struct JournalVerifyArgs {
 }
 
 /// Prints each step as it starts and ends, on stderr; notifications on stdout.
-struct Printer {
+pub struct Printer {
     quiet: bool,
     json: bool,
+}
+
+impl Printer {
+    /// A printer as the global options say.
+    pub fn new(global: &GlobalArgs) -> Printer {
+        Printer {
+            quiet: global.quiet,
+            json: global.format == Format::Json,
+        }
+    }
 }
 
 impl RunProgress for Printer {
@@ -237,10 +247,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> 
         wait_for_approvals: Duration::from_micros(wait.max(0) as u64),
         environment: environment(),
     };
-    let printer = Printer {
-        quiet: global.quiet,
-        json: global.format == Format::Json,
-    };
+    let printer = Printer::new(global);
     let (run, end) =
         cutover_run::run(&runbook, variables, &mut journal, &options, &printer).await?;
     let report = cutover_run::report::build(&journal, &run)?;

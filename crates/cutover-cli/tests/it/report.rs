@@ -156,3 +156,115 @@ fn example_a_report_renders_in_chromium() {
         "sample keys stay out of the evidence"
     );
 }
+
+/// `cutover quickstart` makes the demo and runs examples D and A end to
+/// end; examples B and C then run on the same demo. Every example's
+/// report renders in Chromium with its key elements, and each screenshot
+/// is kept under target/report-screenshots/.
+#[test]
+fn the_quickstart_and_every_example_run_and_their_reports_render() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let demo = directory.path().join("demo");
+    let demo_arg = demo.display().to_string();
+    let quickstart = crate::cutover_with_env(&["quickstart", "--dir", &demo_arg], &[]);
+    assert_eq!(
+        quickstart.code, 0,
+        "{}{}",
+        quickstart.stdout, quickstart.stderr
+    );
+    assert!(
+        quickstart
+            .stdout
+            .contains("data-owner approves data-owner-permission"),
+        "{}",
+        quickstart.stdout
+    );
+    assert!(
+        quickstart.stdout.contains("finished; checkpoint green"),
+        "{}",
+        quickstart.stdout
+    );
+    assert!(
+        quickstart.stdout.contains("finished; checkpoint yellow"),
+        "{}",
+        quickstart.stdout
+    );
+    let journal = demo.join("journal.db").display().to_string();
+    for book in ["runbook-b-delivery.toml", "runbook-c-move.toml"] {
+        let path = demo.join(book).display().to_string();
+        let run = crate::cutover_with_env(
+            &["run", &path, "--journal", &journal],
+            &[("CUTOVER_HOLD_TOKEN", "a-test-token-only")],
+        );
+        assert_eq!(run.code, 0, "{book}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains("last checkpoint green"),
+            "{book}: {}",
+            run.stdout
+        );
+    }
+    // The refreshed acceptance database kept its own accounts and lost production's.
+    let acceptance = rusqlite::Connection::open(demo.join("acceptance.db")).expect("acceptance");
+    let accounts: String = acceptance
+        .query_row("SELECT group_concat(user_name) FROM accounts", [], |row| {
+            row.get(0)
+        })
+        .expect("accounts");
+    assert_eq!(accounts, "tester.one,tester.two");
+    let verify = crate::cutover(&["journal", "verify", "--journal", &journal]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+
+    let status = crate::cutover(&["status", "--journal", &journal, "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let expectations: [(&str, &[&str]); 4] = [
+        (
+            "acceptance-refresh",
+            &[
+                "Verification checks",
+                r#"data-check="no-sensitive-values""#,
+                "data-owner at",
+                r#"data-step="sign-off""#,
+            ],
+        ),
+        (
+            "lab-feed-parallel-run",
+            &[
+                "reconcile: rows by category",
+                "differing rows across this runbook",
+            ],
+        ),
+        (
+            "file-delivery",
+            &["send: files per delivery state", r#"data-step="verify""#],
+        ),
+        (
+            "app-move",
+            &["pending timers per version", "3 of 3 held calls delivered"],
+        ),
+    ];
+    for (runbook, expected) in expectations {
+        let run = runs
+            .as_array()
+            .expect("runs")
+            .iter()
+            .rev()
+            .find(|run| run["runbook"] == runbook)
+            .expect("a run of each example");
+        let html = Path::new(run["dir"].as_str().expect("dir")).join("report.html");
+        let dom = render(
+            &chromium,
+            &html,
+            &screenshots().join(format!("{runbook}.png")),
+        );
+        assert!(dom.contains("hash chain holds"), "{runbook}");
+        for text in expected {
+            assert!(
+                dom.contains(text),
+                "{runbook}: {text} is not on the rendered page"
+            );
+        }
+    }
+}
