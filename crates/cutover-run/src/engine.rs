@@ -178,11 +178,41 @@ impl Services {
 
 /// Starts the runbook's services; each is ready at its first line of
 /// output, whose first URL (or host:port) becomes `services.NAME`.
+/// The file in a run's directory listing its services' process ids.
+const SERVICE_PIDS: &str = "services.pids";
+
+/// Stops services a killed earlier attempt of this run left behind: each
+/// listed process that is still a `cutover` of this run's directory.
+fn stop_leftover_services(run_dir: &Path) {
+    let list = run_dir.join(SERVICE_PIDS);
+    let Ok(text) = std::fs::read_to_string(&list) else {
+        return;
+    };
+    let marker = run_dir.display().to_string();
+    for pid in text
+        .lines()
+        .filter_map(|line| line.trim().parse::<u32>().ok())
+    {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("cutover") && cmdline.contains(&marker) {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    let _ = std::fs::remove_file(list);
+}
+
 async fn start_services(
     runbook: &Runbook,
     variables: &mut Variables,
     options: &RunOptions,
+    run_dir: &Path,
 ) -> Result<Services, RunError> {
+    stop_leftover_services(run_dir);
     let mut services = Services {
         children: Vec::new(),
     };
@@ -231,6 +261,20 @@ async fn start_services(
             }
             None => false,
         };
+        if let Some(pid) = child.id() {
+            let listed = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(run_dir.join(SERVICE_PIDS))
+                .and_then(|mut file| {
+                    std::io::Write::write_all(&mut file, format!("{pid}\n").as_bytes())
+                });
+            if let Err(error) = listed {
+                services.children.push(child);
+                services.stop().await;
+                return Err(RunError::Setup(format!("{}: {error}", run_dir.display())));
+            }
+        }
         services.children.push(child);
         if !ready {
             services.stop().await;
@@ -320,9 +364,11 @@ pub async fn run(
     variables.set("run.id", &run.id);
     variables.set("run.dir", &run.dir);
     journal.set_status(&run.id, "running")?;
-    let services = start_services(runbook, &mut variables, options).await?;
+    let run_dir = PathBuf::from(&run.dir);
+    let services = start_services(runbook, &mut variables, options, &run_dir).await?;
     let end = run_steps(runbook, &variables, journal, options, progress, &run).await;
     services.stop().await;
+    let _ = std::fs::remove_file(run_dir.join(SERVICE_PIDS));
     let end = end?;
     let (status, event, detail) = match &end {
         RunEnd::Finished(status) => ("finished", "run-finished", json!({"checkpoint": status})),

@@ -375,3 +375,89 @@ fn example_a_runs_on_sqlite() {
         run.stdout
     );
 }
+
+/// A notification goes to a webhook as a JSON body; a wait-until step
+/// waits; a finished run is not resumed: running again with --new starts
+/// a new run that does every step again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_waits_and_reruns() {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let store = received.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let book = directory.path().join("book.toml");
+    let count = directory.path().join("count");
+    write(
+        &book,
+        &format!(
+            r#"name = "hooked"
+[[step]]
+name = "tell"
+kind = "notify"
+message = "refresh of ${{run.id}} starts"
+to = ["{hook}"]
+[[step]]
+name = "pause"
+kind = "wait-until"
+until = "+1s"
+[[step]]
+name = "count"
+kind = "shell"
+command = "echo x >> {}"
+"#,
+            count.display()
+        ),
+    );
+    let dir = directory.path().to_owned();
+    let book_path = book.clone();
+    let started = std::time::Instant::now();
+    let run = tokio::task::spawn_blocking(move || run_book(&dir, &book_path, &[]))
+        .await
+        .expect("run");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the wait was skipped"
+    );
+    {
+        let bodies = received.lock().expect("lock");
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies[0]["runbook"], "hooked");
+        assert_eq!(bodies[0]["step"], "tell");
+        assert!(
+            bodies[0]["message"]
+                .as_str()
+                .is_some_and(|text| text.starts_with("refresh of hooked-"))
+        );
+    }
+    // The run finished: --new starts a new run, which does every step again.
+    let dir = directory.path().to_owned();
+    let book_path = book.clone();
+    let run = tokio::task::spawn_blocking(move || run_book(&dir, &book_path, &["--new"]))
+        .await
+        .expect("run");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&count)
+            .expect("count")
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(received.lock().expect("lock").len(), 2);
+}
