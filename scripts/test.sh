@@ -6,13 +6,18 @@
 # arguments go to cargo test, e.g. scripts/test.sh -p cutover-db streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-fi
+# apt_install PACKAGE...: as root on Debian, installs what is missing (the
+# package lists are refreshed once if the first try fails).
+apt_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  }
+}
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # Headless Chromium renders the evidence reports in the report tests.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
+command -v chromium >/dev/null 2>&1 || apt_install chromium
 if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ]; }; then
   npm ci --prefix interop --no-audit --no-fund --loglevel=error
 fi
