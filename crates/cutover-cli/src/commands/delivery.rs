@@ -99,8 +99,25 @@ impl CheckArgs {
     }
 }
 
-/// The bearer token from `variable`, if one was named; never printed.
-pub fn token(variable: Option<&str>) -> anyhow::Result<Option<String>> {
+/// The bearer token from `variable` or the first line of `file`, if one
+/// was named; never printed.
+pub fn token(
+    variable: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+        return match text
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+        {
+            Some(token) => Ok(Some(token.to_owned())),
+            None => bail!("{}: the token file is empty", file.display()),
+        };
+    }
     let Some(variable) = variable else {
         return Ok(None);
     };

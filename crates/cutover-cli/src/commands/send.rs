@@ -35,7 +35,7 @@ use crate::progress::DeliveryBars;
 /// receive's receipts by checksum), that copy is adopted instead.
 ///
 /// A rerun continues from the ledger: verified files are not sent again.
-/// The token (--token-env) is never printed. Exit code 1 if any file is
+/// The token (--token-env or --token-file) is never printed. Exit code 1 if any file is
 /// missing or failed.
 ///
 /// Examples:
@@ -63,8 +63,12 @@ pub struct SendArgs {
     pub metadata: Vec<String>,
 
     /// The environment variable holding the receiver's bearer token.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", conflicts_with = "token_file")]
     pub token_env: Option<String>,
+
+    /// A file holding the receiver's bearer token (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Bytes per PATCH.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
@@ -133,7 +137,7 @@ fn sidecar(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let token = delivery::token(args.token_env.as_deref())?;
+    let token = delivery::token(args.token_env.as_deref(), args.token_file.as_deref())?;
     let probes = args.checks.probes()?;
     let mut common = BTreeMap::new();
     for pair in &args.metadata {

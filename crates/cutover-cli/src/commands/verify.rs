@@ -40,8 +40,12 @@ pub struct VerifyArgs {
     pub ledger: PathBuf,
 
     /// The environment variable holding the receiver's bearer token.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", conflicts_with = "token_file")]
     pub token_env: Option<String>,
+
+    /// A file holding the receiver's bearer token (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Files checked (and replayed) at a time.
     #[arg(long, value_name = "N", default_value_t = 16)]
@@ -77,7 +81,7 @@ pub async fn run(args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
             _ => bail!("--every {text}: not a duration\nhint: write e.g. 15m or 1h"),
         },
     };
-    let token = delivery::token(args.token_env.as_deref())?;
+    let token = delivery::token(args.token_env.as_deref(), args.token_file.as_deref())?;
     let verifier =
         Verifier::new(args.checks.probes()?, token.clone()).map_err(anyhow::Error::msg)?;
     // Replays go to the endpoint each file was first sent to; this one only

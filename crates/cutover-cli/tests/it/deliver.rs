@@ -346,6 +346,25 @@ fn send_and_verify_refuse_bad_input() {
         "{}",
         run.stderr
     );
+    let empty = directory.path().join("empty-token");
+    std::fs::write(&empty, "\n").expect("token file");
+    let empty_arg = empty.display().to_string();
+    let run = crate::cutover(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        "http://127.0.0.1:9/files",
+        "--ledger",
+        &ledger,
+        "--token-file",
+        &empty_arg,
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("the token file is empty"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Against `@tus/server` (npm, with `@tus/file-store`) whose finish hook
@@ -612,7 +631,7 @@ fn a_file_that_changes_while_it_is_sent_fails_alone() {
     let (mut receiver, files) = start_receiver(&inbox);
     let outbox = directory.path().join("outbox");
     std::fs::create_dir(&outbox).expect("outbox");
-    big_file(&outbox.join("a-growing.log"), 8 << 20);
+    big_file(&outbox.join("a-growing.log"), 24 << 20);
     std::fs::write(outbox.join("b-steady.xml"), b"<report/>").expect("file");
     let ledger = directory.path().join("ledger.db");
     let ledger_arg = ledger.display().to_string();
@@ -625,7 +644,7 @@ fn a_file_that_changes_while_it_is_sent_fails_alone() {
         "--ledger",
         &ledger_arg,
         "--chunk-size",
-        "65536",
+        "32768",
         "--jobs",
         "1",
     ]);
