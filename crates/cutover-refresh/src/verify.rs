@@ -308,6 +308,35 @@ struct KeyMap {
 
 /// The key map of a pair for `columns` (source positions): `None` when the
 /// source has no primary key, `Some(Err)` when the target lacks one of them.
+/// Why the checks that need masked keys did not run.
+const NO_SECRET: &str = "not run: the masking secret is not set";
+
+/// The table's key map, or `None` after noting why it cannot be checked:
+/// `no_key` when the source has no primary key (a note), `missing` when
+/// the target lacks the key or a column (a failure).
+fn usable_key_map(
+    check: &mut Builder,
+    pair: &Pair<'_>,
+    target: &Table,
+    columns: &[usize],
+    no_key: &str,
+    missing: &str,
+) -> Option<KeyMap> {
+    match key_map(pair, target, columns) {
+        None => {
+            check.notes.push(format!("{}: {no_key}", pair.source.name));
+            None
+        }
+        Some(Err(())) => {
+            check
+                .failures
+                .push(format!("{}: {missing}", pair.source.name));
+            None
+        }
+        Some(Ok(map)) => Some(map),
+    }
+}
+
 fn key_map(pair: &Pair<'_>, target: &Table, columns: &[usize]) -> Option<Result<KeyMap, ()>> {
     let key = pair.source.primary_key.as_ref()?;
     let source_key: Vec<usize> = key
@@ -406,7 +435,7 @@ async fn removed_rows(
 ) -> Result<Check> {
     let mut check = Builder::new("removed-rows-absent");
     let Some(masker) = masker else {
-        check.skipped = Some("not run: the masking secret is not set".into());
+        check.skipped = Some(NO_SECRET.into());
         return Ok(check.finish());
     };
     let mut tables = 0;
@@ -417,21 +446,15 @@ async fn removed_rows(
         if copy.filter.is_none() {
             continue;
         }
-        let map = match key_map(pair, target_table, &[]) {
-            None => {
-                check.notes.push(format!(
-                    "{}: no primary key, covered by row-counts only",
-                    pair.source.name
-                ));
-                continue;
-            }
-            Some(Err(())) => {
-                check
-                    .failures
-                    .push(format!("{}: the target lacks its key", pair.source.name));
-                continue;
-            }
-            Some(Ok(map)) => map,
+        let Some(map) = usable_key_map(
+            &mut check,
+            pair,
+            target_table,
+            &[],
+            "no primary key, covered by row-counts only",
+            "the target lacks its key",
+        ) else {
+            continue;
         };
         tables += 1;
         let (mut checked, mut present) = (0u64, 0u64);
@@ -482,7 +505,7 @@ async fn masked_values(
 ) -> Result<Check> {
     let mut check = Builder::new("masked-values-differ");
     let Some(masker) = masker else {
-        check.skipped = Some("not run: the masking secret is not set".into());
+        check.skipped = Some(NO_SECRET.into());
         return Ok(check.finish());
     };
     for pair in pairs {
@@ -499,21 +522,15 @@ async fn masked_values(
         if masked_columns.is_empty() {
             continue;
         }
-        let map = match key_map(pair, target_table, &masked_columns) {
-            None => {
-                check
-                    .notes
-                    .push(format!("{}: no primary key, not checked", pair.source.name));
-                continue;
-            }
-            Some(Err(())) => {
-                check.failures.push(format!(
-                    "{}: the target lacks a key or masked column",
-                    pair.source.name
-                ));
-                continue;
-            }
-            Some(Ok(map)) => map,
+        let Some(map) = usable_key_map(
+            &mut check,
+            pair,
+            target_table,
+            &masked_columns,
+            "no primary key, not checked",
+            "the target lacks a key or masked column",
+        ) else {
+            continue;
         };
         let mut leaks: HashMap<usize, u64> = HashMap::new();
         let (mut checked, mut missing, mut coincidences) = (0u64, 0u64, 0u64);

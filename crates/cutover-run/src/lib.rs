@@ -8,6 +8,18 @@
 //! column, before anything runs), [`journal`] keeps the record, [`rules`]
 //! are the checkpoints' conditions, [`engine`] runs the steps, and
 //! [`report`] turns a run's record into evidence (HTML and JSON).
+//!
+//! ```text
+//! name = "lab-feed-parallel-run"
+//! [[step]]
+//! name = "reconcile"
+//! kind = "diff"
+//! args = ["sqlite:old.db#lab_results", "sqlite:new.db#lab_results"]
+//! [[step]]
+//! name = "go-no-go"
+//! kind = "checkpoint"
+//! green = ["reconcile.difference_rate < 0.5%"]
+//! ```
 
 pub mod demo;
 pub mod engine;

@@ -269,14 +269,22 @@ fn bars(title: &str, items: &[(String, f64, &str)], unit: &str) -> String {
         .max(1e-12);
     let row = 26;
     let height = items.len() * row + 30;
+    // Room for the longest label (about 7 px a character at 12 px), then the bars.
+    let longest = items
+        .iter()
+        .map(|(label, _, _)| label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_width = (longest * 7 + 16).clamp(120, 420);
+    let width = label_width + 460;
     let mut svg = format!(
-        r#"<figure class="chart"><figcaption>{}</figcaption><svg role="img" aria-label="{}" viewBox="0 0 640 {height}" width="640" height="{height}">"#,
+        r#"<figure class="chart"><figcaption>{}</figcaption><svg role="img" aria-label="{}" viewBox="0 0 {width} {height}" width="{width}" height="{height}">"#,
         escape(title),
         escape(title)
     );
     for (index, (label, value, class)) in items.iter().enumerate() {
         let y = 10 + index * row;
-        let width = (value / max * 360.0).max(if *value > 0.0 { 2.0 } else { 0.0 });
+        let bar = (value / max * 360.0).max(if *value > 0.0 { 2.0 } else { 0.0 });
         let shown = if unit == "%" {
             format!("{:.3}%", value * 100.0)
         } else if value.fract() == 0.0 {
@@ -286,10 +294,11 @@ fn bars(title: &str, items: &[(String, f64, &str)], unit: &str) -> String {
         };
         let _ = write!(
             svg,
-            r#"<text x="170" y="{}" text-anchor="end" class="label">{}</text><rect x="180" y="{y}" width="{width:.1}" height="18" class="bar {class}"/><text x="{:.1}" y="{}" class="value">{}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="end" class="label">{}</text><rect x="{label_width}" y="{y}" width="{bar:.1}" height="18" class="bar {class}"/><text x="{:.1}" y="{}" class="value">{}</text>"#,
+            label_width - 10,
             y + 14,
             escape(label),
-            186.0 + width,
+            label_width as f64 + 6.0 + bar,
             y + 14,
             escape(&shown)
         );

@@ -229,21 +229,11 @@ fn a_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
             .expect("rows");
     }
     let policy = crate::workspace_root().join("examples/scenario-d-policy.toml");
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["refresh", "--from"])
-            .arg(format!("sqlite:{}", production.display()))
-            .arg("--to")
-            .arg(format!("sqlite:{}", acceptance.display()))
-            .arg("--policy")
-            .arg(&policy)
-            .env("CUTOVER_MASK_SECRET", "test secret")
-            .env("CUTOVER_LOG", "off")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting cutover")
-    };
+    let (from, to) = (
+        format!("sqlite:{}", production.display()),
+        format!("sqlite:{}", acceptance.display()),
+    );
+    let spawn = || spawn_refresh(&from, &to, &policy);
     let state = || -> (i64, i64, i64) {
         let connection = rusqlite::Connection::open(&acceptance).expect("sqlite");
         let integrity: String = connection
@@ -261,9 +251,41 @@ fn a_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
             count("SELECT count(*) FROM accounts WHERE user_name = 'tester'"),
         )
     };
-    for point in 0..10u64 {
+    kill_at_points(10, 20, 60, &spawn, &state, patients);
+    let status = spawn().wait().expect("a full run");
+    assert!(status.success());
+    assert_eq!(state(), (patients, 0, 1));
+}
+
+/// Starts `cutover refresh` from `from` to `to` with `policy`, output discarded.
+fn spawn_refresh(from: &str, to: &str, policy: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["refresh", "--from", from, "--to", to])
+        .arg("--policy")
+        .arg(policy)
+        .env("CUTOVER_MASK_SECRET", "test secret")
+        .env("CUTOVER_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting cutover")
+}
+
+/// Kills a refresh with SIGKILL at `points` moments (`first_ms`, then every
+/// `step_ms`), each time checking the target through `state` (patients,
+/// old-marker rows, preserved accounts): the old target or the complete
+/// new one, and the preserved account always there.
+fn kill_at_points(
+    points: u64,
+    first_ms: u64,
+    step_ms: u64,
+    spawn: &dyn Fn() -> std::process::Child,
+    state: &dyn Fn() -> (i64, i64, i64),
+    patients: i64,
+) {
+    for point in 0..points {
         let mut child = spawn();
-        std::thread::sleep(std::time::Duration::from_millis(20 + point * 60));
+        std::thread::sleep(std::time::Duration::from_millis(first_ms + point * step_ms));
         let _ = child.kill();
         let _ = child.wait();
         let (rows, old_marker, accounts) = state();
@@ -278,9 +300,6 @@ fn a_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
             "kill point {point}: the preserved account was lost"
         );
     }
-    let status = spawn().wait().expect("a full run");
-    assert!(status.success());
-    assert_eq!(state(), (patients, 0, 1));
 }
 
 fn postgres_count(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) -> i64 {
@@ -335,24 +354,7 @@ fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
         .await;
     });
     let policy = crate::workspace_root().join("examples/scenario-d-policy.toml");
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args([
-                "refresh",
-                "--from",
-                &production.url,
-                "--to",
-                &acceptance.url,
-            ])
-            .arg("--policy")
-            .arg(&policy)
-            .env("CUTOVER_MASK_SECRET", "test secret")
-            .env("CUTOVER_LOG", "off")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting cutover")
-    };
+    let spawn = || spawn_refresh(&production.url, &acceptance.url, &policy);
     let state = || {
         let count = |sql: &str| postgres_count(&runtime, &acceptance.url, sql);
         (
@@ -361,23 +363,7 @@ fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
             count("SELECT count(*) FROM accounts WHERE user_name = 'tester'"),
         )
     };
-    for point in 0..8u64 {
-        let mut child = spawn();
-        std::thread::sleep(std::time::Duration::from_millis(50 + point * 150));
-        let _ = child.kill();
-        let _ = child.wait();
-        let (rows, old_marker, accounts) = state();
-        let old = rows == 1 && old_marker == 1;
-        let new = rows == patients && old_marker == 0;
-        assert!(
-            old || new,
-            "kill point {point}: a half-way target ({rows} patients)"
-        );
-        assert_eq!(
-            accounts, 1,
-            "kill point {point}: the preserved account was lost"
-        );
-    }
+    kill_at_points(8, 50, 150, &spawn, &state, patients);
     let run = crate::cutover_with_env(
         &[
             "refresh",
