@@ -1,8 +1,10 @@
 //! The journal: an append-only file of held calls, each record framed as
 //! `[length u32][crc32 u32][payload]`, synced before its call is answered.
 //! A torn record at the end (a crash mid-write) was never answered and is cut
-//! off when the journal is opened. Replay outcomes go to a second file, one
-//! line per call, synced as they are recorded.
+//! off when the journal is opened. Replay outcomes go to a second file of
+//! fixed 16-byte records (`[id u64][status u16][0 u16][crc32 u32]`, little
+//! endian), written in place into space that was zero-filled and synced
+//! ahead, so syncing an outcome flushes its data block and no metadata.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +14,13 @@ use std::sync::mpsc;
 use crate::error::{Error, Result};
 
 const CALLS: &str = "calls.log";
-const OUTCOMES: &str = "replayed.log";
+const OUTCOMES: &str = "outcomes.bin";
+/// The outcomes file of earlier versions: one `id status` line per call.
+const OUTCOMES_TEXT: &str = "replayed.log";
+/// Bytes of one outcome record.
+const OUTCOME_RECORD: u64 = 16;
+/// Outcome records zero-filled (and synced) ahead at a time.
+const OUTCOME_BLOCK: u64 = 4096;
 /// Calls written together under one fdatasync at the most.
 const GROUP: usize = 512;
 
@@ -310,8 +318,21 @@ fn sync_directory(directory: &Path) -> Result<()> {
 pub struct Outcomes {
     path: PathBuf,
     file: File,
+    /// The next record's slot.
+    next: u64,
+    /// Slots zero-filled and synced so far.
+    allocated: u64,
     /// Per call id, the last status recorded (0: no answer).
     pub statuses: std::collections::HashMap<u64, u16>,
+}
+
+fn outcome_record(id: u64, status: u16) -> [u8; OUTCOME_RECORD as usize] {
+    let mut record = [0u8; OUTCOME_RECORD as usize];
+    record[..8].copy_from_slice(&id.to_le_bytes());
+    record[8..10].copy_from_slice(&status.to_le_bytes());
+    let crc = crc32fast::hash(&record[..12]);
+    record[12..].copy_from_slice(&crc.to_le_bytes());
+    record
 }
 
 impl Outcomes {
@@ -319,11 +340,12 @@ impl Outcomes {
     pub fn open(directory: &Path) -> Result<Outcomes> {
         let path = directory.join(OUTCOMES);
         let mut statuses = std::collections::HashMap::new();
-        if path.exists() {
+        let legacy = directory.join(OUTCOMES_TEXT);
+        if legacy.exists() {
             let reader =
-                BufReader::new(File::open(&path).map_err(|error| journal_error(&path, error))?);
+                BufReader::new(File::open(&legacy).map_err(|error| journal_error(&legacy, error))?);
             for line in reader.lines() {
-                let line = line.map_err(|error| journal_error(&path, error))?;
+                let line = line.map_err(|error| journal_error(&legacy, error))?;
                 let mut parts = line.split(' ');
                 if let (Some(Ok(id)), Some(Ok(status))) = (
                     parts.next().map(str::parse::<u64>),
@@ -333,23 +355,73 @@ impl Outcomes {
                 }
             }
         }
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(|error| journal_error(&path, error))?;
-        Ok(Outcomes {
+        // Records up to the first that does not check out (zeros ahead, or a torn write).
+        let mut next = 0u64;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|error| journal_error(&path, error))?;
+        for record in bytes.chunks_exact(OUTCOME_RECORD as usize) {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&record[..8]);
+            let mut status = [0u8; 2];
+            status.copy_from_slice(&record[8..10]);
+            let mut crc = [0u8; 4];
+            crc.copy_from_slice(&record[12..]);
+            let (id, status) = (u64::from_le_bytes(id), u16::from_le_bytes(status));
+            if record.iter().all(|byte| *byte == 0)
+                || crc32fast::hash(&record[..12]) != u32::from_le_bytes(crc)
+            {
+                break;
+            }
+            statuses.insert(id, status);
+            next += 1;
+        }
+        let allocated = bytes.len() as u64 / OUTCOME_RECORD;
+        let mut outcomes = Outcomes {
             path,
             file,
+            next,
+            allocated,
             statuses,
-        })
+        };
+        outcomes.allocate()?;
+        Ok(outcomes)
+    }
+
+    /// Zero-fills and syncs the next block when the next slot is past the end.
+    fn allocate(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        if self.next < self.allocated {
+            return Ok(());
+        }
+        let zeros = vec![0u8; (OUTCOME_BLOCK * OUTCOME_RECORD) as usize];
+        self.file
+            .write_all_at(&zeros, self.allocated * OUTCOME_RECORD)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|error| journal_error(&self.path, error))?;
+        self.allocated += OUTCOME_BLOCK;
+        if let Some(directory) = self.path.parent() {
+            sync_directory(directory)?;
+        }
+        Ok(())
     }
 
     /// Records a call's outcome durably (0 for no answer).
     pub fn record(&mut self, id: u64, status: u16) -> Result<()> {
-        writeln!(self.file, "{id} {status}")
+        use std::os::unix::fs::FileExt as _;
+        self.allocate()?;
+        self.file
+            .write_all_at(&outcome_record(id, status), self.next * OUTCOME_RECORD)
             .and_then(|()| self.file.sync_data())
             .map_err(|error| journal_error(&self.path, error))?;
+        self.next += 1;
         self.statuses.insert(id, status);
         Ok(())
     }
@@ -359,5 +431,42 @@ impl Outcomes {
         self.statuses
             .get(&id)
             .is_some_and(|status| (200..300).contains(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_survive_reopening_a_torn_record_and_an_earlier_text_log() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(directory.path().join(OUTCOMES_TEXT), "1 200\n2 503\n").expect("legacy");
+        let mut outcomes = Outcomes::open(directory.path()).expect("open");
+        assert!(outcomes.delivered(1) && !outcomes.delivered(2));
+        for id in 2..5000u64 {
+            outcomes.record(id, 200).expect("record");
+        }
+        drop(outcomes);
+        let outcomes = Outcomes::open(directory.path()).expect("reopen");
+        assert!((1..5000).all(|id| outcomes.delivered(id)));
+        assert_eq!(outcomes.next, 4998);
+        drop(outcomes);
+
+        // A record torn by a crash: it and everything after it are not outcomes.
+        let path = directory.path().join(OUTCOMES);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[(4997 * OUTCOME_RECORD + 3) as usize] ^= 0xff;
+        std::fs::write(&path, bytes).expect("tear");
+        let mut outcomes = Outcomes::open(directory.path()).expect("reopen");
+        assert!(!outcomes.delivered(4999));
+        assert!(outcomes.delivered(4998));
+        outcomes.record(4999, 201).expect("record again");
+        drop(outcomes);
+        assert!(
+            Outcomes::open(directory.path())
+                .expect("reopen")
+                .delivered(4999)
+        );
     }
 }

@@ -80,7 +80,12 @@ pub async fn replay(directory: &Path, options: &ReplayOptions) -> Result<ReplayR
                 request = request.header(header.as_str(), call.id.to_string());
             }
             let status = match request.send().await {
-                Ok(answer) => answer.status().as_u16(),
+                Ok(answer) => {
+                    let status = answer.status().as_u16();
+                    // Read the answer to its end so the connection is reused.
+                    let _ = answer.bytes().await;
+                    status
+                }
                 Err(_) => 0,
             };
             outcomes.record(call.id, status)?;
