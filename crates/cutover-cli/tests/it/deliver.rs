@@ -66,24 +66,20 @@ async fn every_file_a_lying_receiver_loses_is_found_and_replayed() {
         start_receiver_with(&inbox, "127.0.0.1:0", &["--fault-lose-percent", "40"]);
     let outbox = outbox(directory.path(), 30);
     let ledger = directory.path().join("ledger.db");
-    let arguments = [
-        "send".to_owned(),
-        outbox.display().to_string(),
-        "--to".to_owned(),
-        files,
-        "--ledger".to_owned(),
-        ledger.display().to_string(),
-        "--max-replays".to_owned(),
-        "2".to_owned(),
-        "--format".to_owned(),
-        "json".to_owned(),
-    ];
-    let run = tokio::task::spawn_blocking(move || {
-        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-        crate::cutover(&arguments)
-    })
-    .await
-    .expect("send");
+    let (outbox_arg, ledger_arg) = (outbox.display().to_string(), ledger.display().to_string());
+    let run = crate::cutover_async(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        &files,
+        "--ledger",
+        &ledger_arg,
+        "--max-replays",
+        "2",
+        "--format",
+        "json",
+    ])
+    .await;
     receiver.kill().expect("stop");
     receiver.wait().expect("wait");
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect(&run.stderr);
@@ -145,23 +141,18 @@ async fn verification_after_a_receiver_restart_finds_every_persisted_file() {
     let ledger = directory.path().join("ledger.db");
     let ledger_arg = ledger.display().to_string();
     let outbox_arg = outbox.display().to_string();
-    let files_arg = files.clone();
-    let ledger_send = ledger_arg.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        crate::cutover(&[
-            "send",
-            &outbox_arg,
-            "--to",
-            &files_arg,
-            "--ledger",
-            &ledger_send,
-            "--no-verify",
-            "--jobs",
-            "3",
-        ])
-    })
-    .await
-    .expect("send");
+    let run = crate::cutover_async(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        &files,
+        "--ledger",
+        &ledger_arg,
+        "--no-verify",
+        "--jobs",
+        "3",
+    ])
+    .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains(": 12 acknowledged"), "{}", run.stdout);
     receiver.kill().expect("stop");
@@ -172,12 +163,7 @@ async fn verification_after_a_receiver_restart_finds_every_persisted_file() {
         .trim_end_matches("/files")
         .to_owned();
     let (mut receiver, _) = start_receiver_with(&inbox, &address, &[]);
-    let ledger_verify = ledger_arg.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        crate::cutover(&["verify", "--ledger", &ledger_verify])
-    })
-    .await
-    .expect("verify");
+    let run = crate::cutover_async(&["verify", "--ledger", &ledger_arg]).await;
     receiver.kill().expect("stop");
     receiver.wait().expect("wait");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -203,20 +189,17 @@ async fn a_receiver_that_is_down_leaves_files_undecided() {
     let outbox = outbox(directory.path(), 3);
     let ledger = directory.path().join("ledger.db");
     let ledger_arg = ledger.display().to_string();
-    let (outbox_arg, ledger_send) = (outbox.display().to_string(), ledger_arg.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        crate::cutover(&[
-            "send",
-            &outbox_arg,
-            "--to",
-            &files,
-            "--ledger",
-            &ledger_send,
-            "--no-verify",
-        ])
-    })
-    .await
-    .expect("send");
+    let outbox_arg = outbox.display().to_string();
+    let run = crate::cutover_async(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        &files,
+        "--ledger",
+        &ledger_arg,
+        "--no-verify",
+    ])
+    .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     receiver.kill().expect("stop");
     receiver.wait().expect("wait");
@@ -245,19 +228,9 @@ async fn a_copy_the_receiver_already_holds_is_adopted_not_sent_twice() {
     let outbox = outbox(directory.path(), 2);
     let ledger = directory.path().join("ledger.db");
     let ledger_arg = ledger.display().to_string();
-    let (outbox_arg, ledger_send) = (outbox.display().to_string(), ledger_arg.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        crate::cutover(&[
-            "send",
-            &outbox_arg,
-            "--to",
-            &files,
-            "--ledger",
-            &ledger_send,
-        ])
-    })
-    .await
-    .expect("send");
+    let outbox_arg = outbox.display().to_string();
+    let run =
+        crate::cutover_async(&["send", &outbox_arg, "--to", &files, "--ledger", &ledger_arg]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     // The ledger loses track of one upload: it points at an id the receiver never had.
     let connection = rusqlite::Connection::open(&ledger).expect("ledger");
@@ -267,12 +240,7 @@ async fn a_copy_the_receiver_already_holds_is_adopted_not_sent_twice() {
             [],
         )
         .expect("lose track");
-    let ledger_verify = ledger_arg.clone();
-    let run = tokio::task::spawn_blocking(move || {
-        crate::cutover(&["verify", "--ledger", &ledger_verify])
-    })
-    .await
-    .expect("verify");
+    let run = crate::cutover_async(&["verify", "--ledger", &ledger_arg]).await;
     receiver.kill().expect("stop");
     receiver.wait().expect("wait");
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -410,28 +378,24 @@ async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
         std::fs::write(outbox.join(name), data).expect("file");
     }
     let ledger = directory.path().join("ledger.db");
-    let arguments = [
-        "send".to_owned(),
-        outbox.display().to_string(),
-        "--to".to_owned(),
-        endpoint.clone(),
-        "--ledger".to_owned(),
-        ledger.display().to_string(),
-        "--check".to_owned(),
-        "tus".to_owned(),
-        "--check".to_owned(),
-        "data-exchange={origin}/upload/info/{upload_id}".to_owned(),
-        "--chunk-size".to_owned(),
-        "32768".to_owned(),
-        "--format".to_owned(),
-        "json".to_owned(),
-    ];
-    let run = tokio::task::spawn_blocking(move || {
-        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-        crate::cutover(&arguments)
-    })
-    .await
-    .expect("send");
+    let (outbox_arg, ledger_arg) = (outbox.display().to_string(), ledger.display().to_string());
+    let run = crate::cutover_async(&[
+        "send",
+        &outbox_arg,
+        "--to",
+        &endpoint,
+        "--ledger",
+        &ledger_arg,
+        "--check",
+        "tus",
+        "--check",
+        "data-exchange={origin}/upload/info/{upload_id}",
+        "--chunk-size",
+        "32768",
+        "--format",
+        "json",
+    ])
+    .await;
 
     // For contrast: tus-js-client reports the hook's 500 as a success.
     let lied_to = directory.path().join("hook500-js.xml");

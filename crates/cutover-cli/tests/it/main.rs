@@ -26,6 +26,18 @@ pub fn cutover(args: &[&str]) -> Run {
     cutover_with_env(args, &[])
 }
 
+/// Runs `cutover` with `args` on a blocking thread, for async tests whose
+/// runtime serves a peer meanwhile.
+pub async fn cutover_async(args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cutover(&args)
+    })
+    .await
+    .expect("cutover on a blocking thread")
+}
+
 /// Runs `cutover` with `args` and extra environment variables.
 pub fn cutover_with_env(args: &[&str], environment: &[(&str, &str)]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_cutover"))

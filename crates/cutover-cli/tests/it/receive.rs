@@ -1,6 +1,7 @@
 //! `cutover receive` end to end: a real upload over loopback, and bad input.
 
 use std::io::BufRead;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,45 +92,15 @@ async fn tus_js_client_uploads_to_cutover_receive() {
     let Some(interop) = crate::interop_with("tus-js-client") else {
         return;
     };
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let inbox = directory.path().join("inbox");
-    let (mut child, files) = start_receiver(&inbox);
-    let data: Vec<u8> = (0..300_000u32).map(|n| (n * 7 % 256) as u8).collect();
-    let file = directory.path().join("lab-report 2026.xml");
-    std::fs::write(&file, &data).expect("file");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(interop.join("tus-upload.js"))
-            .arg(&files)
-            .arg(&file)
-            .arg("65536")
-            .output()
-            .expect("running node")
-    })
-    .await
-    .expect("node");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let id = url.rsplit('/').next().expect("id").to_owned();
-    let receipt: serde_json::Value = reqwest::get(url.replace("/files/", "/receipts/"))
-        .await
-        .expect("receipt")
-        .json()
-        .await
-        .expect("json");
-    child.kill().expect("stop");
-    child.wait().expect("wait");
-    assert_eq!(
-        std::fs::read(inbox.join("complete").join(&id)).expect("stored"),
-        data
-    );
-    assert_eq!(receipt["size"], 300_000);
-    assert_eq!(receipt["metadata"]["filename"], "lab-report 2026.xml");
-    assert_eq!(receipt["metadata"]["data_stream"], "eicr");
+    let script = interop.join("tus-upload.js");
+    peer_uploads(
+        Path::new("node"),
+        &script,
+        "65536",
+        "lab-report 2026.xml",
+        300_000,
+    )
+    .await;
 }
 
 /// tuspy (PyPI) uploads to cutover's receiver in 50 KB PATCHes with sha1
@@ -146,23 +117,25 @@ async fn tuspy_uploads_to_cutover_receive() {
         );
         return;
     }
+    let script = interop.join("tuspy-upload.py");
+    peer_uploads(&python, &script, "51200", "case-report.xml", 180_000).await;
+}
+
+/// Runs a peer's upload script (`program script ENDPOINT FILE CHUNK`) against
+/// a fresh `cutover receive` with `size` bytes named `name`; the stored file
+/// and its receipt (size, file name, data stream) must match.
+async fn peer_uploads(program: &Path, script: &Path, chunk: &str, name: &str, size: u32) {
     let directory = tempfile::tempdir().expect("temporary directory");
     let inbox = directory.path().join("inbox");
     let (mut child, files) = start_receiver(&inbox);
-    let data: Vec<u8> = (0..180_000u32).map(|n| (n * 11 % 256) as u8).collect();
-    let file = directory.path().join("case-report.xml");
+    let data: Vec<u8> = (0..size).map(|n| (n * 7 % 256) as u8).collect();
+    let file = directory.path().join(name);
     std::fs::write(&file, &data).expect("file");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(interop.join("tuspy-upload.py"))
-            .arg(&files)
-            .arg(&file)
-            .arg("51200")
-            .output()
-            .expect("running python")
-    })
-    .await
-    .expect("python");
+    let mut command = Command::new(program);
+    command.arg(script).arg(&files).arg(&file).arg(chunk);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("running the peer"))
+        .await
+        .expect("peer");
     assert!(
         output.status.success(),
         "{}",
@@ -182,8 +155,9 @@ async fn tuspy_uploads_to_cutover_receive() {
         std::fs::read(inbox.join("complete").join(&id)).expect("stored"),
         data
     );
-    assert_eq!(receipt["size"], 180_000);
-    assert_eq!(receipt["metadata"]["filename"], "case-report.xml");
+    assert_eq!(receipt["size"], size);
+    assert_eq!(receipt["metadata"]["filename"], name);
+    assert_eq!(receipt["metadata"]["data_stream"], "eicr");
 }
 
 #[test]

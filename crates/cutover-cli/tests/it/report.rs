@@ -34,6 +34,7 @@ fn headless(chromium: &Path, profile: &Path) -> Command {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--disable-dev-shm-usage",
             "--window-size=1200,2400",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
@@ -41,29 +42,41 @@ fn headless(chromium: &Path, profile: &Path) -> Command {
     command
 }
 
+/// One Chromium at a time: two at once on a small machine can crash one.
+static CHROMIUM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs Chromium with `args` (a fresh profile each time), up to three
+/// times: a headless browser in a container now and then dies at start-up,
+/// which says nothing about the page.
+fn chromium_run(chromium: &Path, args: &[&str]) -> std::process::Output {
+    let mut last = None;
+    for _ in 0..3 {
+        let profile = tempfile::tempdir().expect("profile");
+        let output = headless(chromium, profile.path())
+            .args(args)
+            .output()
+            .expect("running chromium");
+        if output.status.success() {
+            return output;
+        }
+        last = Some(output);
+    }
+    let output = last.expect("three attempts");
+    panic!(
+        "chromium failed three times: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Renders `html` in Chromium: the DOM after load, and a screenshot at `png`.
 fn render(chromium: &Path, html: &Path, png: &Path) -> String {
-    let profile = tempfile::tempdir().expect("profile");
+    let _one_at_a_time = CHROMIUM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let url = format!("file://{}", html.display());
-    let dom = headless(chromium, profile.path())
-        .args(["--dump-dom", &url])
-        .output()
-        .expect("running chromium");
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let shot = headless(chromium, profile.path())
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(&url)
-        .output()
-        .expect("running chromium");
-    assert!(
-        shot.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shot.stderr)
-    );
+    let dom = chromium_run(chromium, &["--dump-dom", &url]);
+    let screenshot = format!("--screenshot={}", png.display());
+    chromium_run(chromium, &[&screenshot, &url]);
     assert!(
         png.metadata().is_ok_and(|meta| meta.len() > 10_000),
         "no screenshot"
