@@ -187,7 +187,7 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// A connection failure in words, without the URL (it may carry credentials).
-fn connection_failure(error: &reqwest::Error) -> String {
+pub(crate) fn connection_failure(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         "no answer in time".to_owned()
     } else if error.is_connect() {

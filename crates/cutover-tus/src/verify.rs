@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use crate::client::connection_failure;
 use crate::ledger::Entry;
 
 /// One way of asking the receiver whether it has a file.
@@ -378,7 +379,7 @@ impl Verifier {
             .await
         {
             Ok(answer) => answer,
-            Err(error) => return Finding::Unknown(unreachable(&error)),
+            Err(error) => return Finding::Unknown(connection_failure(&error)),
         };
         let status = answer.status().as_u16();
         let number = |name: &str| {
@@ -406,7 +407,7 @@ impl Verifier {
             .get(reqwest::Method::GET, url)
             .send()
             .await
-            .map_err(|error| Finding::Unknown(unreachable(&error)))?;
+            .map_err(|error| Finding::Unknown(connection_failure(&error)))?;
         let status = answer.status().as_u16();
         match status {
             200 => answer
@@ -416,17 +417,6 @@ impl Verifier {
             404 | 410 => Err(Finding::NotFound(format!("not found (status {status})"))),
             _ => Err(Finding::Unknown(format!("status {status}"))),
         }
-    }
-}
-
-/// A connection failure, without the URL (which may carry credentials).
-fn unreachable(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "no answer in time".to_owned()
-    } else if error.is_connect() {
-        "the receiver is unreachable".to_owned()
-    } else {
-        "the request failed".to_owned()
     }
 }
 

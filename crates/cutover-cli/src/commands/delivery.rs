@@ -7,6 +7,8 @@ use anyhow::bail;
 use clap::Args;
 use cutover_tus::{Expectation, Ledger, Pass, Probe, Replay, Uploader, Verifier};
 
+use crate::progress::DeliveryBars;
+
 /// How files are checked on the receiver and replayed when missing.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -147,6 +149,20 @@ pub async fn verify_and_replay(
     ledger: &Mutex<Ledger>,
     checks: &CheckArgs,
     jobs: usize,
+    quiet: bool,
+) -> anyhow::Result<Vec<Round>> {
+    let bars = DeliveryBars::new(quiet, 0, "replaying");
+    let rounds = rounds(uploader, verifier, ledger, checks, jobs, &bars).await;
+    bars.finish();
+    rounds
+}
+
+async fn rounds(
+    uploader: &Uploader,
+    verifier: &Verifier,
+    ledger: &Mutex<Ledger>,
+    checks: &CheckArgs,
+    jobs: usize,
     progress: &dyn cutover_tus::DeliveryProgress,
 ) -> anyhow::Result<Vec<Round>> {
     let mut rounds = Vec::new();
@@ -255,4 +271,13 @@ pub fn ledger_has_problems(counts: &[(String, u64)]) -> bool {
     counts
         .iter()
         .any(|(state, count)| *count > 0 && (state == "missing" || state == "failed"))
+}
+
+/// Files per state, as `3 verified, 1 failed`.
+pub fn describe_counts(counts: &[(String, u64)]) -> String {
+    counts
+        .iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -167,18 +167,15 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     let rounds = if args.no_verify {
         Vec::new()
     } else {
-        let bars = DeliveryBars::new(global.quiet, 0, "replaying");
-        let rounds = delivery::verify_and_replay(
+        delivery::verify_and_replay(
             &uploader,
             &verifier,
             &ledger,
             &args.checks,
             args.jobs,
-            &bars,
+            global.quiet,
         )
-        .await;
-        bars.finish();
-        rounds?
+        .await?
     };
     let ledger = ledger
         .into_inner()
@@ -209,14 +206,11 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
                 cutover_db::redact(&args.to),
             ));
             text.push_str(&delivery::describe_rounds(&rounds));
-            let counts_text: Vec<String> = counts
-                .iter()
-                .map(|(state, count)| format!("{count} {state}"))
-                .collect();
+
             text.push_str(&format!(
                 "ledger {}: {}\n",
                 args.ledger.display(),
-                counts_text.join(", ")
+                delivery::describe_counts(&counts)
             ));
             print(&text)?;
         }

@@ -13,7 +13,6 @@ use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
 use crate::commands::delivery::{self, CheckArgs};
 use crate::output::{print, print_json};
-use crate::progress::DeliveryBars;
 
 /// Check that every acknowledged file is really on the receiver, and replay what is not.
 ///
@@ -91,18 +90,15 @@ pub async fn run(args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
     let mut pass_number = 0u64;
     loop {
         pass_number += 1;
-        let bars = DeliveryBars::new(global.quiet, 0, "replaying");
         let rounds = delivery::verify_and_replay(
             &uploader,
             &verifier,
             &ledger,
             &args.checks,
             args.jobs,
-            &bars,
+            global.quiet,
         )
-        .await;
-        bars.finish();
-        let rounds = rounds?;
+        .await?;
         let counts = ledger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -116,16 +112,12 @@ pub async fn run(args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
                 "ledger": counts,
             }))?,
             Format::Text => {
-                let counts_text: Vec<String> = counts
-                    .iter()
-                    .map(|(state, count)| format!("{count} {state}"))
-                    .collect();
                 let mut text = format!("pass {pass_number} at {at}\n");
                 text.push_str(&delivery::describe_rounds(&rounds));
                 text.push_str(&format!(
                     "ledger {}: {}\n",
                     args.ledger.display(),
-                    counts_text.join(", ")
+                    delivery::describe_counts(&counts)
                 ));
                 print(&text)?;
             }
