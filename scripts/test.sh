@@ -18,7 +18,7 @@ apt_install() {
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # Headless Chromium renders the evidence reports in the report tests.
 command -v chromium >/dev/null 2>&1 || apt_install chromium
-if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ]; }; then
+if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ] || [ ! -d interop/node_modules/graphql ]; }; then
   npm ci --prefix interop --no-audit --no-fund --loglevel=error
 fi
 # tuspy (PyPI) for the Python interop test, in a venv of its own.

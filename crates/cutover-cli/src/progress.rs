@@ -124,6 +124,20 @@ impl cutover_tus::DeliveryProgress for DeliveryBars {
         }
     }
 
+    fn settling(&self, pending: usize, left: std::time::Duration) {
+        let Some((_, overall)) = &self.bars else {
+            return;
+        };
+        if pending == 0 {
+            overall.set_message("checked");
+        } else {
+            overall.set_message(format!(
+                "{pending} not settled, up to {}s more",
+                left.as_secs()
+            ));
+        }
+    }
+
     fn file_finished(&self, path: &str) {
         let Some((multi, overall)) = &self.bars else {
             return;

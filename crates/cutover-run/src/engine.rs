@@ -822,7 +822,7 @@ async fn capability(step: &Step, options: &RunOptions, run: &RunInfo, secrets: &
         return failed("not a capability step".to_owned(), json!({}));
     };
     let output = tokio::process::Command::new(&options.exe)
-        .arg(subcommand)
+        .args(subcommand.split(' '))
         .args(&step.args)
         .args(["--format", "json", "--quiet"])
         .envs(options.environment.iter().map(|(key, value)| (key, value)))
@@ -968,6 +968,19 @@ fn summarize(kind: Kind, evidence: &serde_json::Value) -> String {
                 }
             )
         }
+        Kind::Reconcile => {
+            let days = evidence["days"].as_object().map_or(0, serde_json::Map::len);
+            let listed: u64 = evidence["days"]
+                .as_object()
+                .into_iter()
+                .flat_map(|days| days.values())
+                .map(|day| day["listed"].as_u64().unwrap_or(0))
+                .sum();
+            format!(
+                "{} discrepancies; {listed} uploads listed over {days} days",
+                number("/discrepancies")
+            )
+        }
         Kind::Drain => {
             let versions = evidence["versions"].as_array().cloned().unwrap_or_default();
             let parts: Vec<String> = versions
@@ -1012,6 +1025,7 @@ fn derive_states(evidence: &mut serde_json::Value) {
         "verified",
         "missing",
         "replayed",
+        "undelivered",
         "failed",
     ] {
         states.insert(state.to_owned(), json!(0));

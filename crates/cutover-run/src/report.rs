@@ -255,7 +255,7 @@ fn tone(outcome: &str) -> &'static str {
         "passed" | "green" | "approved" | "finished" | "verified" => "good",
         "differences" | "yellow" | "waiting" | "skipped" | "running" | "acknowledged"
         | "replayed" => "warn",
-        "failed" | "red" | "missing" | "stopped" => "bad",
+        "failed" | "red" | "missing" | "stopped" | "undelivered" => "bad",
         _ => "none",
     }
 }
@@ -485,6 +485,45 @@ fn delivery_chart(step: &StepReport) -> String {
     )
 }
 
+/// One bar per day: the discrepancies between the ledger and what the
+/// receiver lists, labelled with how many uploads it listed.
+fn reconcile_chart(step: &StepReport) -> String {
+    let days = step.evidence["days"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let items: Vec<(String, f64, &str)> = days
+        .iter()
+        .map(|(date, day)| {
+            let count = |name: &str| day[name].as_array().map_or(0, Vec::len);
+            let found = [
+                "strangers",
+                "not_listed",
+                "duplicates",
+                "stuck",
+                "undelivered",
+            ]
+            .iter()
+            .map(|name| count(name))
+            .sum::<usize>();
+            let label = format!(
+                "{date} ({} listed, {} matched)",
+                day["listed"].as_u64().unwrap_or(0),
+                day["matched"].as_u64().unwrap_or(0)
+            );
+            (label, found as f64, if found == 0 { "good" } else { "bad" })
+        })
+        .collect();
+    bars(
+        &format!(
+            "{}: discrepancies per day, ledger against receiver",
+            step.name
+        ),
+        &items,
+        "",
+    )
+}
+
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
 header{background:#1d2b3a;color:#fff;padding:20px 32px}header h1{margin:0 0 4px;font-size:22px}
@@ -662,6 +701,9 @@ pub fn html(report: &Report) -> String {
             }
             "send" | "verify" if step.evidence.get("ledger").is_some() => {
                 charts.push_str(&delivery_chart(step));
+            }
+            "reconcile" if step.evidence.get("days").is_some() => {
+                charts.push_str(&reconcile_chart(step));
             }
             _ => {}
         }

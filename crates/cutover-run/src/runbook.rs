@@ -28,6 +28,8 @@ pub enum Kind {
     Send,
     /// `cutover verify`.
     Verify,
+    /// `cutover ledger reconcile`.
+    Reconcile,
     /// `cutover drain`.
     Drain,
     /// `cutover hold mode` or `cutover hold replay`.
@@ -42,7 +44,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind with its name in runbooks.
-    pub const ALL: [(Kind, &'static str); 13] = [
+    pub const ALL: [(Kind, &'static str); 14] = [
         (Kind::Approval, "approval"),
         (Kind::Notify, "notify"),
         (Kind::Check, "check"),
@@ -51,6 +53,7 @@ impl Kind {
         (Kind::Diff, "diff"),
         (Kind::Send, "send"),
         (Kind::Verify, "verify"),
+        (Kind::Reconcile, "reconcile"),
         (Kind::Drain, "drain"),
         (Kind::Hold, "hold"),
         (Kind::Shell, "shell"),
@@ -80,7 +83,8 @@ impl Kind {
         !matches!(self, Kind::Notify | Kind::Shell)
     }
 
-    /// The `cutover` subcommand a capability step runs, if it is one.
+    /// The `cutover` subcommand a capability step runs, if it is one (its
+    /// words separated by spaces).
     pub fn subcommand(self) -> Option<&'static str> {
         match self {
             Kind::Refresh => Some("refresh"),
@@ -88,6 +92,7 @@ impl Kind {
             Kind::Diff => Some("diff"),
             Kind::Send => Some("send"),
             Kind::Verify => Some("verify"),
+            Kind::Reconcile => Some("ledger reconcile"),
             Kind::Drain => Some("drain"),
             Kind::Hold => Some("hold"),
             _ => None,

@@ -15,6 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use sha2::Digest as _;
 
+use crate::auth::{Auth, AuthError, SendError};
+
 /// Why an upload failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -29,6 +31,12 @@ pub enum UploadError {
     /// The server refused or failed, after the retries.
     #[error("{0}")]
     Server(String),
+    /// The server refused the upload's manifest (its reasons); retrying cannot help.
+    #[error("the receiver refused the manifest: {}", .0.join("; "))]
+    Rejected(Vec<String>),
+    /// No token could be had, or a renewed one was refused: nothing more can be sent.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// Sends files to one tus endpoint.
@@ -36,7 +44,7 @@ pub enum UploadError {
 pub struct Uploader {
     http: reqwest::Client,
     endpoint: String,
-    token: Option<String>,
+    auth: Auth,
     chunk_size: usize,
     retries: u32,
     /// What the server offers, asked once.
@@ -197,6 +205,35 @@ pub(crate) fn connection_failure(error: &reqwest::Error) -> String {
     }
 }
 
+/// A 400 at creation: the receiver's `validation_errors` where it lists
+/// them (the data-exchange service does), else the status.
+async fn rejection(answer: reqwest::Response) -> UploadError {
+    let reasons: Vec<String> = answer
+        .json::<serde_json::Value>()
+        .await
+        .ok()
+        .and_then(|body| {
+            let errors = body.get("validation_errors")?.as_array()?.clone();
+            Some(
+                errors
+                    .iter()
+                    .map(|reason| match reason {
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    if reasons.is_empty() {
+        UploadError::Server(
+            "creating the upload: status 400 (the receiver refused the request)".to_owned(),
+        )
+    } else {
+        UploadError::Rejected(reasons)
+    }
+}
+
 /// A chunk ready to send: its offset, bytes and `Upload-Checksum` value.
 type Chunk = (u64, Vec<u8>, String);
 
@@ -241,6 +278,7 @@ impl Uploader {
     async fn discovery(&self) -> &Discovery {
         self.discovery
             .get_or_init(|| async {
+                // OPTIONS needs no token (the data-exchange gateway says so).
                 let Ok(answer) = self
                     .request(reqwest::Method::OPTIONS, &self.endpoint)
                     .send()
@@ -277,10 +315,10 @@ impl Uploader {
         ChunkChecksum::choose(&self.discovery().await.algorithms)
     }
 
-    /// An uploader for `endpoint` (e.g. `https://host/files`).
+    /// An uploader for `endpoint` (e.g. `https://host/files`), authorized by `auth`.
     pub fn new(
         endpoint: &str,
-        token: Option<String>,
+        auth: impl Into<Auth>,
         chunk_size: usize,
     ) -> Result<Uploader, UploadError> {
         let http = reqwest::Client::builder()
@@ -290,7 +328,7 @@ impl Uploader {
         Ok(Uploader {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
-            token,
+            auth: auth.into(),
             chunk_size: chunk_size.max(1),
             retries: 5,
             discovery: std::sync::Arc::default(),
@@ -319,18 +357,28 @@ impl Uploader {
 
     /// Asks the server to drop an upload (tus termination); best effort.
     pub async fn terminate(&self, url: &str) {
-        let _ = self.request(reqwest::Method::DELETE, url).send().await;
+        let _ = self.call(self.request(reqwest::Method::DELETE, url)).await;
     }
 
+    /// A tus request, without authorization (see [`Uploader::call`]).
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let request = self
-            .http
+        self.http
             .request(method, url)
-            .header("Tus-Resumable", "1.0.0");
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
+            .header("Tus-Resumable", "1.0.0")
+    }
+
+    /// Sends a request with the bearer token, renewed and sent once more
+    /// after a 401.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {
+        self.auth.send(&self.http, request).await
+    }
+
+    /// A refusal of the token itself: fatal when the token was renewed for
+    /// the retry (a signed-in session), since every other call would fail
+    /// alike.
+    fn unauthorized(&self, answer: &reqwest::Response) -> Option<UploadError> {
+        (answer.status() == reqwest::StatusCode::UNAUTHORIZED && self.auth.renews())
+            .then_some(UploadError::Auth(AuthError::Unauthorized))
     }
 
     /// Creates an upload of `length` bytes; returns its URL. A failed
@@ -398,8 +446,14 @@ impl Uploader {
                     .header("Upload-Checksum", checksum.as_str())
                     .body(chunk.clone());
             }
-            let reason = match request.send().await {
+            let reason = match self.call(request).await {
                 Ok(answer) if answer.status().as_u16() == 201 => break answer,
+                Ok(answer) if answer.status().as_u16() == 400 => {
+                    return Err(rejection(answer).await);
+                }
+                Ok(answer) if self.unauthorized(&answer).is_some() => {
+                    return Err(UploadError::Auth(AuthError::Unauthorized));
+                }
                 // Created, but the data was refused (a checksum mismatch in
                 // transit): the upload exists; the data goes again by PATCH.
                 Ok(answer)
@@ -423,7 +477,8 @@ impl Uploader {
                         "creating the upload: status {status}{hint}"
                     )));
                 }
-                Err(error) => connection_failure(&error),
+                Err(SendError::Auth(error)) => return Err(UploadError::Auth(error)),
+                Err(SendError::Http(error)) => connection_failure(&error),
             };
             failures += 1;
             if failures > self.retries {
@@ -473,16 +528,19 @@ impl Uploader {
 
     /// The server's offset for an upload; `None` when it no longer has it.
     pub async fn offset(&self, url: &str) -> Result<Option<u64>, UploadError> {
-        let answer = self
-            .request(reqwest::Method::HEAD, url)
-            .send()
-            .await
-            .map_err(|error| {
-                UploadError::Server(format!(
+        let answer = match self.call(self.request(reqwest::Method::HEAD, url)).await {
+            Ok(answer) => answer,
+            Err(SendError::Auth(error)) => return Err(UploadError::Auth(error)),
+            Err(SendError::Http(error)) => {
+                return Err(UploadError::Server(format!(
                     "asking for the offset: {}",
                     connection_failure(&error)
-                ))
-            })?;
+                )));
+            }
+        };
+        if let Some(error) = self.unauthorized(&answer) {
+            return Err(error);
+        }
         match answer.status().as_u16() {
             200 | 204 => Ok(answer
                 .headers()
@@ -573,13 +631,19 @@ impl Uploader {
                 *digest = absorbed;
             }
             let answer = self
-                .request(reqwest::Method::PATCH, url)
-                .header("Content-Type", "application/offset+octet-stream")
-                .header("Upload-Offset", offset.to_string())
-                .header("Upload-Checksum", checksum)
-                .body(chunk)
-                .send()
+                .call(
+                    self.request(reqwest::Method::PATCH, url)
+                        .header("Content-Type", "application/offset+octet-stream")
+                        .header("Upload-Offset", offset.to_string())
+                        .header("Upload-Checksum", checksum)
+                        .body(chunk),
+                )
                 .await;
+            if let Ok(answer) = &answer {
+                if let Some(error) = self.unauthorized(answer) {
+                    return Err(error);
+                }
+            }
             match answer {
                 Ok(answer) if answer.status().as_u16() == 204 => {
                     offset = answer
@@ -602,7 +666,8 @@ impl Uploader {
                     if failures > self.retries {
                         let reason = match other {
                             Ok(answer) => format!("status {}", answer.status().as_u16()),
-                            Err(error) => connection_failure(&error),
+                            Err(SendError::Auth(error)) => return Err(UploadError::Auth(error)),
+                            Err(SendError::Http(error)) => connection_failure(&error),
                         };
                         return Err(UploadError::Server(format!(
                             "sending at offset {offset}: {reason}"

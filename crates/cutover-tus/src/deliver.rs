@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt as _;
 
-use crate::client::{FileDigest, Uploader};
+use crate::auth::AuthError;
+use crate::client::{FileDigest, UploadError, Uploader};
 use crate::ledger::{Entry, Ledger, LedgerError, Queued, State, Transition};
 use crate::verify::{Verdict, Verifier, upload_id};
 
@@ -22,6 +23,8 @@ pub trait DeliveryProgress: Send + Sync {
     fn file_position(&self, _path: &str, _offset: u64) {}
     /// The file is done, whatever the outcome.
     fn file_finished(&self, _path: &str) {}
+    /// Verification waits for `pending` files to settle, at most `left` more.
+    fn settling(&self, _pending: usize, _left: Duration) {}
 }
 
 /// Reports nowhere.
@@ -56,6 +59,18 @@ pub enum DeliveryError {
     /// The ledger could not record a change: nothing after it is trusted.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// No token could be had, or the receiver refused a renewed one:
+    /// nothing more is sent or decided.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// A file's failure, or the whole delivery's when the sign-in failed.
+fn failure(ledger: &Mutex<Ledger>, name: &str, error: UploadError) -> Result<Sent, DeliveryError> {
+    match error {
+        UploadError::Auth(error) => Err(DeliveryError::Auth(error)),
+        error => fail(ledger, name, &error.to_string()),
+    }
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -166,21 +181,19 @@ pub async fn send(
         file.state = state;
         file.known_url = known_url;
     }
-    let sent: Vec<Result<(String, Sent), DeliveryError>> =
-        futures_util::stream::iter(recorded.into_iter().map(|file| async move {
-            let name = file.name.clone();
-            let sent = send_one(uploader, ledger, file, progress).await?;
-            progress.file_finished(&name);
-            Ok((name, sent))
-        }))
-        .buffered(jobs.max(1))
-        .collect()
-        .await;
-    let mut sent = sent.into_iter();
+    let mut sent = futures_util::stream::iter(recorded.into_iter().map(|file| async move {
+        let name = file.name.clone();
+        let sent = send_one(uploader, ledger, file, progress).await?;
+        progress.file_finished(&name);
+        Ok::<_, DeliveryError>(sent)
+    }))
+    .buffered(jobs.max(1));
     for outcome in &mut outcomes {
         if outcome.1.is_none() {
-            if let Some(result) = sent.next() {
-                outcome.1 = Some(result?.1);
+            // The first error (the ledger, or the sign-in) stops the send:
+            // the uploads in flight are dropped and resume on a rerun.
+            if let Some(result) = sent.next().await {
+                outcome.1 = Some(result?);
             }
         }
     }
@@ -247,11 +260,11 @@ async fn send_one(
                     .await;
                 (url, sent)
             }
-            Err(error) => return fail(ledger, &name, &error.to_string()),
+            Err(error) => return failure(ledger, &name, error),
         },
     };
     if let Err(error) = sent {
-        return fail(ledger, &name, &error.to_string());
+        return failure(ledger, &name, error);
     }
     let sha256 = match finish_digest(digest, &path, size).await {
         Ok(sha256) if unchanged(&path, size, modified) => sha256,
@@ -297,58 +310,143 @@ pub struct Pass {
     pub verified: u64,
     /// Files found missing (path, reason): now `missing`.
     pub missing: Vec<(String, String)>,
+    /// Files the receiver holds whole but never delivered onwards within
+    /// the settling time (path, reason): now `undelivered`.
+    pub undelivered: Vec<(String, String)>,
     /// Files no decision could be made on (path, reason): unchanged.
     pub undecided: Vec<(String, String)>,
 }
 
-/// Verifies every acknowledged or replayed file, `jobs` at a time, and
-/// records the verdicts in batches (one synced transaction per batch).
+/// The first wait between checks of files that have not settled; it
+/// doubles up to [`SETTLE_POLL_MAX`].
+const SETTLE_POLL_FIRST: Duration = Duration::from_secs(1);
+const SETTLE_POLL_MAX: Duration = Duration::from_secs(15);
+
+/// When a file's settling time ends: `settle` after its last state change
+/// (its acknowledgement or replay), as `Instant` from now.
+fn settled_by(entry: &Entry, settle: Duration, now: Instant) -> Instant {
+    let changed = chrono::DateTime::parse_from_rfc3339(&entry.updated_at)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let elapsed = (chrono::Utc::now() - changed).to_std().unwrap_or_default();
+    now + settle.saturating_sub(elapsed)
+}
+
+/// Verifies every acknowledged, replayed or undelivered file, `jobs` at a
+/// time, and records the verdicts in batches (one synced transaction per
+/// batch). A file the receiver knows but has not settled (not complete, or
+/// not delivered onwards yet) is asked again, with backoff, until `settle`
+/// has passed since its acknowledgement; then one it still does not hold
+/// whole is missing, and one it holds but never delivered is undelivered.
+/// Stops at once when the receiver refuses the (renewed) token.
 pub async fn verify(
     verifier: &Verifier,
     ledger: &Mutex<Ledger>,
     jobs: usize,
+    settle: Duration,
+    progress: &dyn DeliveryProgress,
 ) -> Result<Pass, DeliveryError> {
-    let entries = lock(ledger).entries(&[State::Acknowledged, State::Replayed])?;
+    let entries =
+        lock(ledger).entries(&[State::Acknowledged, State::Replayed, State::Undelivered])?;
+    let started = Instant::now();
+    let mut waiting: Vec<(Entry, Instant)> = entries
+        .into_iter()
+        .map(|entry| {
+            let by = settled_by(&entry, settle, started);
+            (entry, by)
+        })
+        .collect();
     let mut pass = Pass::default();
-    let mut verdicts = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
-        let (verdict, _) = verifier.verify(&entry).await;
-        (entry, verdict)
-    }))
-    .buffer_unordered(jobs.max(1))
-    .chunks(256);
-    while let Some(batch) = verdicts.next().await {
-        let mut transitions = Vec::with_capacity(batch.len());
-        for (entry, verdict) in batch {
-            pass.checked += 1;
-            match verdict {
-                Verdict::Verified => {
-                    pass.verified += 1;
+    let mut wait = SETTLE_POLL_FIRST;
+    loop {
+        let mut later = Vec::new();
+        let mut verdicts =
+            futures_util::stream::iter(waiting.into_iter().map(|(entry, by)| async move {
+                let verdict = verifier.verify(&entry).await.map(|(verdict, _)| verdict);
+                (entry, by, verdict)
+            }))
+            .buffer_unordered(jobs.max(1))
+            .chunks(256);
+        while let Some(batch) = verdicts.next().await {
+            let mut transitions = Vec::with_capacity(batch.len());
+            let now = Instant::now();
+            for (entry, by, verdict) in batch {
+                let verdict = match verdict? {
+                    Verdict::Pending { held, reason } if now >= by => {
+                        let what = if held {
+                            "undelivered"
+                        } else {
+                            "still not whole"
+                        };
+                        settled(held, format!("{what} after the settling time: {reason}"))
+                    }
+                    Verdict::Pending { .. } => {
+                        later.push((entry, by));
+                        continue;
+                    }
+                    verdict => verdict,
+                };
+                pass.checked += 1;
+                let (state, detail) = match verdict {
+                    Verdict::Verified => {
+                        pass.verified += 1;
+                        (State::Verified, probe_names(verifier))
+                    }
+                    Verdict::Missing(reason) => {
+                        pass.missing.push((entry.path.clone(), reason.clone()));
+                        (State::Missing, reason)
+                    }
+                    Verdict::Pending { reason, .. } => {
+                        pass.undelivered.push((entry.path.clone(), reason.clone()));
+                        (State::Undelivered, reason)
+                    }
+                    Verdict::Undecided(reason) => {
+                        pass.undecided.push((entry.path, reason));
+                        continue;
+                    }
+                };
+                if state != entry.state || state != State::Undelivered {
                     transitions.push(Transition {
                         path: entry.path,
-                        state: State::Verified,
+                        state,
                         upload_url: None,
-                        detail: Some(probe_names(verifier)),
+                        detail: Some(detail),
                         sha256: None,
                     });
                 }
-                Verdict::Missing(reason) => {
-                    transitions.push(Transition {
-                        path: entry.path.clone(),
-                        state: State::Missing,
-                        upload_url: None,
-                        detail: Some(reason.clone()),
-                        sha256: None,
-                    });
-                    pass.missing.push((entry.path, reason));
-                }
-                Verdict::Undecided(reason) => pass.undecided.push((entry.path, reason)),
             }
+            lock(ledger).record(&transitions)?;
         }
-        lock(ledger).record(&transitions)?;
+        if later.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        let first = later.iter().map(|(_, by)| *by).min().unwrap_or(now);
+        let last = later.iter().map(|(_, by)| *by).max().unwrap_or(now);
+        progress.settling(later.len(), last.saturating_duration_since(now));
+        // Ask again after the backoff, or right when the first file's time is up.
+        let pause = wait
+            .min(first.saturating_duration_since(now))
+            .max(Duration::from_millis(100));
+        tokio::time::sleep(pause).await;
+        wait = (wait * 2).min(SETTLE_POLL_MAX);
+        waiting = later;
     }
+    progress.settling(0, Duration::ZERO);
     pass.missing.sort();
+    pass.undelivered.sort();
     pass.undecided.sort();
     Ok(pass)
+}
+
+/// A pending verdict after the settling time: held files are undelivered
+/// (kept as `Pending`, recorded as such), others missing.
+fn settled(held: bool, reason: String) -> Verdict {
+    if held {
+        Verdict::Pending { held, reason }
+    } else {
+        Verdict::Missing(reason)
+    }
 }
 
 fn probe_names(verifier: &Verifier) -> String {
@@ -383,17 +481,17 @@ pub async fn replay(
     progress: &dyn DeliveryProgress,
 ) -> Result<Vec<(String, Replay)>, DeliveryError> {
     let entries = lock(ledger).entries(&[State::Missing])?;
-    let results: Vec<Result<(String, Replay), DeliveryError>> =
-        futures_util::stream::iter(entries.into_iter().map(|entry| async move {
-            let outcome =
-                replay_one(uploader, verifier, ledger, &entry, max_replays, progress).await?;
-            progress.file_finished(&entry.path);
-            Ok((entry.path, outcome))
-        }))
-        .buffered(jobs.max(1))
-        .collect()
-        .await;
-    results.into_iter().collect()
+    let mut results = futures_util::stream::iter(entries.into_iter().map(|entry| async move {
+        let outcome = replay_one(uploader, verifier, ledger, &entry, max_replays, progress).await?;
+        progress.file_finished(&entry.path);
+        Ok::<_, DeliveryError>((entry.path, outcome))
+    }))
+    .buffered(jobs.max(1));
+    let mut replays = Vec::new();
+    while let Some(result) = results.next().await {
+        replays.push(result?);
+    }
+    Ok(replays)
 }
 
 async fn replay_one(
@@ -448,6 +546,7 @@ async fn replay_one(
         .await
     {
         Ok(created) => created,
+        Err(UploadError::Auth(error)) => return Err(DeliveryError::Auth(error)),
         Err(error) => return replay_failed(ledger, entry, &error.to_string()),
     };
     lock(ledger).transition(&entry.path, State::Replayed, Some(&url), None)?;
@@ -469,6 +568,7 @@ async fn replay_one(
                 replay_failed(ledger, entry, "the file changed since it was sent")
             }
         }
+        Err(UploadError::Auth(error)) => Err(DeliveryError::Auth(error)),
         // The next verification finds the partial upload missing again.
         Err(error) => Ok(Replay::Failed(error.to_string())),
     }

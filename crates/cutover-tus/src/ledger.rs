@@ -1,8 +1,10 @@
 //! The sender's durable ledger (SQLite, WAL, synchronous FULL): one row per
 //! file with its size, modification time, SHA-256 (of what was sent, known
-//! once it was), metadata, upload URL and attempts, and a state machine `queued → uploading → acknowledged → verified`, with
-//! `missing → replayed` and `failed` branches; every transition is kept
-//! with its time. Each change is one committed transaction, so the ledger
+//! once it was), metadata, upload URL and attempts, and a state machine
+//! `queued → uploading → acknowledged → verified`, with `missing →
+//! replayed`, `undelivered` (held by the receiver, never delivered onwards)
+//! and `failed` branches; every transition is kept with its time and the
+//! upload URL it came with. Each change is one committed transaction, so the ledger
 //! survives a kill at any point and a rerun continues from it.
 
 use std::collections::BTreeMap;
@@ -25,6 +27,9 @@ pub enum State {
     Missing,
     /// Sent again as a new upload after it went missing.
     Replayed,
+    /// The receiver holds it whole, but never delivered it onwards within
+    /// the settling time: not lost, not verified.
+    Undelivered,
     /// Gave up (the reason is in the transitions).
     Failed,
 }
@@ -39,20 +44,27 @@ impl State {
             State::Verified => "verified",
             State::Missing => "missing",
             State::Replayed => "replayed",
+            State::Undelivered => "undelivered",
             State::Failed => "failed",
         }
     }
 
     /// Every state, in the order of the state machine.
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Queued,
         State::Uploading,
         State::Acknowledged,
         State::Verified,
         State::Missing,
         State::Replayed,
+        State::Undelivered,
         State::Failed,
     ];
+
+    /// Whether a file in this state needs someone's attention (exit 1).
+    pub fn is_problem(self) -> bool {
+        matches!(self, State::Missing | State::Undelivered | State::Failed)
+    }
 
     fn parse(name: &str) -> State {
         match name {
@@ -61,6 +73,7 @@ impl State {
             "verified" => State::Verified,
             "missing" => State::Missing,
             "replayed" => State::Replayed,
+            "undelivered" => State::Undelivered,
             "failed" => State::Failed,
             _ => State::Queued,
         }
@@ -84,6 +97,8 @@ pub struct Entry {
     pub state: State,
     /// How many times it was replayed.
     pub replays: u32,
+    /// When its state last changed (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+    pub updated_at: String,
 }
 
 /// A state change to record.
@@ -112,6 +127,22 @@ pub struct Queued {
     pub mtime: i64,
     /// The upload metadata as a JSON object.
     pub metadata: String,
+}
+
+/// An upload the ledger knows a file by (its current one, or one a replay
+/// or a new send replaced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownUpload {
+    /// The upload id (the last segment of its URL).
+    pub upload_id: String,
+    /// The file.
+    pub path: String,
+    /// Whether it is the file's current upload.
+    pub current: bool,
+    /// The file's state.
+    pub state: String,
+    /// The day (UTC) the upload was first recorded, `YYYY-MM-DD`.
+    pub day: String,
 }
 
 /// A ledger failure.
@@ -155,13 +186,19 @@ impl Ledger {
                  CREATE INDEX IF NOT EXISTS transitions_by_path ON transitions (path, state);",
             )
             .map_err(error)?;
-        let has_mtime = connection
-            .prepare("SELECT mtime FROM files LIMIT 0")
-            .is_ok();
-        if !has_mtime {
-            connection
-                .execute_batch("ALTER TABLE files ADD COLUMN mtime INTEGER")
-                .map_err(error)?;
+        // Columns later versions added to ledgers written before them.
+        for (table, column, kind) in [
+            ("files", "mtime", "INTEGER"),
+            ("transitions", "upload_url", "TEXT"),
+        ] {
+            let present = connection
+                .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
+                .is_ok();
+            if !present {
+                connection
+                    .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                    .map_err(error)?;
+            }
         }
         Ok(Ledger {
             path: path.display().to_string(),
@@ -280,7 +317,7 @@ impl Ledger {
                 .map_err(error)?;
             let mut insert = transaction
                 .prepare_cached(
-                    "INSERT INTO transitions (path, state, at, detail) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO transitions (path, state, at, detail, upload_url) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(error)?;
             for change in transitions {
@@ -295,7 +332,13 @@ impl Ledger {
                     ])
                     .map_err(error)?;
                 insert
-                    .execute(params![change.path, name, at, change.detail])
+                    .execute(params![
+                        change.path,
+                        name,
+                        at,
+                        change.detail,
+                        change.upload_url
+                    ])
                     .map_err(error)?;
             }
         }
@@ -309,7 +352,8 @@ impl Ledger {
             .connection
             .prepare(
                 "SELECT f.path, f.size, f.sha256, f.metadata, f.upload_url, f.state,
-                   (SELECT count(*) FROM transitions t WHERE t.path = f.path AND t.state = 'replayed')
+                   (SELECT count(*) FROM transitions t WHERE t.path = f.path AND t.state = 'replayed'),
+                   f.updated_at
                  FROM files f WHERE f.state IN (SELECT value FROM json_each(?1)) ORDER BY f.path",
             )
             .map_err(|error| self.error(error))?;
@@ -325,6 +369,7 @@ impl Ledger {
                     upload_url: row.get(4)?,
                     state: State::parse(&row.get::<_, String>(5)?),
                     replays: row.get::<_, i64>(6)? as u32,
+                    updated_at: row.get(7)?,
                 })
             })
             .map_err(|error| self.error(error))?;
@@ -333,12 +378,14 @@ impl Ledger {
     }
 
     /// Files per day (the day each was first recorded, UTC), data stream
-    /// (the `data_stream` metadata value, or empty) and state, in that order.
+    /// (the `data_stream` or `data_stream_id` metadata value, or empty) and state, in that order.
     pub fn report(&self) -> Result<Vec<(String, String, String, u64)>, LedgerError> {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT substr(first.at, 1, 10), coalesce(json_extract(f.metadata, '$.data_stream'), ''), f.state, count(*)
+                "SELECT substr(first.at, 1, 10),
+                   coalesce(json_extract(f.metadata, '$.data_stream'), json_extract(f.metadata, '$.data_stream_id'), ''),
+                   f.state, count(*)
                  FROM files f JOIN (SELECT path, min(at) AS at FROM transitions GROUP BY path) first USING (path)
                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             )
@@ -351,6 +398,43 @@ impl Ledger {
                     row.get(2)?,
                     row.get::<_, i64>(3)? as u64,
                 ))
+            })
+            .map_err(|error| self.error(error))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.error(error))
+    }
+
+    /// Every upload the ledger knows for files of one data stream and
+    /// route (`data_stream_id`, `data_stream_route` metadata).
+    pub fn uploads(&self, stream: &str, route: &str) -> Result<Vec<KnownUpload>, LedgerError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT t.upload_url, f.path, t.upload_url = coalesce(f.upload_url, ''), f.state, substr(min(t.at), 1, 10)
+                 FROM transitions t JOIN files f USING (path)
+                 WHERE t.upload_url IS NOT NULL
+                   AND json_extract(f.metadata, '$.data_stream_id') = ?1
+                   AND json_extract(f.metadata, '$.data_stream_route') = ?2
+                 GROUP BY t.upload_url, f.path
+                 UNION ALL
+                 SELECT f.upload_url, f.path, 1, f.state, substr(f.updated_at, 1, 10)
+                 FROM files f
+                 WHERE f.upload_url IS NOT NULL
+                   AND json_extract(f.metadata, '$.data_stream_id') = ?1
+                   AND json_extract(f.metadata, '$.data_stream_route') = ?2
+                   AND NOT EXISTS (SELECT 1 FROM transitions t WHERE t.path = f.path AND t.upload_url = f.upload_url)",
+            )
+            .map_err(|error| self.error(error))?;
+        let rows = statement
+            .query_map(params![stream, route], |row| {
+                let url: String = row.get(0)?;
+                Ok(KnownUpload {
+                    upload_id: crate::verify::upload_id(&url).to_owned(),
+                    path: row.get(1)?,
+                    current: row.get(2)?,
+                    state: row.get(3)?,
+                    day: row.get(4)?,
+                })
             })
             .map_err(|error| self.error(error))?;
         rows.collect::<Result<Vec<_>, _>>()

@@ -6,14 +6,21 @@
 //! sending side (creation, chunked PATCHes with checksums, resuming from the
 //! server's offset), [`ledger`] the sender's durable record of every file,
 //! [`verify`] the independent proof that a file is on the receiver, and
-//! [`deliver`] the whole: send, verify, replay what went missing.
+//! [`deliver`] the whole: send, verify, replay what went missing. [`auth`]
+//! keeps a sign-in fresh, [`exchange`] is the data-exchange service's
+//! contract (manifest, info verdicts), and [`reconcile`] compares the
+//! ledger with what that service's status API lists.
 
+pub mod auth;
 pub mod client;
 pub mod deliver;
+pub mod exchange;
 pub mod ledger;
 pub mod receiver;
+pub mod reconcile;
 pub mod verify;
 
+pub use auth::{Auth, AuthError, Grant, SignIn};
 pub use client::{UploadError, Uploader};
 pub use deliver::{
     DeliveryError, DeliveryProgress, FileToSend, NoDeliveryProgress, Pass, Replay, Sent,

@@ -9,16 +9,20 @@
 //! - [`Probe::Receipt`]: a receipt endpoint (cutover's receiver offers
 //!   `/receipts/{upload_id}`) whose size and SHA-256 must be the file's.
 //! - [`Probe::Status`]: any JSON status endpoint, from a URL template with
-//!   `{upload_id}` and `{filename}`, whose fields must hold expected values
-//!   ([`data_exchange_profile`] for the data-exchange upload info endpoint).
+//!   `{upload_id}` and `{filename}`, whose fields must hold expected values.
+//! - [`Probe::DataExchange`]: the data-exchange upload info endpoint, judged
+//!   as its contract says (see [`crate::exchange`]): unknown (404) is
+//!   missing; not complete yet, or not delivered yet, is pending.
 //!
-//! A file any probe cannot find is missing; a file every probe finds, with
-//! at least one read-back among them, is verified; anything else (a probe
-//! that could not get an answer) leaves the file as it was.
+//! A file any probe cannot find is missing; a file a probe finds not yet
+//! settled is pending (asked again until the settling time is over); a
+//! file every probe finds, with at least one read-back among them, is
+//! verified; anything else (a probe that could not get an answer) leaves
+//! the file as it was.
 
 use std::time::Duration;
 
-use crate::client::connection_failure;
+use crate::auth::{Auth, AuthError, SendError};
 use crate::ledger::Entry;
 
 /// One way of asking the receiver whether it has a file.
@@ -38,6 +42,15 @@ pub enum Probe {
         /// What must hold.
         expectations: Vec<Expectation>,
     },
+    /// The data-exchange upload info endpoint.
+    DataExchange {
+        /// e.g. `https://host/upload/info/{upload_id}`.
+        template: String,
+        /// The delivery targets that must succeed (empty: those that appear).
+        targets: Vec<String>,
+        /// Further fields that must hold (`--expect`).
+        expectations: Vec<Expectation>,
+    },
 }
 
 impl Probe {
@@ -47,6 +60,7 @@ impl Probe {
             Probe::Tus => "tus-head",
             Probe::Receipt { .. } => "receipt",
             Probe::Status { .. } => "status",
+            Probe::DataExchange { .. } => "data-exchange",
         }
     }
 
@@ -101,7 +115,7 @@ impl Expectation {
 
     /// Checks the expectation on `answer` for `entry`; the reason when it
     /// does not hold (field names and expected values, never file content).
-    fn check(&self, answer: &serde_json::Value, entry: &Entry) -> Result<(), String> {
+    pub(crate) fn check(&self, answer: &serde_json::Value, entry: &Entry) -> Result<(), String> {
         let accepted: Vec<String> = self
             .values
             .iter()
@@ -139,20 +153,6 @@ impl Expectation {
         }
         Ok(())
     }
-}
-
-/// The data-exchange upload info endpoint (`GET /upload/info/{upload_id}`):
-/// the upload is Complete, its size is the file's, and every delivery
-/// succeeded.
-pub fn data_exchange_profile() -> Vec<Expectation> {
-    [
-        "upload_status.status=Complete",
-        "file_info.size_bytes={size}",
-        "deliveries[].status=SUCCESS|Success|success|DELIVERED|Delivered|delivered",
-    ]
-    .iter()
-    .filter_map(|text| Expectation::parse(text))
-    .collect()
 }
 
 fn substitute_file(template: &str, entry: &Entry) -> String {
@@ -217,6 +217,17 @@ pub enum Finding {
     NotFound(String),
     /// No answer could be had (why); says nothing about the file.
     Unknown(String),
+    /// Known, but not settled yet (why): asked again during the settling
+    /// time. `held` when the receiver holds the file whole (complete, the
+    /// right size) and only its delivery onwards is outstanding.
+    Pending {
+        /// Whether the receiver holds the file whole.
+        held: bool,
+        /// Why it is not settled.
+        reason: String,
+    },
+    /// The receiver refused the (renewed) token: nothing can be decided.
+    Refused(AuthError),
 }
 
 /// What all probes together concluded about one file.
@@ -228,28 +239,43 @@ pub enum Verdict {
     Missing(String),
     /// Not decided (why): a probe had no answer, or none reads back.
     Undecided(String),
+    /// Not settled yet (why); `held` as in [`Finding::Pending`].
+    Pending {
+        /// Whether the receiver holds the file whole.
+        held: bool,
+        /// Why it is not settled.
+        reason: String,
+    },
 }
 
 /// Asks a receiver about files by every configured probe.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     http: reqwest::Client,
-    token: Option<String>,
+    auth: Auth,
     probes: Vec<Probe>,
 }
 
 impl Verifier {
-    /// A verifier with `probes`, sending `token` as a bearer token.
-    pub fn new(probes: Vec<Probe>, token: Option<String>) -> Result<Verifier, String> {
+    /// A verifier with `probes`, authorized by `auth`.
+    pub fn new(probes: Vec<Probe>, auth: impl Into<Auth>) -> Result<Verifier, String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|error| format!("the HTTP client: {error}"))?;
         Ok(Verifier {
             http,
-            token,
+            auth: auth.into(),
             probes,
         })
+    }
+
+    /// Whether any probe's answers need a settling time (the data-exchange
+    /// service delivers asynchronously).
+    pub fn settles(&self) -> bool {
+        self.probes
+            .iter()
+            .any(|probe| matches!(probe, Probe::DataExchange { .. }))
     }
 
     /// The probes, in order.
@@ -257,23 +283,43 @@ impl Verifier {
         &self.probes
     }
 
-    fn get(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, url);
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        tus: bool,
+    ) -> Result<reqwest::Response, Finding> {
+        let mut request = self.http.request(method, url);
+        if tus {
+            request = request.header("Tus-Resumable", "1.0.0");
         }
+        let answer = match self.auth.send(&self.http, request).await {
+            Ok(answer) => answer,
+            Err(SendError::Auth(error)) => return Err(Finding::Refused(error)),
+            Err(error) => return Err(Finding::Unknown(error.describe())),
+        };
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED && self.auth.renews() {
+            return Err(Finding::Refused(AuthError::Unauthorized));
+        }
+        Ok(answer)
     }
 
-    /// Runs every probe for `entry` and concludes.
-    pub async fn verify(&self, entry: &Entry) -> (Verdict, Vec<(&'static str, Finding)>) {
+    /// Runs every probe for `entry` and concludes; an error when the
+    /// receiver refuses the token itself (nothing can be decided then).
+    pub async fn verify(
+        &self,
+        entry: &Entry,
+    ) -> Result<(Verdict, Vec<(&'static str, Finding)>), AuthError> {
         let Some(url) = entry.upload_url.as_deref() else {
             let verdict = Verdict::Missing("no upload was ever created".to_owned());
-            return (verdict, Vec::new());
+            return Ok((verdict, Vec::new()));
         };
         let mut findings = Vec::with_capacity(self.probes.len());
         for probe in &self.probes {
-            findings.push((probe.name(), self.probe(probe, url, entry).await));
+            match self.probe(probe, url, entry).await {
+                Finding::Refused(error) => return Err(error),
+                finding => findings.push((probe.name(), finding)),
+            }
         }
         let missing: Vec<String> = findings
             .iter()
@@ -289,6 +335,13 @@ impl Verifier {
                 _ => None,
             })
             .collect();
+        let pending: Vec<(bool, String)> = findings
+            .iter()
+            .filter_map(|(name, finding)| match finding {
+                Finding::Pending { held, reason } => Some((*held, format!("{name}: {reason}"))),
+                _ => None,
+            })
+            .collect();
         let read_back = self
             .probes
             .iter()
@@ -298,6 +351,15 @@ impl Verifier {
             Verdict::Missing(missing.join("; "))
         } else if !unknown.is_empty() {
             Verdict::Undecided(unknown.join("; "))
+        } else if !pending.is_empty() {
+            Verdict::Pending {
+                held: pending.iter().all(|(held, _)| *held),
+                reason: pending
+                    .into_iter()
+                    .map(|(_, reason)| reason)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
         } else if !read_back {
             Verdict::Undecided(
                 "no probe reads the file back (add a receipt or status check)".into(),
@@ -305,7 +367,7 @@ impl Verifier {
         } else {
             Verdict::Verified
         };
-        (verdict, findings)
+        Ok((verdict, findings))
     }
 
     /// The id of a whole copy of `entry` (same SHA-256, size and file name)
@@ -368,18 +430,24 @@ impl Verifier {
                     Finding::NotFound(failed.join(", "))
                 }
             }
+            Probe::DataExchange {
+                template,
+                targets,
+                expectations,
+            } => match self.json(&expand(template, url, entry)).await {
+                Ok(answer) => crate::exchange::judge(&answer, entry, targets, expectations),
+                Err(Finding::NotFound(_)) => {
+                    Finding::NotFound("the service does not know the upload (404)".to_owned())
+                }
+                Err(finding) => finding,
+            },
         }
     }
 
     async fn head(&self, url: &str, size: u64) -> Finding {
-        let answer = match self
-            .get(reqwest::Method::HEAD, url)
-            .header("Tus-Resumable", "1.0.0")
-            .send()
-            .await
-        {
+        let answer = match self.call(reqwest::Method::HEAD, url, true).await {
             Ok(answer) => answer,
-            Err(error) => return Finding::Unknown(connection_failure(&error)),
+            Err(finding) => return finding,
         };
         let status = answer.status().as_u16();
         let number = |name: &str| {
@@ -403,11 +471,7 @@ impl Verifier {
     }
 
     async fn json(&self, url: &str) -> Result<serde_json::Value, Finding> {
-        let answer = self
-            .get(reqwest::Method::GET, url)
-            .send()
-            .await
-            .map_err(|error| Finding::Unknown(connection_failure(&error)))?;
+        let answer = self.call(reqwest::Method::GET, url, false).await?;
         let status = answer.status().as_u16();
         match status {
             200 => answer
@@ -433,6 +497,7 @@ mod tests {
             upload_url: Some("http://127.0.0.1:9/files/abc123".into()),
             state: crate::State::Acknowledged,
             replays: 0,
+            updated_at: String::new(),
         }
     }
 
@@ -445,27 +510,6 @@ mod tests {
             "http://127.0.0.1:9/receipts/abc123?f=a%20b.xml"
         );
         assert_eq!(upload_id("https://h/files/x9?y=1"), "x9");
-    }
-
-    #[test]
-    fn the_data_exchange_profile_needs_complete_size_and_every_delivery() {
-        let entry = entry();
-        let good = serde_json::json!({
-            "upload_status": {"status": "Complete"},
-            "file_info": {"size_bytes": 42},
-            "deliveries": [{"status": "SUCCESS"}, {"status": "SUCCESS"}]
-        });
-        let profile = data_exchange_profile();
-        assert!(profile.iter().all(|e| e.check(&good, &entry).is_ok()));
-        let mut bad = good.clone();
-        bad["deliveries"][1]["status"] = "FAILED".into();
-        assert!(profile.iter().any(|e| e.check(&bad, &entry).is_err()));
-        let mut none = good.clone();
-        none["deliveries"] = serde_json::json!([]);
-        assert!(profile.iter().any(|e| e.check(&none, &entry).is_err()));
-        let mut short = good;
-        short["file_info"]["size_bytes"] = 41.into();
-        assert!(profile.iter().any(|e| e.check(&short, &entry).is_err()));
     }
 
     #[test]

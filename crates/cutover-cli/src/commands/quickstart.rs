@@ -31,7 +31,7 @@ use crate::output::print;
 ///
 /// Examples:
 ///   cutover quickstart
-///   cutover quickstart --setup-only && cutover run cutover-demo/runbook-b-delivery.toml
+///   cutover quickstart --setup-only && CUTOVER_HOLD_TOKEN=any-demo-token cutover run cutover-demo/runbook-c-move.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct QuickstartArgs {
@@ -166,7 +166,7 @@ pub async fn run(args: QuickstartArgs, global: &GlobalArgs) -> anyhow::Result<Ou
         .collect();
     let journal_shown = journal_path.display();
     print(&format!(
-        "\nevidence reports (open in a browser):\n{}\njournal: {journal_shown} (cutover status --journal {journal_shown}; cutover journal verify --journal {journal_shown})\nmore: cutover run {shown}/runbook-b-delivery.toml --journal {journal_shown}\n",
+        "\nevidence reports (open in a browser):\n{}\njournal: {journal_shown} (cutover status --journal {journal_shown}; cutover journal verify --journal {journal_shown})\nmore: CUTOVER_HOLD_TOKEN=any-demo-token cutover run {shown}/runbook-c-move.toml --journal {journal_shown}\n      ({shown}/runbook-b-delivery.toml delivers to a data-exchange service: its header says how)\n",
         lines.join("\n"),
     ))?;
     Ok(Outcome::Success)

@@ -11,7 +11,7 @@ use cutover_tus::{FileToSend, Ledger, Sent, Uploader, Verifier};
 
 use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
-use crate::commands::delivery::{self, CheckArgs};
+use crate::commands::delivery::{self, CheckArgs, SignInArgs};
 use crate::output::{print, print_json};
 use crate::progress::DeliveryBars;
 
@@ -34,14 +34,26 @@ use crate::progress::DeliveryBars;
 /// the receiver can show it already holds the same content (cutover
 /// receive's receipts by checksum), that copy is adopted instead.
 ///
+/// With a data-exchange check, every file's manifest is checked before
+/// anything is sent (the service's required keys; received_filename is the
+/// file's name unless given), and a file the service does not show complete
+/// and delivered at once is asked about again until --settle has passed:
+/// only a file the service does not hold is replayed, and one it holds but
+/// never delivered onwards is `undelivered` (not replayed). A manifest the
+/// service refuses (400 with validation_errors) fails that file with its
+/// reasons, without retries.
+///
 /// A rerun continues from the ledger: verified files are not sent again.
-/// The token (--token-env or --token-file) is never printed. Exit code 1 if any file is
-/// missing or failed.
+/// Tokens, passwords and secrets are never printed. Exit code 1 if any file is
+/// missing, undelivered or failed; 2 if the sign-in fails.
 ///
 /// Examples:
 ///   cutover send outbox/ --to https://receiver.example/files --meta data_stream=eicr --meta jurisdiction=WA
 ///   CUTOVER_SEND_TOKEN=… cutover send report.xml --to https://receiver.example/files --token-env CUTOVER_SEND_TOKEN
-///   cutover send outbox/ --to https://dex.example/upload --check tus --check data-exchange=https://dex.example/upload/info/{upload_id}
+///   DEX_PASSWORD=… cutover send outbox/ --to https://dex.example/upload --login https://dex.example/oauth \
+///       --username svc-lab-sender --password-env DEX_PASSWORD --check data-exchange={origin}/upload/info/{upload_id} \
+///       --meta data_stream_id=celr --meta data_stream_route=csv --meta sender_id=lab-7 \
+///       --meta data_producer_id=lab-7 --meta jurisdiction=WA
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SendArgs {
@@ -62,13 +74,8 @@ pub struct SendArgs {
     #[arg(long = "meta", value_name = "KEY=VALUE", verbatim_doc_comment)]
     pub metadata: Vec<String>,
 
-    /// The environment variable holding the receiver's bearer token.
-    #[arg(long, value_name = "VAR", conflicts_with = "token_file")]
-    pub token_env: Option<String>,
-
-    /// A file holding the receiver's bearer token (its first line).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 
     /// Bytes per PATCH.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
@@ -136,9 +143,38 @@ fn sidecar(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// Stops before anything is recorded or sent when a file's manifest lacks
+/// what the data-exchange service requires, listing every such file.
+fn refuse_incomplete_manifests(sends: &[FileToSend]) -> anyhow::Result<()> {
+    let refused: Vec<String> = sends
+        .iter()
+        .filter_map(|send| {
+            let problems = cutover_tus::exchange::manifest_problems(&send.metadata);
+            (!problems.is_empty())
+                .then(|| format!("  {}: {}", send.path.display(), problems.join(", ")))
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = refused.iter().take(50).map(String::as_str).collect();
+    let more = if refused.len() > shown.len() {
+        format!("\n  … and {} more", refused.len() - shown.len())
+    } else {
+        String::new()
+    };
+    bail!(
+        "{} of {} files lack manifest keys the data-exchange service requires; nothing was sent:\n{}{more}\nhint: add them with --meta KEY=VALUE for all files or a FILE.meta.json sidecar per file (required: {})",
+        refused.len(),
+        sends.len(),
+        shown.join("\n"),
+        cutover_tus::exchange::REQUIRED_KEYS.join(", ")
+    )
+}
+
 pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let token = delivery::token(args.token_env.as_deref(), args.token_file.as_deref())?;
     let probes = args.checks.probes()?;
+    args.checks.settle()?;
     let mut common = BTreeMap::new();
     for pair in &args.metadata {
         let Some((key, value)) = pair.split_once('=') else {
@@ -153,17 +189,29 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     for path in files(&args.paths)? {
         let mut metadata = common.clone();
         metadata.extend(sidecar(&path)?);
+        if args.checks.data_exchange() && !metadata.contains_key("received_filename") {
+            if let Some(name) = path.file_name() {
+                metadata.insert(
+                    "received_filename".to_owned(),
+                    name.to_string_lossy().into_owned(),
+                );
+            }
+        }
         sends.push(FileToSend { path, metadata });
     }
+    if args.checks.data_exchange() {
+        refuse_incomplete_manifests(&sends)?;
+    }
+    let auth = args.sign_in.auth().await?;
     let uploader =
-        Uploader::new(&args.to, token.clone(), args.chunk_size)?.with_retries(args.retries);
-    let verifier = Verifier::new(probes, token).map_err(anyhow::Error::msg)?;
+        Uploader::new(&args.to, auth.clone(), args.chunk_size)?.with_retries(args.retries);
+    let verifier = Verifier::new(probes, auth).map_err(anyhow::Error::msg)?;
     let ledger = Mutex::new(Ledger::open(&args.ledger)?);
     let bars = DeliveryBars::new(global.quiet, sends.len() as u64, "sending");
     let total = sends.len();
     let results = cutover_tus::deliver::send(&uploader, &ledger, sends, args.jobs, &bars).await;
     bars.finish();
-    let results = results?;
+    let results = results.map_err(delivery::delivery_error)?;
     let rounds = if args.no_verify {
         Vec::new()
     } else {

@@ -11,7 +11,7 @@ use cutover_tus::{Ledger, Uploader, Verifier};
 
 use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
-use crate::commands::delivery::{self, CheckArgs};
+use crate::commands::delivery::{self, CheckArgs, SignInArgs};
 use crate::output::{print, print_json};
 
 /// Check that every acknowledged file is really on the receiver, and replay what is not.
@@ -23,10 +23,14 @@ use crate::output::{print, print_json};
 /// `verified`; a file any check cannot find becomes `missing` and is
 /// replayed as a new upload (replay_of = the lost upload's id) to the
 /// endpoint it was first sent to, up to --max-replays times, then `failed`.
-/// A check that gets no answer leaves the file as it was.
+/// A check that gets no answer leaves the file as it was. With a
+/// data-exchange check, a file the service knows but has not completed or
+/// delivered yet is asked about again until --settle has passed since it
+/// was acknowledged; then one held but never delivered is `undelivered`
+/// (reported, not replayed), and a later verification looks again.
 ///
 /// With --every, verification repeats on that schedule (until --passes, or
-/// until interrupted). Exit code 1 if anything is missing or failed.
+/// until interrupted). Exit code 1 if anything is missing, undelivered or failed.
 ///
 /// Examples:
 ///   cutover verify --ledger cutover-ledger.db
@@ -38,13 +42,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE", default_value = "cutover-ledger.db")]
     pub ledger: PathBuf,
 
-    /// The environment variable holding the receiver's bearer token.
-    #[arg(long, value_name = "VAR", conflicts_with = "token_file")]
-    pub token_env: Option<String>,
-
-    /// A file holding the receiver's bearer token (its first line).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 
     /// Files checked (and replayed) at a time.
     #[arg(long, value_name = "N", default_value_t = 16)]
@@ -80,12 +79,13 @@ pub async fn run(args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
             _ => bail!("--every {text}: not a duration\nhint: write e.g. 15m or 1h"),
         },
     };
-    let token = delivery::token(args.token_env.as_deref(), args.token_file.as_deref())?;
-    let verifier =
-        Verifier::new(args.checks.probes()?, token.clone()).map_err(anyhow::Error::msg)?;
+    let probes = args.checks.probes()?;
+    args.checks.settle()?;
+    let auth = args.sign_in.auth().await?;
+    let verifier = Verifier::new(probes, auth.clone()).map_err(anyhow::Error::msg)?;
     // Replays go to the endpoint each file was first sent to; this one only
-    // carries the client, token and chunk size.
-    let uploader = Uploader::new("http://localhost/", token, args.chunk_size)?;
+    // carries the client, sign-in and chunk size.
+    let uploader = Uploader::new("http://localhost/", auth, args.chunk_size)?;
     let ledger = Mutex::new(Ledger::open(&args.ledger)?);
     let mut pass_number = 0u64;
     loop {

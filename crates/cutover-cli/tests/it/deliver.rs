@@ -337,10 +337,11 @@ fn send_and_verify_refuse_bad_input() {
 
 /// Against `@tus/server` (npm, with `@tus/file-store`) whose finish hook
 /// reproduces the two real failure modes: a file deleted right after its
-/// 204, and a 500 from the hook after every byte arrived, which
-/// tus-js-client reports as success. cutover's sender catches both through
-/// the data-exchange info endpoint and replays each once; the good file is
-/// verified at once.
+/// 204, and a 500 from the hook after every byte arrived (the bytes stay,
+/// the delivery failed), which tus-js-client reports as success. Through
+/// the data-exchange info endpoint cutover's sender replays the lost file
+/// once, and reports the other as undelivered at the receiver without
+/// sending it twice; the good file is verified at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
     let Some(interop) = crate::interop_with("@tus/server") else {
@@ -390,6 +391,18 @@ async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
         "tus",
         "--check",
         "data-exchange={origin}/upload/info/{upload_id}",
+        "--settle",
+        "2s",
+        "--meta",
+        "data_stream_id=celr",
+        "--meta",
+        "data_stream_route=csv",
+        "--meta",
+        "sender_id=lab-7",
+        "--meta",
+        "data_producer_id=null",
+        "--meta",
+        "jurisdiction=null",
         "--chunk-size",
         "32768",
         "--format",
@@ -416,28 +429,51 @@ async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
     server.kill().expect("stop");
     server.wait().expect("wait");
 
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    let mut missing: Vec<String> = report["verification"][0]["missing"]
-        .as_array()
-        .expect("missing")
-        .iter()
-        .map(|file| {
-            file["file"]
-                .as_str()
-                .unwrap_or_default()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
+    let file_names = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .map(|file| {
+                file["file"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let first = &report["verification"][0];
+    assert_eq!(
+        file_names(&first["missing"]),
+        ["lost.xml"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        file_names(&first["undelivered"]),
+        ["hook500.xml"],
+        "{}",
+        run.stdout
+    );
+    let files: Vec<(String, String, i64)> = ledger_files(&ledger)
+        .into_iter()
+        .map(|(path, state, _, replays)| {
+            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+            (name, state, replays)
         })
         .collect();
-    missing.sort();
-    assert_eq!(missing, ["hook500.xml", "lost.xml"], "{}", run.stdout);
-    let files = ledger_files(&ledger);
-    assert!(files.iter().all(|file| file.1 == "verified"), "{files:?}");
-    let replays: Vec<i64> = files.iter().map(|file| file.3).collect();
-    assert_eq!(replays, [1, 1, 0], "hook500, lost, ok: {files:?}");
+    assert_eq!(
+        files,
+        [
+            ("hook500.xml".to_owned(), "undelivered".to_owned(), 0),
+            ("lost.xml".to_owned(), "verified".to_owned(), 1),
+            ("ok.xml".to_owned(), "verified".to_owned(), 0),
+        ]
+    );
     assert!(
         js.status.success(),
         "tus-js-client no longer reports the 500 as success"

@@ -3,6 +3,7 @@
 mod deliver;
 mod diff;
 mod drain;
+mod exchange;
 mod hold;
 mod inspect;
 mod receive;
@@ -29,10 +30,23 @@ pub fn cutover(args: &[&str]) -> Run {
 /// Runs `cutover` with `args` on a blocking thread, for async tests whose
 /// runtime serves a peer meanwhile.
 pub async fn cutover_async(args: &[&str]) -> Run {
+    cutover_async_with_env(args, &[]).await
+}
+
+/// [`cutover_async`] with extra environment variables.
+pub async fn cutover_async_with_env(args: &[&str], environment: &[(&str, &str)]) -> Run {
     let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let environment: Vec<(String, String)> = environment
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cutover(&args)
+        let environment: Vec<(&str, &str)> = environment
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        cutover_with_env(&args, &environment)
     })
     .await
     .expect("cutover on a blocking thread")

@@ -279,7 +279,8 @@ async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
     let run = crate::cutover(&["ledger", "--ledger", &ledger_arg]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("1 files are missing or failed"),
+        run.stdout
+            .contains("1 files are missing, undelivered or failed"),
         "{}",
         run.stdout
     );
