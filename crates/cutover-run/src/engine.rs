@@ -977,8 +977,9 @@ fn summarize(kind: Kind, evidence: &serde_json::Value) -> String {
                 .map(|day| day["listed"].as_u64().unwrap_or(0))
                 .sum();
             format!(
-                "{} discrepancies; {listed} uploads listed over {days} days",
-                number("/discrepancies")
+                "{} discrepancies; {listed} uploads listed over {days} {}",
+                number("/discrepancies"),
+                if days == 1 { "day" } else { "days" }
             )
         }
         Kind::Drain => {

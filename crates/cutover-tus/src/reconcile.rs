@@ -415,3 +415,105 @@ pub fn reconcile(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Queued, State, Transition};
+
+    fn listed(id: &str, name: &str, status: &str) -> Listed {
+        Listed {
+            upload_id: id.to_owned(),
+            file_name: name.to_owned(),
+            status: status.to_owned(),
+            percent_complete: None,
+            day: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        }
+    }
+
+    /// A ledger whose files `a` (current upload u-a), `b` (u-b), `c` (u-c2,
+    /// a replay of u-c1) and `d` (u-d, which the service will not list).
+    fn ledger(directory: &std::path::Path) -> Ledger {
+        let mut ledger = Ledger::open(&directory.join("ledger.db")).expect("ledger");
+        let metadata = r#"{"data_stream_id":"celr","data_stream_route":"csv"}"#;
+        let files: Vec<Queued> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|path| Queued {
+                path: (*path).to_owned(),
+                size: 1,
+                mtime: 1,
+                metadata: metadata.to_owned(),
+            })
+            .collect();
+        ledger.enqueue(&files).expect("enqueue");
+        let change = |path: &str, state, url: &str| Transition {
+            path: path.to_owned(),
+            state,
+            upload_url: Some(format!("http://dex/upload/files/{url}")),
+            detail: None,
+            sha256: None,
+        };
+        ledger
+            .record(&[
+                change("a", State::Uploading, "u-a"),
+                change("b", State::Uploading, "u-b"),
+                change("c", State::Uploading, "u-c1"),
+                change("c", State::Replayed, "u-c2"),
+                change("d", State::Uploading, "u-d"),
+            ])
+            .expect("record");
+        ledger
+    }
+
+    #[test]
+    fn every_kind_of_discrepancy_is_found_and_replays_are_explained() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let ledger = ledger(directory.path());
+        let today = chrono::Utc::now().date_naive();
+        let scope = Scope {
+            data_stream_id: "celr".into(),
+            data_stream_route: "csv".into(),
+            since: today,
+            until: today,
+        };
+        let service = [
+            listed("u-a", "a.csv", "UploadComplete"),
+            listed("u-b", "b.csv", "Uploading"),
+            listed("u-c1", "c.csv", "UploadComplete"),
+            listed("u-c2", "c.csv", "UploadComplete"),
+            listed("u-x", "a.csv", "UploadComplete"),
+            listed("u-bad", "e.csv", "FailedMetadata"),
+        ];
+        let undelivered: BTreeSet<String> = ["u-a".to_owned(), "u-c1".to_owned()].into();
+        let report = reconcile(&ledger, &scope, &service, &undelivered).expect("reconcile");
+        let day = report.days.values().next().expect("one day");
+        assert_eq!(
+            (day.listed, day.matched, day.replaced, day.refused),
+            (6, 3, 1, 1)
+        );
+        let ids = |items: &[Listed]| -> Vec<String> {
+            items.iter().map(|item| item.upload_id.clone()).collect()
+        };
+        assert_eq!(ids(&day.strangers), ["u-x"]);
+        assert_eq!(ids(&day.stuck), ["u-b"]);
+        // u-c1 is undelivered, but the ledger replaced it: explained.
+        assert_eq!(ids(&day.undelivered), ["u-a"]);
+        assert_eq!(
+            day.not_listed,
+            [Unlisted {
+                path: "d".into(),
+                upload_id: "u-d".into(),
+                state: "uploading".into()
+            }]
+        );
+        // a.csv twice (a stranger among them); c.csv twice, but one file's replay.
+        assert_eq!(
+            day.duplicates,
+            [Duplicate {
+                file_name: "a.csv".into(),
+                upload_ids: vec!["u-a".into(), "u-x".into()]
+            }]
+        );
+        assert_eq!(report.discrepancies(), 5);
+    }
+}

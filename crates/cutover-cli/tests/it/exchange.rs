@@ -645,3 +645,50 @@ async fn reconcile_lists_strangers_duplicates_and_undelivered_uploads() {
 fn chrono_today() -> String {
     chrono::Utc::now().date_naive().to_string()
 }
+
+/// OAuth 2.0 client credentials (--client-id, --client-secret-env) sign in
+/// as well; a wrong secret is exit 2 and never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_sign_in() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let Some(service) = Standin::start(
+        directory.path(),
+        &["--client", "lab-7-sender:client-secret-not-for-logs"],
+    ) else {
+        return;
+    };
+    let ledger = directory.path().join("ledger.db");
+    // An empty ledger: the service lists nothing either.
+    drop(rusqlite::Connection::open(&ledger).expect("ledger"));
+    let ledger_arg = ledger.display().to_string();
+    let graphql = format!("{}/graphql", service.url);
+    let login = format!("{}/oauth", service.url);
+    let args = [
+        "ledger",
+        "reconcile",
+        "--ledger",
+        &ledger_arg,
+        "--status-graphql",
+        &graphql,
+        "--data-stream",
+        "celr",
+        "--route",
+        "csv",
+        "--login",
+        &login,
+        "--client-id",
+        "lab-7-sender",
+        "--client-secret-env",
+        "DEX_TEST_SECRET",
+    ];
+    let run =
+        crate::cutover_async_with_env(&args, &[("DEX_TEST_SECRET", "client-secret-not-for-logs")])
+            .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("no discrepancies"), "{}", run.stdout);
+    let run = crate::cutover_async_with_env(&args, &[("DEX_TEST_SECRET", "wrong-secret")]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("sign-in refused"), "{}", run.stderr);
+    assert!(!run.stderr.contains("wrong-secret"), "{}", run.stderr);
+    assert_eq!(service.state().await["counters"]["logins"], 1);
+}
