@@ -63,9 +63,13 @@ struct Discovery {
 /// CRC32 where the server offers it (as cutover receive and tusd do): it
 /// catches corruption in transit at a fraction of SHA-256's cost, and the
 /// whole file's SHA-256 is checked end to end by verification anyway.
-/// Otherwise SHA-256, or SHA-1 where that is all the server lists.
+/// Otherwise SHA-256, or SHA-1 where that is all the server lists; none
+/// where the server lists its extensions without checksum (the
+/// data-exchange service ignores the header: computing it is wasted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkChecksum {
+    /// No `Upload-Checksum`.
+    None,
     /// `crc32`: IEEE CRC-32, 4 bytes big-endian.
     Crc32,
     /// `sha256`.
@@ -77,6 +81,7 @@ pub enum ChunkChecksum {
 impl ChunkChecksum {
     fn header(self, chunk: &[u8]) -> String {
         match self {
+            ChunkChecksum::None => String::new(),
             ChunkChecksum::Crc32 => {
                 format!("crc32 {}", base64(&crc32fast::hash(chunk).to_be_bytes()))
             }
@@ -91,7 +96,11 @@ impl ChunkChecksum {
     }
 
     /// The best checksum among the server's `Tus-Checksum-Algorithm` list.
-    fn choose(algorithms: &[String]) -> ChunkChecksum {
+    fn choose(discovery: &Discovery) -> ChunkChecksum {
+        let (extensions, algorithms) = (&discovery.extensions, &discovery.algorithms);
+        if !extensions.is_empty() && !extensions.iter().any(|name| name == "checksum") {
+            return ChunkChecksum::None;
+        }
         let offered = |name: &str| {
             algorithms
                 .iter()
@@ -312,7 +321,7 @@ impl Uploader {
 
     /// The checksum chunks to this server carry.
     pub async fn chunk_checksum(&self) -> ChunkChecksum {
-        ChunkChecksum::choose(&self.discovery().await.algorithms)
+        ChunkChecksum::choose(self.discovery().await)
     }
 
     /// An uploader for `endpoint` (e.g. `https://host/files`), authorized by `auth`.
@@ -410,7 +419,7 @@ impl Uploader {
         if !with_data {
             return Ok((self.create(length, metadata).await?, 0));
         }
-        let checksum = ChunkChecksum::choose(&discovery.algorithms);
+        let checksum = ChunkChecksum::choose(discovery);
         let ((_, chunk, header), absorbed) = read_chunk(
             path,
             0,
@@ -443,8 +452,10 @@ impl Uploader {
             if let Some((chunk, checksum)) = &data {
                 request = request
                     .header("Content-Type", "application/offset+octet-stream")
-                    .header("Upload-Checksum", checksum.as_str())
                     .body(chunk.clone());
+                if !checksum.is_empty() {
+                    request = request.header("Upload-Checksum", checksum.as_str());
+                }
             }
             let reason = match self.call(request).await {
                 Ok(answer) if answer.status().as_u16() == 201 => break answer,
@@ -630,15 +641,15 @@ impl Uploader {
             } else {
                 *digest = absorbed;
             }
-            let answer = self
-                .call(
-                    self.request(reqwest::Method::PATCH, url)
-                        .header("Content-Type", "application/offset+octet-stream")
-                        .header("Upload-Offset", offset.to_string())
-                        .header("Upload-Checksum", checksum)
-                        .body(chunk),
-                )
-                .await;
+            let mut request = self
+                .request(reqwest::Method::PATCH, url)
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Upload-Offset", offset.to_string())
+                .body(chunk);
+            if !checksum.is_empty() {
+                request = request.header("Upload-Checksum", checksum);
+            }
+            let answer = self.call(request).await;
             if let Ok(answer) = &answer {
                 if let Some(error) = self.unauthorized(answer) {
                     return Err(error);

@@ -173,16 +173,7 @@ mod tests {
     use super::*;
 
     fn entry() -> Entry {
-        Entry {
-            path: "out/a.xml".into(),
-            size: 42,
-            sha256: String::new(),
-            metadata: BTreeMap::new(),
-            upload_url: Some("http://127.0.0.1:9/upload/files/abc".into()),
-            state: crate::State::Acknowledged,
-            replays: 0,
-            updated_at: String::new(),
-        }
+        Entry::sample("http://127.0.0.1:9/upload/files/abc")
     }
 
     fn info(status: &str, size: u64, deliveries: serde_json::Value) -> serde_json::Value {

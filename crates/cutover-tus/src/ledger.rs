@@ -101,6 +101,23 @@ pub struct Entry {
     pub updated_at: String,
 }
 
+#[cfg(test)]
+impl Entry {
+    /// An acknowledged file of 42 bytes, `a b.xml`, uploaded to `url`.
+    pub(crate) fn sample(url: &str) -> Entry {
+        Entry {
+            path: "out/a.xml".into(),
+            size: 42,
+            sha256: "ab".repeat(32),
+            metadata: [("filename".to_owned(), "a b.xml".to_owned())].into(),
+            upload_url: Some(url.to_owned()),
+            state: State::Acknowledged,
+            replays: 0,
+            updated_at: String::new(),
+        }
+    }
+}
+
 /// A state change to record.
 #[derive(Debug, Clone)]
 pub struct Transition {

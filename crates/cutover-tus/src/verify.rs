@@ -489,16 +489,7 @@ mod tests {
     use super::*;
 
     fn entry() -> Entry {
-        Entry {
-            path: "out/a.xml".into(),
-            size: 42,
-            sha256: "ab".repeat(32),
-            metadata: [("filename".to_owned(), "a b.xml".to_owned())].into(),
-            upload_url: Some("http://127.0.0.1:9/files/abc123".into()),
-            state: crate::State::Acknowledged,
-            replays: 0,
-            updated_at: String::new(),
-        }
+        Entry::sample("http://127.0.0.1:9/files/abc123")
     }
 
     #[test]

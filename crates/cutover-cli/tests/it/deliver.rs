@@ -36,7 +36,7 @@ fn stored(inbox: &Path) -> HashMap<String, usize> {
 }
 
 /// Each ledger file with its state, SHA-256 and replays.
-fn ledger_files(ledger: &Path) -> Vec<(String, String, String, i64)> {
+pub fn ledger_files(ledger: &Path) -> Vec<(String, String, String, i64)> {
     let connection = rusqlite::Connection::open(ledger).expect("ledger");
     let mut statement = connection
         .prepare(
@@ -348,25 +348,12 @@ async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
         return;
     };
     let directory = tempfile::tempdir().expect("temporary directory");
-    let mut server = std::process::Command::new("node")
-        .arg(interop.join("tus-server.js"))
-        .arg(directory.path().join("store"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting node");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("the listening line");
-    let endpoint = line
-        .split_whitespace()
-        .nth(1)
-        .expect("listening URL")
-        .to_owned();
+    let (mut server, endpoint) = crate::spawn_announcing(
+        std::process::Command::new("node")
+            .arg(interop.join("tus-server.js"))
+            .arg(directory.path().join("store")),
+        1,
+    );
 
     let outbox = directory.path().join("outbox");
     std::fs::create_dir(&outbox).expect("outbox");
@@ -459,15 +446,8 @@ async fn cutover_send_catches_both_lies_of_a_tus_server_finish_hook() {
         "{}",
         run.stdout
     );
-    let files: Vec<(String, String, i64)> = ledger_files(&ledger)
-        .into_iter()
-        .map(|(path, state, _, replays)| {
-            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-            (name, state, replays)
-        })
-        .collect();
     assert_eq!(
-        files,
+        crate::exchange::ledger_states(&ledger),
         [
             ("hook500.xml".to_owned(), "undelivered".to_owned(), 0),
             ("lost.xml".to_owned(), "verified".to_owned(), 1),

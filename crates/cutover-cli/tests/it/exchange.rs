@@ -5,7 +5,6 @@
 //! hold, manifests checked before sending, and the ledger reconciled with
 //! the service's status API.
 
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
 pub const PASSWORD: &str = "sender-password-not-for-logs";
@@ -28,25 +27,14 @@ impl Standin {
     /// when the npm peers are not installed (outside CI).
     pub fn start(directory: &Path, knobs: &[&str]) -> Option<Standin> {
         let interop = crate::interop_with("graphql")?;
-        let mut child = std::process::Command::new("node")
-            .arg(interop.join("dex-standin.js"))
-            .arg(directory.join("service"))
-            .args(["--user", &format!("sender:{PASSWORD}")])
-            .args(knobs)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting node");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the listening line");
-        let url = line
-            .split_whitespace()
-            .nth(1)
-            .expect("listening URL")
-            .to_owned();
+        let (child, url) = crate::spawn_announcing(
+            std::process::Command::new("node")
+                .arg(interop.join("dex-standin.js"))
+                .arg(directory.join("service"))
+                .args(["--user", &format!("sender:{PASSWORD}")])
+                .args(knobs),
+            1,
+        );
         Some(Standin { child, url })
     }
 
@@ -102,11 +90,12 @@ impl Standin {
     }
 }
 
-/// `count` small CSV files under `directory/name`.
-fn outbox(directory: &Path, name: &str, files: &[&str]) -> PathBuf {
+/// Small CSV files named `files` under `directory/name`.
+fn outbox(directory: &Path, name: &str, files: &[impl AsRef<str>]) -> PathBuf {
     let outbox = directory.join(name);
     std::fs::create_dir_all(&outbox).expect("outbox");
     for (number, file) in files.iter().enumerate() {
+        let file = file.as_ref();
         let rows: String = (0..200 + number * 17)
             .map(|row| format!("{row},{file},positive\n"))
             .collect();
@@ -122,24 +111,14 @@ fn names(count: usize) -> Vec<String> {
 }
 
 /// Each ledger file name with its state and how often it was replayed.
-fn ledger_states(ledger: &Path) -> Vec<(String, String, i64)> {
-    let connection = rusqlite::Connection::open(ledger).expect("ledger");
-    let mut statement = connection
-        .prepare(
-            "SELECT path, state,
-               (SELECT count(*) FROM transitions t WHERE t.path = f.path AND t.state = 'replayed')
-             FROM files f ORDER BY path",
-        )
-        .expect("query");
-    statement
-        .query_map([], |row| {
-            let path: String = row.get(0)?;
+pub fn ledger_states(ledger: &Path) -> Vec<(String, String, i64)> {
+    crate::deliver::ledger_files(ledger)
+        .into_iter()
+        .map(|(path, state, _, replays)| {
             let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-            Ok((name, row.get(1)?, row.get(2)?))
+            (name, state, replays)
         })
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("files")
+        .collect()
 }
 
 /// Uploads the service holds (not lost) per file name.
@@ -177,9 +156,7 @@ async fn a_short_token_and_late_retried_deliveries_need_no_replay() {
     ) else {
         return;
     };
-    let files = names(10);
-    let files: Vec<&str> = files.iter().map(String::as_str).collect();
-    let outbox = outbox(directory.path(), "outbox", &files);
+    let outbox = outbox(directory.path(), "outbox", &names(10));
     let ledger = directory.path().join("ledger.db");
     let run = service
         .send(
@@ -243,9 +220,7 @@ async fn a_refused_refresh_is_answered_by_a_new_sign_in() {
     ) else {
         return;
     };
-    let files = names(4);
-    let files: Vec<&str> = files.iter().map(String::as_str).collect();
-    let outbox = outbox(directory.path(), "outbox", &files);
+    let outbox = outbox(directory.path(), "outbox", &names(4));
     let ledger = directory.path().join("ledger.db");
     let run = service
         .send(&outbox, &ledger, &["--jobs", "1", "--settle", "30s"])

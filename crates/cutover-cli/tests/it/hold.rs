@@ -1,9 +1,8 @@
 //! `cutover hold` end to end over real HTTP on loopback: a backend in the
 //! test, the hold as a child process (killed with SIGKILL), and the replay.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
 /// What the test backend received: hold id header, path, body.
@@ -44,27 +43,16 @@ async fn backend() -> (String, Received) {
 
 /// Starts `cutover hold` and returns it with the address it listens on.
 fn start_hold(journal: &Path, backend: &str, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["hold", "--listen", "127.0.0.1:0", "--journal"])
-        .arg(journal)
-        .args(["--backend", backend, "--hold-path", "/api/launchPatient"])
-        .args(extra)
-        .env("CUTOVER_HOLD_TOKEN", "admin-secret")
-        .env("CUTOVER_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting cutover hold");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the listening line");
-    let address = line
-        .split_whitespace()
-        .nth(2)
-        .expect("listening on ADDR")
-        .to_owned();
+    let (child, address) = crate::spawn_announcing(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["hold", "--listen", "127.0.0.1:0", "--journal"])
+            .arg(journal)
+            .args(["--backend", backend, "--hold-path", "/api/launchPatient"])
+            .args(extra)
+            .env("CUTOVER_HOLD_TOKEN", "admin-secret")
+            .env("CUTOVER_LOG", "off"),
+        2,
+    );
     (child, format!("http://{address}"))
 }
 

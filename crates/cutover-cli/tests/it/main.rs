@@ -71,6 +71,30 @@ pub fn cutover_with_env(args: &[&str], environment: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Starts `command` (no stdin, stderr discarded) and waits for the first
+/// line it prints, such as `listening URL`; returns the process and the
+/// line's word at `word` (0-based).
+pub fn spawn_announcing(command: &mut Command, word: usize) -> (std::process::Child, String) {
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting a peer");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the peer's first line");
+    let announced = line
+        .split_whitespace()
+        .nth(word)
+        .unwrap_or_else(|| panic!("no word {word} in the peer's first line: {line}"))
+        .to_owned();
+    (child, announced)
+}
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

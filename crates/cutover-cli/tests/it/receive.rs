@@ -1,8 +1,7 @@
 //! `cutover receive` end to end: a real upload over loopback, and bad input.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_sent_to_cutover_receive_is_stored_with_a_receipt() {
@@ -63,25 +62,14 @@ pub fn start_receiver_with(
     listen: &str,
     extra: &[&str],
 ) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["receive", "--listen", listen, "--dir"])
-        .arg(inbox)
-        .args(extra)
-        .env("CUTOVER_LOG", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting cutover receive");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the receiving line");
-    let files = line
-        .split_whitespace()
-        .nth(2)
-        .expect("receiving on URL")
-        .to_owned();
+    let (child, files) = crate::spawn_announcing(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["receive", "--listen", listen, "--dir"])
+            .arg(inbox)
+            .args(extra)
+            .env("CUTOVER_LOG", "off"),
+        2,
+    );
     (child, files)
 }
 
