@@ -218,9 +218,16 @@ async fn send_one(
         state,
         known_url,
     } = file;
+    // Everything the receiver took (and a missing file, which verification
+    // replays) is never sent again: an undelivered file is held by the
+    // receiver, and a second upload would duplicate it downstream.
     if matches!(
         state,
-        State::Acknowledged | State::Verified | State::Replayed | State::Missing
+        State::Acknowledged
+            | State::Verified
+            | State::Replayed
+            | State::Missing
+            | State::Undelivered
     ) {
         return Ok(Sent::AlreadyDelivered(state));
     }

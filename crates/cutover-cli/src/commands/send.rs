@@ -235,6 +235,9 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
         .count();
     let describe = |sent: &Sent| match sent {
         Sent::Acknowledged => "acknowledged".to_owned(),
+        Sent::AlreadyDelivered(cutover_tus::State::Undelivered) => {
+            "already sent (the receiver holds it, undelivered)".to_owned()
+        }
         Sent::AlreadyDelivered(state) => format!("already delivered ({})", state.name()),
         Sent::Failed(reason) => format!("failed: {reason}"),
     };

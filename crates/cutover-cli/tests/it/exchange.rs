@@ -343,6 +343,17 @@ async fn a_file_never_delivered_is_undelivered_and_not_replayed() {
         ]
     );
     assert_eq!(state["counters"]["created"], 2, "nothing replayed");
+    // A rerun sends nothing again: the service holds the undelivered file.
+    let rerun = service.send(&outbox, &ledger, &["--settle", "1s"]).await;
+    assert_eq!(rerun.code, 1, "{}{}", rerun.stdout, rerun.stderr);
+    assert!(
+        rerun
+            .stdout
+            .contains("a-stuck-at-target.csv: already sent (the receiver holds it, undelivered)"),
+        "{}",
+        rerun.stdout
+    );
+    assert_eq!(service.state().await["counters"]["created"], 2);
     let shown = crate::cutover(&["ledger", "--ledger", &ledger.display().to_string()]);
     assert_eq!(shown.code, 1);
     assert!(shown.stdout.contains("undelivered"), "{}", shown.stdout);
