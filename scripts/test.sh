@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against a throwaway PostgreSQL cluster
-# (installed if missing, when run as root) and with the npm peers of the
-# interop tests (Node.js installed if missing, when run as root), tuspy in
-# interop/.venv, and Debian's Chromium for the report tests (when root). Extra
-# arguments go to cargo test, e.g. scripts/test.sh -p cutover-db streaming
+# (installed if missing, when run as root), one local Spark Connect server
+# (PyPI's pyspark in a venv under ~/.cache/cutover-spark, Java installed if
+# missing, when run as root), and with the npm peers of the interop tests
+# (Node.js installed if missing, when run as root), tuspy in interop/.venv,
+# and Debian's Chromium for the report tests (when root). Extra arguments go
+# to cargo test, e.g. scripts/test.sh -p cutover-db streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # apt_install PACKAGE...: as root on Debian, installs what is missing (the
@@ -28,7 +30,11 @@ if [ ! -x interop/.venv/bin/python ] || ! interop/.venv/bin/python -c "import tu
 fi
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh
+# shellcheck source=scripts/spark.sh
+source scripts/spark.sh
 ensure_postgres
+ensure_spark
 start_postgres
-trap stop_postgres EXIT
+trap 'stop_spark; stop_postgres' EXIT
+start_spark
 cargo test --workspace "$@"

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use cutover_db::ConnectOptions;
 
-/// Connection options from `PGPASSWORD`, `PGPASSFILE` (or `~/.pgpass`) and `PGUSER` (or the login name).
+/// Connection options from `PGPASSWORD`, `PGPASSFILE` (or `~/.pgpass`) and `PGUSER` (or the
+/// login name), and the Spark Connect token from `CUTOVER_SPARK_TOKEN`.
 pub fn connect_options() -> ConnectOptions {
     let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     ConnectOptions {
@@ -15,5 +16,6 @@ pub fn connect_options() -> ConnectOptions {
         default_user: variable("PGUSER").or_else(|| variable("USER")),
         read_only: false,
         create_sqlite: false,
+        spark_token: variable("CUTOVER_SPARK_TOKEN"),
     }
 }

@@ -88,7 +88,7 @@ pub enum Error {
 
     /// A column's type is not in cutover's value model.
     #[error(
-        "table {table}: column {column} has unsupported type {type_name}\nhint: leave the column out, or cast it to text in a query"
+        "table {table}: column {column} has unsupported type {type_name}\nhint: leave the column out (with diff: --exclude {column}), or cast it to text in a query"
     )]
     UnsupportedType {
         /// The table.
@@ -143,6 +143,15 @@ pub enum Error {
         message: String,
         /// The SQLSTATE, when there is one.
         code: Option<String>,
+    },
+
+    /// An error reported by Spark (its message with literal values cut out).
+    #[error("{context}: {message}")]
+    Spark {
+        /// What cutover was doing.
+        context: String,
+        /// Spark's message, scrubbed of values.
+        message: String,
     },
 
     /// An error reported by SQLite.

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod arrow;
 pub mod canonical;
 mod error;
 pub mod locator;
@@ -24,6 +25,7 @@ pub mod pgpass;
 mod postgres;
 mod progress;
 pub mod schema;
+mod spark;
 mod sqlite;
 mod stream;
 pub mod value;
@@ -54,6 +56,8 @@ pub struct ConnectOptions {
     pub read_only: bool,
     /// Create a SQLite file that does not exist yet (never done on read).
     pub create_sqlite: bool,
+    /// A Spark Connect bearer token (the CLI passes `CUTOVER_SPARK_TOKEN`).
+    pub spark_token: Option<String>,
 }
 
 /// What to introspect.
@@ -275,6 +279,8 @@ pub enum Database {
     Postgres(postgres::PostgresDatabase),
     /// A SQLite file.
     Sqlite(sqlite::SqliteDatabase),
+    /// A Spark Connect session.
+    Spark(Box<spark::SparkDatabase>),
 }
 
 impl Database {
@@ -287,6 +293,9 @@ impl Database {
             Locator::Sqlite(path) => Ok(Database::Sqlite(
                 sqlite::SqliteDatabase::open(path, url.redacted(), options).await?,
             )),
+            Locator::Spark(target) => Ok(Database::Spark(Box::new(
+                spark::SparkDatabase::connect(target, url.redacted(), options).await?,
+            ))),
         }
     }
 
@@ -300,6 +309,7 @@ impl Database {
         match self {
             Database::Postgres(_) => Engine::Postgres,
             Database::Sqlite(_) => Engine::Sqlite,
+            Database::Spark(_) => Engine::Spark,
         }
     }
 
@@ -308,6 +318,7 @@ impl Database {
         match self {
             Database::Postgres(database) => database.redacted_url(),
             Database::Sqlite(database) => database.redacted_url(),
+            Database::Spark(database) => database.redacted_url(),
         }
     }
 
@@ -316,6 +327,16 @@ impl Database {
         let mut schema = match self {
             Database::Postgres(database) => database.introspect().await?,
             Database::Sqlite(database) => database.introspect().await?,
+            Database::Spark(database) => Schema {
+                engine: Engine::Spark,
+                database: database.redacted_url().to_owned(),
+                server_version: database.version().await?,
+                tables: database.introspect_tables(None).await?,
+                views: Vec::new(),
+                sequences: Vec::new(),
+                routines: Vec::new(),
+                triggers: Vec::new(),
+            },
         };
         if options.exact_counts {
             for table in &mut schema.tables {
@@ -330,6 +351,7 @@ impl Database {
         let schema = match self {
             Database::Postgres(database) => database.introspect_tables(Some(name)).await?,
             Database::Sqlite(database) => database.introspect_tables(Some(name)).await?,
+            Database::Spark(database) => database.introspect_tables(Some(name)).await?,
         };
         let matching: Vec<&Table> = schema
             .iter()
@@ -341,6 +363,7 @@ impl Database {
                 let all = match self {
                     Database::Postgres(database) => database.table_names().await?,
                     Database::Sqlite(database) => database.table_names().await?,
+                    Database::Spark(database) => database.table_names().await?,
                 };
                 let suggestions =
                     schema::close_matches(&name.name, all.iter().map(|table| table.name.as_str()));
@@ -371,6 +394,7 @@ impl Database {
         match self {
             Database::Postgres(database) => database.count_rows(table).await,
             Database::Sqlite(database) => database.count_rows(table).await,
+            Database::Spark(database) => database.count_rows(table).await,
         }
     }
 
@@ -381,6 +405,7 @@ impl Database {
         match self {
             Database::Postgres(database) => database.read(resolved).await,
             Database::Sqlite(database) => database.read(resolved).await,
+            Database::Spark(database) => database.read(resolved).await,
         }
     }
 
@@ -391,6 +416,7 @@ impl Database {
         match self {
             Database::Postgres(database) => database.describe(sql).await,
             Database::Sqlite(database) => database.describe(sql).await,
+            Database::Spark(database) => database.describe(sql).await,
         }
     }
 
@@ -414,6 +440,7 @@ impl Database {
             Database::Sqlite(database) => {
                 database.stream(sql, &[], columns, label.to_owned()).await
             }
+            Database::Spark(database) => database.stream(sql, columns, label.to_owned()).await,
         }
     }
 
@@ -428,7 +455,7 @@ impl Database {
             Database::Postgres(database) => {
                 Ok(database.stream_int8_pairs(sql, label.to_owned()).await?)
             }
-            Database::Sqlite(_) => Err(Error::Unsupported(
+            Database::Sqlite(_) | Database::Spark(_) => Err(Error::Unsupported(
                 "int8 pair streams are read from PostgreSQL only".into(),
             )),
         }
@@ -438,7 +465,7 @@ impl Database {
     pub async fn server_version(&self) -> Result<Option<u32>> {
         match self {
             Database::Postgres(database) => Ok(Some(database.server_version().await?)),
-            Database::Sqlite(_) => Ok(None),
+            Database::Sqlite(_) | Database::Spark(_) => Ok(None),
         }
     }
 
@@ -458,6 +485,9 @@ impl Database {
         match self {
             Database::Postgres(database) => database.write(&resolved, &columns, rows).await,
             Database::Sqlite(database) => database.write(&resolved, &columns, rows).await,
+            Database::Spark(_) => Err(Error::Unsupported(format!(
+                "{table}: cutover does not write into Spark tables yet\nhint: write the rows to a file or another database"
+            ))),
         }
     }
 
@@ -466,6 +496,7 @@ impl Database {
         match self {
             Database::Postgres(database) => database.execute_batch(sql).await,
             Database::Sqlite(database) => database.execute_batch(sql).await,
+            Database::Spark(database) => database.execute_batch(sql).await,
         }
     }
 }

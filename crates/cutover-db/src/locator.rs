@@ -3,9 +3,10 @@
 //! Accepted forms:
 //! - `postgres://user:password@host:port/dbname?sslmode=require` (also `postgresql://`),
 //!   with `host=/socket/dir` as a query parameter for Unix sockets;
-//! - `sqlite:PATH` (also `sqlite://PATH`).
+//! - `sqlite:PATH` (also `sqlite://PATH`);
+//! - `sc://host:port/;param=value;…` (Spark Connect's own connection string).
 //!
-//! Either may end in `#table` or `#schema.table`. [`redact`] replaces every
+//! Each may end in `#table` or `#schema.table` (`#catalog.schema.table` for Spark). [`redact`] replaces every
 //! password in a URL; every URL that reaches a message goes through it.
 
 use std::path::PathBuf;
@@ -65,6 +66,33 @@ pub struct PostgresUrl {
     pub options: Option<String>,
 }
 
+/// A parsed `sc://` Spark Connect connection string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparkUrl {
+    /// Host name or address.
+    pub host: String,
+    /// Port (Spark Connect's default is 15002).
+    pub port: u16,
+    /// The `;key=value` parameters, in order (`use_ssl`, `user_id`, and any
+    /// other pair, which travels as gRPC metadata). Never a token: that
+    /// comes from the environment.
+    pub parameters: Vec<(String, String)>,
+}
+
+impl SparkUrl {
+    /// The connection string Spark Connect clients read, without a token.
+    pub fn connection_string(&self) -> String {
+        let mut text = format!("sc://{}:{}", self.host, self.port);
+        if !self.parameters.is_empty() {
+            text.push('/');
+            for (key, value) in &self.parameters {
+                text.push_str(&format!(";{key}={value}"));
+            }
+        }
+        text
+    }
+}
+
 /// A parsed database URL.
 #[derive(Debug, Clone)]
 pub enum Locator {
@@ -72,6 +100,8 @@ pub enum Locator {
     Postgres(PostgresUrl),
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A Spark Connect server.
+    Spark(SparkUrl),
 }
 
 /// A database URL with the optional table after `#`.
@@ -115,6 +145,8 @@ impl DatabaseUrl {
             Locator::Sqlite(PathBuf::from(path))
         } else if base.starts_with("postgres://") || base.starts_with("postgresql://") {
             Locator::Postgres(parse_postgres(base, &redacted)?)
+        } else if let Some(rest) = base.strip_prefix("sc://") {
+            Locator::Spark(parse_spark(rest, &redacted)?)
         } else {
             let reason = match base.split_once(':') {
                 Some((scheme, _)) if !scheme.is_empty() && !scheme.contains('/') => {
@@ -125,7 +157,7 @@ impl DatabaseUrl {
             return Err(bad_url(
                 &redacted,
                 &reason,
-                Some("use postgres://user@host:port/dbname or sqlite:PATH"),
+                Some("use postgres://user@host:port/dbname, sqlite:PATH or sc://host:port"),
             ));
         };
         Ok(DatabaseUrl {
@@ -165,6 +197,57 @@ fn bad_url(redacted: &str, reason: &str, hint: Option<&str>) -> Error {
         reason: reason.to_owned(),
         hint: hint.map(str::to_owned),
     }
+}
+
+/// `host[:port][/;key=value;…]`, the part of an `sc://` string after the scheme.
+fn parse_spark(rest: &str, redacted: &str) -> Result<SparkUrl> {
+    let (authority, parameters_text) = match rest.find(['/', ';']) {
+        Some(at) => (&rest[..at], rest[at..].trim_start_matches('/')),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>().map_err(|_| {
+                bad_url(
+                    redacted,
+                    "the port is not a number",
+                    Some("write sc://host:15002"),
+                )
+            })?,
+        ),
+        None => (authority, 15002),
+    };
+    if host.is_empty() {
+        return Err(bad_url(
+            redacted,
+            "no host after sc://",
+            Some("write sc://host:15002"),
+        ));
+    }
+    let mut parameters = Vec::new();
+    for pair in parameters_text.split(';').filter(|pair| !pair.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(bad_url(
+                redacted,
+                &format!("the parameter {pair} is not key=value"),
+                Some("write sc://host:15002/;use_ssl=true;x-databricks-cluster-id=…"),
+            ));
+        };
+        if key.eq_ignore_ascii_case("token") {
+            return Err(bad_url(
+                redacted,
+                "a token does not belong in the URL (it would show in process lists and logs)",
+                Some("put it in the environment variable CUTOVER_SPARK_TOKEN"),
+            ));
+        }
+        parameters.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(SparkUrl {
+        host: host.to_owned(),
+        port,
+        parameters,
+    })
 }
 
 fn parse_postgres(input: &str, redacted: &str) -> Result<PostgresUrl> {
@@ -317,14 +400,16 @@ pub fn redact(input: &str) -> String {
             }
         }
     }
-    let mut search_from = 0;
-    while let Some(position) = output[search_from..].find("password=") {
-        let start = search_from + position + "password=".len();
-        let end = output[start..]
-            .find(['&', '#', ' '])
-            .map_or(output.len(), |offset| start + offset);
-        output.replace_range(start..end, "***");
-        search_from = start + 3;
+    for name in ["password=", "token="] {
+        let mut search_from = 0;
+        while let Some(position) = output[search_from..].find(name) {
+            let start = search_from + position + name.len();
+            let end = output[start..]
+                .find(['&', '#', ' ', ';'])
+                .map_or(output.len(), |offset| start + offset);
+            output.replace_range(start..end, "***");
+            search_from = start + 3;
+        }
     }
     output
 }
@@ -332,6 +417,34 @@ pub fn redact(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spark_connection_strings_parse_and_refuse_tokens() {
+        let url = DatabaseUrl::parse(
+            "sc://spark.example:443/;use_ssl=true;x-databricks-cluster-id=0123#main.lab.results",
+        )
+        .expect("parses");
+        let Locator::Spark(spark) = &url.locator else {
+            panic!("not spark");
+        };
+        assert_eq!((spark.host.as_str(), spark.port), ("spark.example", 443));
+        assert_eq!(
+            spark.connection_string(),
+            "sc://spark.example:443/;use_ssl=true;x-databricks-cluster-id=0123"
+        );
+        assert_eq!(
+            url.table
+                .as_ref()
+                .map(|table| (table.schema.clone(), table.name.clone())),
+            Some((Some("main.lab".to_owned()), "results".to_owned()))
+        );
+        let refused = DatabaseUrl::parse("sc://h/;token=abc123").expect_err("refused");
+        assert!(!refused.to_string().contains("abc123"), "{refused}");
+        assert_eq!(
+            redact("sc://h:1/;token=abc;user_id=x"),
+            "sc://h:1/;token=***;user_id=x"
+        );
+    }
 
     #[test]
     fn redacts_passwords_in_userinfo_and_parameters() {

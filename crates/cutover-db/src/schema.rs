@@ -14,6 +14,8 @@ pub enum Engine {
     Postgres,
     /// SQLite.
     Sqlite,
+    /// Apache Spark, through Spark Connect.
+    Spark,
 }
 
 impl fmt::Display for Engine {
@@ -21,7 +23,35 @@ impl fmt::Display for Engine {
         formatter.write_str(match self {
             Engine::Postgres => "postgresql",
             Engine::Sqlite => "sqlite",
+            Engine::Spark => "spark",
         })
+    }
+}
+
+impl Engine {
+    /// `name` as an identifier in this engine's SQL: double quotes in
+    /// PostgreSQL and SQLite, backticks in Spark SQL (where double quotes
+    /// make a string).
+    pub fn quote(self, name: &str) -> String {
+        match self {
+            Engine::Spark => format!("`{}`", name.replace('`', "``")),
+            Engine::Postgres | Engine::Sqlite => quote_identifier(name),
+        }
+    }
+
+    /// `table` as SQL in this engine (`[catalog.]schema.table` for Spark,
+    /// whose schema part may hold the catalog).
+    pub fn quote_table(self, table: &TableName) -> String {
+        match (self, &table.schema) {
+            (Engine::Spark, Some(schema)) => {
+                let mut parts: Vec<String> =
+                    schema.split('.').map(|part| self.quote(part)).collect();
+                parts.push(self.quote(&table.name));
+                parts.join(".")
+            }
+            (Engine::Spark, None) => self.quote(&table.name),
+            _ => table.quoted(),
+        }
     }
 }
 
@@ -51,10 +81,14 @@ impl TableName {
         }
     }
 
-    /// Parses `table`, `schema.table` or `"Quoted"."Names"`.
+    /// Parses `table`, `schema.table` or `"Quoted"."Names"`; in
+    /// `catalog.schema.table` (Spark) the schema holds `catalog.schema`.
     pub fn parse(text: &str) -> Self {
         let parts = split_identifier(text);
         match parts.as_slice() {
+            [catalog, schema, name] => {
+                TableName::qualified(format!("{catalog}.{schema}"), name.clone())
+            }
             [schema, name] => TableName::qualified(schema.clone(), name.clone()),
             [name] => TableName::new(name.clone()),
             _ => TableName::new(text),

@@ -365,7 +365,7 @@ async fn whole_table_checks(
             let keys = &side.columns[..plan.key_len];
             let key_list = keys
                 .iter()
-                .map(|column| cutover_db::schema::quote_identifier(&column.name))
+                .map(|column| side.quote(&column.name))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(

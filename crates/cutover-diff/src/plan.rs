@@ -167,6 +167,11 @@ impl SidePlan {
         format!("{} {}", self.role, self.label)
     }
 
+    /// `name` as an identifier in this side's SQL dialect.
+    pub fn quote(&self, name: &str) -> String {
+        self.engine().unwrap_or(Engine::Sqlite).quote(name)
+    }
+
     /// The select list of `columns`.
     pub fn fetch_list(&self, columns: &[Column]) -> String {
         columns
@@ -178,7 +183,7 @@ impl SidePlan {
 
     /// The select-list expression of a fetched column.
     pub fn fetch_expression(&self, column: &Column) -> String {
-        let quoted = cutover_db::schema::quote_identifier(&column.name);
+        let quoted = self.quote(&column.name);
         if self.engine() == Some(Engine::Postgres)
             && column.logical_type == Some(LogicalType::Array)
         {
@@ -197,10 +202,7 @@ impl SidePlan {
         }
         if self.key_nullable {
             for column in &self.columns[..key_len] {
-                conditions.push(format!(
-                    "{} IS NOT NULL",
-                    cutover_db::schema::quote_identifier(&column.name)
-                ));
+                conditions.push(format!("{} IS NOT NULL", self.quote(&column.name)));
             }
         }
         conditions
@@ -210,12 +212,7 @@ impl SidePlan {
     pub fn null_key_condition(&self, key_len: usize) -> String {
         self.columns[..key_len]
             .iter()
-            .map(|column| {
-                format!(
-                    "{} IS NULL",
-                    cutover_db::schema::quote_identifier(&column.name)
-                )
-            })
+            .map(|column| format!("{} IS NULL", self.quote(&column.name)))
             .collect::<Vec<_>>()
             .join(" OR ")
     }
@@ -293,7 +290,7 @@ async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described
             Ok(Described {
                 label: source.label(),
                 origin,
-                from: table.name.quoted(),
+                from: database.engine().quote_table(&table.name),
                 primary_key: table.primary_key.as_ref().map(|key| key.columns.clone()),
                 columns: table.columns,
                 unique_keys,

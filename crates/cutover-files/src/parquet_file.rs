@@ -4,16 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Date32Type, Decimal128Type, Float64Type, Int64Type, Time64MicrosecondType,
-    TimestampMicrosecondType,
-};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use cutover_db::{Column, LogicalType, Numeric, Row, Value};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use cutover_db::arrow::{cell, prepare};
+use cutover_db::{Column, LogicalType, Row, Value};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -36,60 +30,13 @@ fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|error| parquet_error(path, error))
 }
 
-/// The logical type of an Arrow type; `None` if cutover cannot read it.
-fn logical_type(data_type: &DataType) -> Option<LogicalType> {
-    Some(match data_type {
-        DataType::Boolean => LogicalType::Bool,
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            LogicalType::Integer
-        }
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => LogicalType::Integer,
-        DataType::UInt64 | DataType::Decimal128(_, _) => LogicalType::Numeric,
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => LogicalType::Float,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => LogicalType::Text,
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => LogicalType::Bytes,
-        DataType::Date32 | DataType::Date64 => LogicalType::Date,
-        DataType::Timestamp(_, None) => LogicalType::Timestamp,
-        DataType::Timestamp(_, Some(_)) => LogicalType::TimestampTz,
-        DataType::Time32(_) | DataType::Time64(_) => LogicalType::Time,
-        _ => return None,
-    })
-}
-
-/// The Arrow type a column is cast to before its values are read.
-fn read_as(data_type: &DataType) -> DataType {
-    match data_type {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DataType::Int64,
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => DataType::Int64,
-        DataType::UInt64 => DataType::Decimal128(20, 0),
-        DataType::Float16 | DataType::Float32 => DataType::Float64,
-        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
-        DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
-            DataType::Binary
-        }
-        DataType::Date64 => DataType::Date32,
-        DataType::Timestamp(_, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
-        DataType::Time32(_) => DataType::Time64(TimeUnit::Microsecond),
-        other => other.clone(),
-    }
-}
-
 pub(crate) fn columns(path: &Path) -> Result<Vec<Column>> {
     let builder = builder(path)?;
     Ok(builder
         .schema()
         .fields()
         .iter()
-        .map(|field| Column {
-            name: field.name().clone(),
-            type_name: field.data_type().to_string(),
-            logical_type: logical_type(field.data_type()),
-            nullable: field.is_nullable(),
-            default: None,
-        })
+        .map(|field| cutover_db::arrow::column(field))
         .collect())
 }
 
@@ -131,8 +78,7 @@ pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
                 .iter()
                 .map(|position| {
                     let array = batch.column(*position);
-                    arrow_cast::cast(array, &read_as(array.data_type()))
-                        .map_err(|error| parquet_error(&path, error))
+                    prepare(array).map_err(|error| parquet_error(&path, error))
                 })
                 .collect::<Result<Vec<ArrayRef>>>()?;
             let mut rows: Vec<Row> = Vec::with_capacity(batch.num_rows());
@@ -160,63 +106,6 @@ pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
         }
         Ok(())
     }))
-}
-
-/// One cell as a value of `wanted` type; text cells are parsed into it.
-fn cell(array: &ArrayRef, index: usize, wanted: Option<LogicalType>) -> Option<Value> {
-    if array.is_null(index) {
-        return Some(Value::Null);
-    }
-    Some(match array.data_type() {
-        DataType::Boolean => Value::Bool(array.as_boolean().value(index)),
-        DataType::Int64 => Value::Int(array.as_primitive::<Int64Type>().value(index)),
-        DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(index)),
-        DataType::Decimal128(_, scale) => {
-            let digits = array.as_primitive::<Decimal128Type>().value(index);
-            Value::Numeric(decimal(digits, *scale)?)
-        }
-        DataType::Utf8 => {
-            let text = array.as_string::<i32>().value(index);
-            match wanted {
-                Some(logical) if logical != LogicalType::Text => Value::from_text(logical, text)?,
-                _ => Value::Text(text.to_owned()),
-            }
-        }
-        DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(index).to_vec()),
-        DataType::Date32 => Value::Date(array.as_primitive::<Date32Type>().value(index)),
-        DataType::Timestamp(_, None) => Value::Timestamp(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .value(index),
-        ),
-        DataType::Timestamp(_, Some(_)) => Value::TimestampTz(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .value(index),
-        ),
-        DataType::Time64(_) => {
-            Value::Time(array.as_primitive::<Time64MicrosecondType>().value(index))
-        }
-        _ => return None,
-    })
-}
-
-/// An unscaled decimal as exact numeric text.
-fn decimal(digits: i128, scale: i8) -> Option<Numeric> {
-    let negative = digits < 0;
-    let magnitude = digits.unsigned_abs().to_string();
-    let text = if scale <= 0 {
-        format!(
-            "{magnitude}{}",
-            "0".repeat(usize::from(scale.unsigned_abs()))
-        )
-    } else {
-        let scale = scale as usize;
-        let padded = format!("{magnitude:0>width$}", width = scale + 1);
-        let (integer, fraction) = padded.split_at(padded.len() - scale);
-        format!("{integer}.{fraction}")
-    };
-    Numeric::parse(&if negative { format!("-{text}") } else { text })
 }
 
 /// Writes rows to a Parquet file a batch at a time: integers and booleans as

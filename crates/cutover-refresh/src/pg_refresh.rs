@@ -443,6 +443,11 @@ pub async fn refresh_postgres(
     let definitions = match source.engine() {
         Engine::Postgres => postgres_definitions(&source, &live).await?,
         Engine::Sqlite => translated_definitions(&schema),
+        Engine::Spark => {
+            return Err(Error::Unsupported(
+                "a refresh reads from PostgreSQL or SQLite, not from Spark".into(),
+            ));
+        }
     };
 
     let target = Database::connect(&settings.target, &settings.connect).await?;

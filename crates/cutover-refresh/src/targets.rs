@@ -12,6 +12,7 @@ pub fn host_of(url: &DatabaseUrl) -> String {
             PostgresHost::Unix(path) => path.display().to_string(),
         },
         Locator::Sqlite(path) => path.display().to_string(),
+        Locator::Spark(spark) => spark.host.clone(),
     }
 }
 

@@ -1015,7 +1015,7 @@ async fn invalid_objects(target: &Database) -> Result<Check> {
                 sequences.len()
             ));
         }
-        Engine::Sqlite => {
+        Engine::Sqlite | Engine::Spark => {
             let integrity = texts(target, "PRAGMA integrity_check", 1, "integrity").await?;
             if integrity.first().map(|row| row[0].as_str()) != Some("ok") {
                 check

@@ -1,9 +1,10 @@
 //! Test support: a fresh PostgreSQL database per test, created in the
-//! throwaway cluster that `scripts/test.sh` starts, and SQLite files in
-//! temporary directories.
+//! throwaway cluster that `scripts/test.sh` starts, the Spark Connect server
+//! it starts, and SQLite files in temporary directories.
 //!
-//! When `CUTOVER_TEST_POSTGRES_URL` is not set, PostgreSQL tests are skipped
-//! with a note, except under `CI=true`, where that is a failure.
+//! When `CUTOVER_TEST_POSTGRES_URL` (or `CUTOVER_TEST_SPARK_URL`) is not
+//! set, PostgreSQL (or Spark) tests are skipped with a note, except under
+//! `CI=true`, where that is a failure.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -36,26 +37,57 @@ impl TestPostgres {
     }
 }
 
-/// The test cluster's URL, or `None` (after saying so) when there is none outside CI.
+/// The variable `scripts/test.sh` sets to the Spark Connect server's URL.
+pub const SPARK_URL_VARIABLE: &str = "CUTOVER_TEST_SPARK_URL";
+
+/// The value of `variable`, or `None` (after saying so) outside CI.
 ///
 /// # Panics
-/// When `CI=true` and no cluster is configured: CI must not skip PostgreSQL tests.
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_VARIABLE) {
+/// When `CI=true` and it is not set: CI must not skip tests.
+fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             let in_ci = std::env::var("CI").is_ok_and(|value| value == "true" || value == "1");
             assert!(
                 !in_ci,
-                "{POSTGRES_URL_VARIABLE} is not set and CI=true: run the tests through scripts/test.sh"
+                "{variable} is not set and CI=true: run the tests through scripts/test.sh"
             );
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("skipped: {POSTGRES_URL_VARIABLE} is not set (run scripts/test.sh)");
+                eprintln!("skipped: {variable} is not set (run scripts/test.sh)");
             }
             None
         }
     }
+}
+
+/// The test cluster's URL, or `None` (after saying so) when there is none outside CI.
+///
+/// # Panics
+/// When `CI=true` and no cluster is configured: CI must not skip PostgreSQL tests.
+pub fn postgres_admin_url() -> Option<String> {
+    service_url(POSTGRES_URL_VARIABLE)
+}
+
+/// The test Spark Connect server's URL (`sc://127.0.0.1:PORT`), shared by
+/// every Spark test, or `None` (after saying so) when there is none outside CI.
+///
+/// # Panics
+/// When `CI=true` and no server is configured: CI must not skip Spark tests.
+pub fn spark_url() -> Option<String> {
+    service_url(SPARK_URL_VARIABLE)
+}
+
+/// A name no other test uses: `prefix_PID_N`, for tables in the shared
+/// Spark server.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The certificate of the private CA that signed the test cluster's TLS certificate.

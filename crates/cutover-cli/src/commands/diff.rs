@@ -39,11 +39,13 @@ use crate::output::{print, print_json, thousands};
 ///       --key sender_id,message_id,observation_index --group-by program,reported_at:month --jobs 4
 ///   cutover diff postgres://old/lab postgres://new/lab --source-query 'SELECT ...' --target-query 'SELECT ...' --key id
 ///   cutover diff sqlite:old.db#t sqlite:new.db#t --output delta.jsonl --state diff.state
+///   cutover diff sc://spark.internal:15002#lake.lab_results postgres://new/lab#public.lab_results --key message_id
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct DiffArgs {
     /// The reference side: a database URL with #table (postgres://host/db#schema.table,
-    /// sqlite:file.db#table), a URL alone with --source-query, or a .csv or .parquet file.
+    /// sqlite:file.db#table, sc://spark:15002#catalog.schema.table), a URL alone with
+    /// --source-query (in that engine's SQL), or a .csv or .parquet file.
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -344,6 +346,10 @@ async fn write_into(
     let integer = match database.engine() {
         cutover_db::Engine::Postgres => "bigint",
         cutover_db::Engine::Sqlite => "INTEGER",
+        cutover_db::Engine::Spark => anyhow::bail!(
+            "--into {}: the delta is written into PostgreSQL or SQLite (not into Spark, yet)\nhint: write it with --output delta.parquet, or --into a sqlite: or postgres:// table",
+            url.redacted()
+        ),
     };
     database
         .execute_batch(&format!(

@@ -22,10 +22,12 @@ use crate::output::{print, print_json, thousands};
 ///   cutover inspect sqlite:examples/lab-results.db
 ///   cutover inspect postgres://reader@db.internal/lab --count
 ///   cutover inspect 'postgres://reader@db.internal/lab#reporting.lab_results' --format json
+///   cutover inspect 'sc://spark.internal:15002#lake.lab_results' --count
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The database: postgres://user@host:port/dbname or sqlite:PATH, optionally ending in #table
-    /// to show one table only.
+    /// The database: postgres://user@host:port/dbname, sqlite:PATH or sc://host:port (Spark
+    /// Connect; its token from CUTOVER_SPARK_TOKEN), optionally ending in #table to show one
+    /// table only.
     #[arg(value_name = "URL")]
     pub url: String,
 

@@ -275,6 +275,10 @@ async fn copy(
             };
             cutover_refresh::refresh_postgres(&settings, policy, masker, progress).await
         }
+        cutover_db::Locator::Spark(_) => bail!(
+            "{}: a refresh writes into PostgreSQL or SQLite, not into Spark\nhint: name a postgres:// or sqlite: target with --to",
+            target_url.redacted()
+        ),
     };
     bar.finish();
     let outcome = outcome?;

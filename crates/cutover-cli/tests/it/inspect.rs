@@ -73,7 +73,7 @@ fn help_teaches_the_url_forms() {
     assert_eq!(run.code, 0);
     assert!(
         run.stdout
-            .contains("postgres://user@host:port/dbname or sqlite:PATH"),
+            .contains("postgres://user@host:port/dbname, sqlite:PATH or sc://host:port"),
         "{}",
         run.stdout
     );

@@ -10,6 +10,7 @@ mod receive;
 mod refresh;
 mod report;
 mod run;
+mod spark;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -165,7 +165,7 @@ async fn unsupported_type_names_table_column_and_type() {
         .expect_err("point is unsupported");
     assert_eq!(
         error.to_string(),
-        "table public.places: column spot has unsupported type point\nhint: leave the column out, or cast it to text in a query"
+        "table public.places: column spot has unsupported type point\nhint: leave the column out (with diff: --exclude spot), or cast it to text in a query"
     );
     // Leaving it out works.
     let request = ReadRequest::table(TableName::new("places")).columns(vec!["id".into()]);

@@ -1,0 +1,294 @@
+//! `cutover inspect` and `cutover diff` on Apache Spark, against the one
+//! local Spark Connect server `scripts/test.sh` starts (PyPI's pyspark).
+//! Every trap of Spark's types is diffed on Spark and, with the same data,
+//! on SQLite through the local path: the findings must be the same.
+
+use cutover_db::{ConnectOptions, Database};
+
+/// Runs `sql` (statements separated by `;`) on the test Spark server.
+async fn spark_sql(url: &str, sql: &str) {
+    let database = Database::connect_str(url, &ConnectOptions::default())
+        .await
+        .expect("the test Spark server");
+    database.execute_batch(sql).await.expect("Spark set-up");
+}
+
+/// The diff's JSON summary and per-column counts, and its exit code.
+fn diff_json(source: &str, target: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["diff", source, target, "--key", "id", "--format", "json"];
+    args.extend_from_slice(extra);
+    let run = crate::cutover(&args);
+    assert!(run.code <= 1, "{source} vs {target}: {}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect(&run.stdout);
+    (run.code, report)
+}
+
+/// What two diffs must agree on: the counts, per column, and the sample keys.
+fn findings(report: &serde_json::Value) -> serde_json::Value {
+    let summary = &report["summary"];
+    serde_json::json!({
+        "missing": summary["missing"],
+        "extra": summary["extra"],
+        "changed": summary["changed"],
+        "duplicate_keys": summary["duplicate_keys"],
+        "null_keys": summary["null_keys"],
+        "columns": report["columns"],
+        "samples": report["samples"],
+    })
+}
+
+/// One row per trap, the source and the target differing (or not) as the
+/// comment says. Rows are (id, name, amount, at, ratio, note).
+const TRAPS: &[(&str, &str)] = &[
+    // id 1: NULL is not ''.
+    (
+        "(1, NULL, 1.50, '2024-01-01 00:00:00', 1.0, 'x')",
+        "(1, '', 1.50, '2024-01-01 00:00:00', 1.0, 'x')",
+    ),
+    // id 2: NULLs in different columns of the same row.
+    (
+        "(2, 'b', NULL, '2024-01-01 00:00:00', 1.0, 'x')",
+        "(2, 'b', 2.00, '2024-01-01 00:00:00', 1.0, NULL)",
+    ),
+    // id 3: 1.5 = 1.500 across decimal types of different precision and scale.
+    (
+        "(3, 'c', 1.5, '2024-01-01 00:00:00', 1.0, 'x')",
+        "(3, 'c', 1.500, '2024-01-01 00:00:00', 1.0, 'x')",
+    ),
+    // id 4: one microsecond is a change.
+    (
+        "(4, 'd', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+        "(4, 'd', 1.00, '2024-01-01 00:00:00.000001', 1.0, 'x')",
+    ),
+    // id 5: -0.0 = 0.0.
+    (
+        "(5, 'e', 1.00, '2024-01-01 00:00:00', -0.0, 'x')",
+        "(5, 'e', 1.00, '2024-01-01 00:00:00', 0.0, 'x')",
+    ),
+    // id 6: NaN = NaN.
+    (
+        "(6, 'f', 1.00, '2024-01-01 00:00:00', NAN, 'x')",
+        "(6, 'f', 1.00, '2024-01-01 00:00:00', NAN, 'x')",
+    ),
+    // id 7: a trailing space is a change (unless --trim).
+    (
+        "(7, 'g', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+        "(7, 'g ', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    ),
+    // id 8: a timestamp written with another offset is the same instant.
+    (
+        "(8, 'h', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+        "(8, 'h', 1.00, '2024-01-01 02:00:00+02:00', 1.0, 'x')",
+    ),
+];
+
+/// Rows only one side has, a duplicate key and a NULL key (in the target).
+const SOURCE_ONLY: &str = "(9, 'i', 1.00, '2024-01-01 00:00:00', 1.0, 'x')";
+const TARGET_ONLY: &[&str] = &[
+    "(11, 'l', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(10, 'j', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(10, 'j2', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(NULL, 'k', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+];
+
+/// The rows of one side, in SQL for `engine` (`spark` or `sqlite`).
+fn rows(source: bool, engine: &str) -> String {
+    let mut rows: Vec<&str> = TRAPS
+        .iter()
+        .map(|(left, right)| if source { *left } else { *right })
+        .collect();
+    if source {
+        rows.push(SOURCE_ONLY);
+    } else {
+        rows.extend_from_slice(TARGET_ONLY);
+    }
+    let text = rows.join(", ");
+    if engine == "spark" {
+        // Spark wants typed literals for timestamps and doubles.
+        text.replace("NAN", "double('NaN')")
+            .replace(", '2024", ", TIMESTAMP'2024")
+    } else {
+        text.replace("NAN", "'NaN'")
+    }
+}
+
+/// Both sides of the traps in Spark (different integer and decimal types on
+/// each side) and in a SQLite file; their URLs.
+async fn trap_tables(spark: &str, directory: &std::path::Path) -> [String; 4] {
+    let source = cutover_testing::unique_name("traps_source");
+    let target = cutover_testing::unique_name("traps_target");
+    spark_sql(
+        spark,
+        &format!(
+            "CREATE TABLE {source} (id INT, name STRING, amount DECIMAL(10,2), at TIMESTAMP, ratio DOUBLE, note STRING) USING parquet;
+             INSERT INTO {source} VALUES {};
+             CREATE TABLE {target} (id BIGINT, name STRING, amount DECIMAL(20,3), at TIMESTAMP, ratio DOUBLE, note STRING) USING parquet;
+             INSERT INTO {target} VALUES {}",
+            rows(true, "spark"),
+            rows(false, "spark")
+        ),
+    )
+    .await;
+    let sqlite = directory.join("traps.db");
+    let connection = rusqlite::Connection::open(&sqlite).expect("sqlite");
+    connection
+        .execute_batch(&format!(
+            "CREATE TABLE source (id INTEGER, name TEXT, amount DECIMAL TEXT, at TIMESTAMPTZ, ratio REAL, note TEXT);
+             INSERT INTO source VALUES {};
+             CREATE TABLE target (id BIGINT, name TEXT, amount DECIMAL TEXT, at TIMESTAMPTZ, ratio REAL, note TEXT);
+             INSERT INTO target VALUES {};",
+            rows(true, "sqlite").replace("2024-01-01 00:00:00'", "2024-01-01 00:00:00+00'"),
+            rows(false, "sqlite").replace("2024-01-01 00:00:00'", "2024-01-01 00:00:00+00'")
+                .replace(".000001'", ".000001+00'")
+        ))
+        .expect("sqlite set-up");
+    let local = sqlite.display();
+    [
+        format!("{spark}#{source}"),
+        format!("{spark}#{target}"),
+        format!("sqlite:{local}#source"),
+        format!("sqlite:{local}#target"),
+    ]
+}
+
+/// Every trap diffs the same on Spark, on SQLite, and across the two:
+/// NULL ≠ '', NULLs in different columns, 1.5 = 1.500 across decimal
+/// types, int = bigint, 1 µs, −0.0 = 0.0, NaN = NaN, a trailing space,
+/// time zones, missing and extra rows, a duplicate and a NULL key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
+    let Some(spark) = cutover_testing::spark_url() else {
+        return;
+    };
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let [spark_source, spark_target, sqlite_source, sqlite_target] =
+        trap_tables(&spark, directory.path()).await;
+    let (code, local) = diff_json(&sqlite_source, &sqlite_target, &[]);
+    assert_eq!(code, 1);
+    let expected = findings(&local);
+    // The expectations themselves, so that agreeing on a wrong answer fails.
+    assert_eq!(expected["missing"], 1, "{local}");
+    assert_eq!(expected["extra"], 1, "{local}");
+    assert_eq!(expected["changed"], 4, "ids 1, 2, 4 and 7: {local}");
+    assert_eq!(expected["duplicate_keys"], 1, "{local}");
+    assert_eq!(expected["null_keys"], 1, "{local}");
+
+    let (code, on_spark) = diff_json(&spark_source, &spark_target, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&on_spark), expected, "Spark: {on_spark}");
+    let (_, across) = diff_json(&spark_source, &sqlite_target, &[]);
+    assert_eq!(
+        findings(&across),
+        expected,
+        "Spark against SQLite: {across}"
+    );
+
+    // --trim means the same on Spark: the trailing space is no change.
+    let (_, trimmed) = diff_json(&spark_source, &spark_target, &["--trim"]);
+    let (_, trimmed_locally) = diff_json(&sqlite_source, &sqlite_target, &["--trim"]);
+    assert_eq!(trimmed["summary"]["changed"], 3, "{trimmed}");
+    assert_eq!(findings(&trimmed), findings(&trimmed_locally));
+}
+
+/// A table diffed against itself and against an empty copy: zero
+/// differences, then every row missing; its schema through inspect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spark_tables_are_inspected_and_diffed_against_themselves_and_empty_ones() {
+    let Some(spark) = cutover_testing::spark_url() else {
+        return;
+    };
+    let table = cutover_testing::unique_name("results");
+    let empty = cutover_testing::unique_name("results_empty");
+    spark_sql(
+        &spark,
+        &format!(
+            "CREATE TABLE {table} (id BIGINT, code CHAR(4), flag BOOLEAN, born DATE, local TIMESTAMP_NTZ, raw BINARY, tags MAP<STRING, STRING>) USING parquet;
+             INSERT INTO {table} SELECT id, 'ab', id % 2 = 0, DATE'2020-01-01' + CAST(id AS INT), TIMESTAMP_NTZ'2024-01-01 00:00:00', X'00FF', map('k', 'v') FROM range(1, 501);
+             CREATE TABLE {empty} (id BIGINT, code CHAR(4), flag BOOLEAN, born DATE, local TIMESTAMP_NTZ, raw BINARY, tags MAP<STRING, STRING>) USING parquet"
+        ),
+    )
+    .await;
+    let run = crate::cutover(&[
+        "inspect",
+        &format!("{spark}#{table}"),
+        "--format",
+        "json",
+        "--count",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let schema: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(schema["engine"], "spark");
+    let columns = &schema["tables"][0]["columns"];
+    let types: Vec<(String, serde_json::Value)> = columns
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|column| {
+            (
+                column["type_name"].as_str().unwrap_or_default().to_owned(),
+                column["logical_type"].clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, serde_json::Value)> = [
+        ("bigint", "integer"),
+        // Spark analyses CHAR(n) columns of a table as strings.
+        ("string", "text"),
+        ("boolean", "bool"),
+        ("date", "date"),
+        ("timestamp_ntz", "timestamp"),
+        ("binary", "bytes"),
+    ]
+    .iter()
+    .map(|(name, logical)| ((*name).to_owned(), serde_json::json!(logical)))
+    .chain([("map".to_owned(), serde_json::Value::Null)])
+    .collect();
+    assert_eq!(types, expected);
+    assert_eq!(schema["tables"][0]["row_count"], 500);
+
+    let (source, target) = (format!("{spark}#{table}"), format!("{spark}#{empty}"));
+    // A map cannot be compared: named, with what to do.
+    let refused = crate::cutover(&["diff", &source, &source, "--key", "id"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("tags"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--exclude"), "{}", refused.stderr);
+    let (code, same) = diff_json(&source, &source, &["--exclude", "tags"]);
+    assert_eq!(code, 0, "{same}");
+    assert_eq!(same["summary"]["matched"], 500, "{same}");
+    let (code, gone) = diff_json(&source, &target, &["--exclude", "tags"]);
+    assert_eq!(code, 1);
+    assert_eq!(gone["summary"]["missing"], 500, "{gone}");
+}
+
+/// Bad input: an unreachable server, a table that does not exist, a token
+/// in the URL (refused, never echoed): one clear error each, exit 2.
+#[test]
+fn bad_spark_input_is_one_clear_error() {
+    let unreachable = crate::cutover(&["inspect", "sc://127.0.0.1:9#results"]);
+    assert_eq!(unreachable.code, 2);
+    assert!(
+        unreachable
+            .stderr
+            .contains("the Spark Connect server does not answer"),
+        "{}",
+        unreachable.stderr
+    );
+    let token = crate::cutover(&["inspect", "sc://127.0.0.1:9/;token=s3cret-token#results"]);
+    assert_eq!(token.code, 2);
+    assert!(
+        token.stderr.contains("CUTOVER_SPARK_TOKEN"),
+        "{}",
+        token.stderr
+    );
+    assert!(!token.stderr.contains("s3cret-token"), "{}", token.stderr);
+    let Some(spark) = cutover_testing::spark_url() else {
+        return;
+    };
+    let missing = crate::cutover(&["inspect", &format!("{spark}#no_such_table_here")]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("no_such_table_here does not exist"),
+        "{}",
+        missing.stderr
+    );
+}
