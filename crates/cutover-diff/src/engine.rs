@@ -2,7 +2,7 @@
 //! bucket digests and candidate reads, the whole-table checks, and resuming.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -17,6 +17,7 @@ use crate::compare::{Candidates, Shared, compare};
 use crate::error::{Error, Result};
 use crate::plan::{Opened, Plan, SidePlan, Source, Strategy, plan, where_clause};
 use crate::report::{Report, build_report};
+use crate::spill::{spill_directory, spill_read, spill_write};
 use crate::store::{CHECKS_PARTITION, Store};
 use crate::{DiffOptions, Progress};
 
@@ -44,7 +45,7 @@ impl Diff {
 
 /// Partition and bucket layout, fixed for the life of a state file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-struct Layout {
+pub(crate) struct Layout {
     partitions: u32,
     bucket_bits: u32,
     /// Server strategy: each server groups its rows into bucket digests
@@ -80,7 +81,7 @@ impl Layout {
                 let wanted = jobs.max(rows.div_ceil(PAIRS_ROWS_PER_PARTITION));
                 (wanted.next_power_of_two(), MAX_CLIENT_BUCKET_BITS, false)
             }
-            Strategy::Client => (1, MAX_CLIENT_BUCKET_BITS - 1, false),
+            Strategy::Client | Strategy::Pushdown => (1, MAX_CLIENT_BUCKET_BITS - 1, false),
         };
         let per_partition = rows / partitions;
         let buckets = (per_partition / options.rows_per_bucket.max(1))
@@ -93,7 +94,7 @@ impl Layout {
         }
     }
 
-    fn buckets(self) -> u64 {
+    pub(crate) fn buckets(self) -> u64 {
         1 << self.bucket_bits
     }
 
@@ -188,6 +189,9 @@ pub async fn run(
                         }
                         Strategy::Client => {
                             client_partition(&shared, &connect, layout, partition, &rows_read).await?
+                        }
+                        Strategy::Pushdown => {
+                            crate::pushdown::partition(&shared, &connect, layout, &rows_read).await?
                         }
                     };
                     if !shared.stopped.load(Ordering::Relaxed) {
@@ -800,13 +804,7 @@ async fn client_partition(
         return Ok(stats);
     }
     let mismatched = Arc::new(mismatched);
-    let spill_directory = tempfile::Builder::new()
-        .prefix("cutover-spill-")
-        .tempdir()
-        .map_err(|source| Error::Io {
-            path: std::env::temp_dir().display().to_string(),
-            source,
-        })?;
+    let spill_directory = spill_directory()?;
     let spill_side = |side: SidePlan, opened: Arc<Opened>, path: PathBuf| {
         let shared = shared.clone();
         let mismatched = mismatched.clone();
@@ -873,86 +871,4 @@ async fn client_partition(
     .await?;
     stats.matched += compared.matched;
     Ok(stats)
-}
-
-fn spill_connection(path: &Path) -> Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(path)
-        .map_err(|error| Error::store(format!("opening spill file {}", path.display()), error))?;
-    connection
-        .execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = FILE;",
-        )
-        .map_err(|error| Error::store("setting up a spill file", error))?;
-    Ok(connection)
-}
-
-fn spill_write(path: &Path, mut receiver: mpsc::Receiver<Vec<(i64, Vec<u8>)>>) -> Result<()> {
-    let mut connection = spill_connection(path)?;
-    connection
-        .execute_batch("CREATE TABLE candidate (bucket INTEGER NOT NULL, row BLOB NOT NULL)")
-        .map_err(|error| Error::store("creating a spill file", error))?;
-    let transaction = connection
-        .transaction()
-        .map_err(|error| Error::store("writing a spill file", error))?;
-    {
-        let mut insert = transaction
-            .prepare("INSERT INTO candidate (bucket, row) VALUES (?1, ?2)")
-            .map_err(|error| Error::store("writing a spill file", error))?;
-        while let Some(batch) = receiver.blocking_recv() {
-            for (bucket, row) in batch {
-                insert
-                    .execute(rusqlite::params![bucket, row])
-                    .map_err(|error| Error::store("writing a spill file", error))?;
-            }
-        }
-    }
-    transaction
-        .commit()
-        .map_err(|error| Error::store("writing a spill file", error))
-}
-
-/// Reads spilled candidates back in bucket order.
-fn spill_read(path: PathBuf) -> Candidates {
-    let (sender, receiver) = mpsc::channel::<Result<Vec<(i64, Row)>>>(4);
-    tokio::task::spawn_blocking(move || {
-        let result = (|| -> Result<()> {
-            let connection = spill_connection(&path)?;
-            let mut statement = connection
-                .prepare("SELECT bucket, row FROM candidate ORDER BY bucket")
-                .map_err(|error| Error::store("reading a spill file", error))?;
-            let mut rows = statement
-                .query([])
-                .map_err(|error| Error::store("reading a spill file", error))?;
-            let mut batch = Vec::with_capacity(1_024);
-            while let Some(row) = rows
-                .next()
-                .map_err(|error| Error::store("reading a spill file", error))?
-            {
-                let bucket: i64 = row
-                    .get(0)
-                    .map_err(|error| Error::store("reading a spill file", error))?;
-                let bytes: Vec<u8> = row
-                    .get(1)
-                    .map_err(|error| Error::store("reading a spill file", error))?;
-                let values = canonical::decode_row(&bytes)
-                    .ok_or_else(|| Error::Internal("spill file holds an undecodable row".into()))?;
-                batch.push((bucket, values));
-                if batch.len() == 1_024
-                    && sender
-                        .blocking_send(Ok(std::mem::take(&mut batch)))
-                        .is_err()
-                {
-                    return Ok(());
-                }
-            }
-            if !batch.is_empty() {
-                let _ = sender.blocking_send(Ok(batch));
-            }
-            Ok(())
-        })();
-        if let Err(error) = result {
-            let _ = sender.blocking_send(Err(error));
-        }
-    });
-    cutover_db::from_batches(receiver).boxed()
 }

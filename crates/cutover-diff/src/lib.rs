@@ -30,7 +30,9 @@ mod error;
 mod json;
 mod normalise;
 mod plan;
+mod pushdown;
 mod report;
+mod spill;
 mod store;
 
 use std::path::PathBuf;

@@ -81,6 +81,10 @@ pub enum Strategy {
     Server,
     /// cutover reads every row and hashes its canonical encoding with xxh3.
     Client,
+    /// Both sides are in one Spark: the row-level comparison runs inside
+    /// Spark (a null-safe full outer join on the key); only the rows of
+    /// keys that differ leave it, to be compared exactly by cutover.
+    Pushdown,
 }
 
 /// A side resolved: how to read it and what its columns are.
@@ -557,6 +561,24 @@ fn adopt_type(described: &Described, column: &mut Column, other: &Column) {
     }
 }
 
+/// Whether both sides are read from one Spark Connect server, so that one
+/// session can join them.
+fn one_spark(source: &SidePlan, target: &SidePlan) -> bool {
+    match (&source.origin, &target.origin) {
+        (
+            Origin::Database {
+                url: source_url,
+                engine: Engine::Spark,
+            },
+            Origin::Database {
+                url: target_url,
+                engine: Engine::Spark,
+            },
+        ) => source_url.redacted() == target_url.redacted(),
+        _ => false,
+    }
+}
+
 async fn choose_strategy(
     source: &SidePlan,
     target: &SidePlan,
@@ -587,6 +609,9 @@ async fn choose_strategy(
         }
         Ok(())
     };
+    if one_spark(source, target) && options.strategy != StrategyChoice::Client {
+        return Ok(Strategy::Pushdown);
+    }
     match options.strategy {
         StrategyChoice::Client => Ok(Strategy::Client),
         StrategyChoice::Server => match server_possible.await {

@@ -28,7 +28,9 @@ use crate::output::{print, print_json, thousands};
 /// bucketed by a hash of their key, never by sort order, so collations cannot
 /// disagree. When both sides are PostgreSQL 14+, each server hashes its own
 /// rows and only the rows of differing buckets are read (the server
-/// strategy); otherwise cutover reads and hashes every row (the client strategy).
+/// strategy); when both are in one Spark, Spark joins them on the key and
+/// only differing rows leave it (the pushdown strategy); otherwise cutover
+/// reads and hashes every row (the client strategy).
 ///
 /// Row values are never printed unless --show-values is given; the delta
 /// written with --output or --into contains the differing rows' values.
@@ -109,7 +111,8 @@ pub struct DiffArgs {
     #[arg(long)]
     pub null_equals_empty: bool,
 
-    /// Where rows are hashed: auto (server when both sides are PostgreSQL 14+), server or client.
+    /// Where rows are compared: auto (server when both sides are PostgreSQL 14+, pushdown when
+    /// both are in one Spark), server (or pushdown, on Spark) or client.
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,
 
@@ -160,9 +163,9 @@ pub enum PrecisionArg {
 /// `--strategy` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StrategyArg {
-    /// Server when both sides are PostgreSQL 14+, else client.
+    /// Server when both sides are PostgreSQL 14+, pushdown when both are in one Spark, else client.
     Auto,
-    /// Hash inside PostgreSQL.
+    /// Hash inside PostgreSQL (join inside Spark).
     Server,
     /// Hash in cutover.
     Client,
@@ -405,6 +408,7 @@ fn render(
     let strategy = match report.strategy {
         cutover_diff::Strategy::Server => "server",
         cutover_diff::Strategy::Client => "client",
+        cutover_diff::Strategy::Pushdown => "pushdown",
     };
     let _ = writeln!(text, "source  {}", report.source);
     let _ = writeln!(text, "target  {}", report.target);
