@@ -121,6 +121,14 @@ fn rows(source: bool, engine: &str) -> String {
     }
 }
 
+/// The rows of one side with every timestamp written in UTC, for engines
+/// whose session time zone is not Spark's (SQLite, PostgreSQL).
+fn utc_rows(source: bool) -> String {
+    rows(source, "sqlite")
+        .replace("2024-01-01 00:00:00'", "2024-01-01 00:00:00+00'")
+        .replace(".000001'", ".000001+00'")
+}
+
 /// Both sides of the traps in Spark (different integer and decimal types on
 /// each side) and in a SQLite file; their URLs.
 async fn trap_tables(spark: &str, directory: &std::path::Path) -> [String; 4] {
@@ -146,9 +154,8 @@ async fn trap_tables(spark: &str, directory: &std::path::Path) -> [String; 4] {
              INSERT INTO source VALUES {};
              CREATE TABLE target (id BIGINT, name TEXT, amount DECIMAL TEXT, at TIMESTAMPTZ, ratio REAL, note TEXT);
              INSERT INTO target VALUES {};",
-            rows(true, "sqlite").replace("2024-01-01 00:00:00'", "2024-01-01 00:00:00+00'"),
-            rows(false, "sqlite").replace("2024-01-01 00:00:00'", "2024-01-01 00:00:00+00'")
-                .replace(".000001'", ".000001+00'")
+            utc_rows(true),
+            utc_rows(false)
         ))
         .expect("sqlite set-up");
     let local = sqlite.display();
@@ -197,6 +204,25 @@ async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
         expected,
         "Spark against SQLite: {across}"
     );
+
+    // Spark against PostgreSQL (its own types: integer, numeric(12,3), timestamptz, float8).
+    if let Some(postgres) = cutover_testing::postgres().await {
+        cutover_testing::postgres_execute(
+            &postgres.url,
+            &format!(
+                "CREATE TABLE target (id integer, name text, amount numeric(12,3), at timestamptz, ratio float8, note text);
+                 INSERT INTO target VALUES {};",
+                utc_rows(false)
+            ),
+        )
+        .await;
+        let (_, against) = diff_json(&spark_source, &postgres.table_url("target"), &[]);
+        assert_eq!(
+            findings(&against),
+            expected,
+            "Spark against PostgreSQL: {against}"
+        );
+    }
 
     // --trim means the same on Spark: the trailing space is no change.
     let (_, trimmed) = diff_json(&spark_source, &spark_target, &["--trim"]);
@@ -305,5 +331,68 @@ fn bad_spark_input_is_one_clear_error() {
         missing.stderr.contains("no_such_table_here does not exist"),
         "{}",
         missing.stderr
+    );
+}
+
+/// A runbook whose reconciliation runs inside Spark: the diff step's
+/// evidence says pushdown, the checkpoint judges it, and the report shows
+/// the diff's charts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_reconciles_inside_spark_and_reports_it() {
+    let Some(spark) = cutover_testing::spark_url() else {
+        return;
+    };
+    let old = cutover_testing::unique_name("feed_old");
+    let new = cutover_testing::unique_name("feed_new");
+    spark_sql(
+        &spark,
+        &format!(
+            "CREATE TABLE {old} USING parquet AS SELECT id AS message_id, concat('P', id % 3) AS program, CAST(id % 7 AS DECIMAL(9,2)) AS result FROM range(1, 1001);
+             CREATE TABLE {new} USING parquet AS SELECT id AS message_id, concat('P', id % 3) AS program, CAST(CASE WHEN id % 200 = 0 THEN 99 ELSE id % 7 END AS DECIMAL(9,2)) AS result FROM range(1, 1001)"
+        ),
+    )
+    .await;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let runbook = directory.path().join("spark-run.toml");
+    std::fs::write(
+        &runbook,
+        format!(
+            r#"name = "spark-parallel-run"
+[vars]
+old_feed = "{spark}#{old}"
+new_feed = "{spark}#{new}"
+[[step]]
+name = "reconcile"
+kind = "diff"
+args = ["${{old_feed}}", "${{new_feed}}", "--key", "message_id", "--group-by", "program"]
+[[step]]
+name = "go-no-go"
+kind = "checkpoint"
+green = ["reconcile.difference_rate < 0.1%"]
+yellow = ["reconcile.difference_rate < 1%"]
+"#
+        ),
+    )
+    .expect("runbook");
+    let journal = directory.path().join("journal.db");
+    let (runbook_arg, journal_arg) = (runbook.display().to_string(), journal.display().to_string());
+    let run = crate::cutover_async(&["run", &runbook_arg, "--journal", &journal_arg]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("checkpoint yellow"), "{}", run.stdout);
+    let status = crate::cutover(&["status", "--journal", &journal_arg, "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
+    let directory = runs[0]["dir"].as_str().expect("run directory");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(directory).join("report.json")).expect("report.json"),
+    )
+    .expect("report json");
+    let evidence = &report["steps"][0]["evidence"];
+    assert_eq!(evidence["strategy"], "pushdown", "{evidence}");
+    assert_eq!(evidence["summary"]["changed"], 5, "{evidence}");
+    let html = std::fs::read_to_string(std::path::Path::new(directory).join("report.html"))
+        .expect("report.html");
+    assert!(
+        html.contains("reconcile: rows by category"),
+        "the diff chart"
     );
 }
