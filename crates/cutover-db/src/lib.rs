@@ -58,6 +58,10 @@ pub struct ConnectOptions {
     pub create_sqlite: bool,
     /// A Spark Connect bearer token (the CLI passes `CUTOVER_SPARK_TOKEN`).
     pub spark_token: Option<String>,
+    /// The Spark Connect session (a UUID) every Spark connection joins, so
+    /// that [`Database::interrupt`] can cancel what the others started; a new
+    /// session per connection when `None`.
+    pub spark_session: Option<String>,
 }
 
 /// What to introspect.
@@ -296,6 +300,19 @@ impl Database {
             Locator::Spark(target) => Ok(Database::Spark(Box::new(
                 spark::SparkDatabase::connect(target, url.redacted(), options).await?,
             ))),
+        }
+    }
+
+    /// Cancels every operation cutover started in the Spark session of
+    /// `options` on the server `url` names (operations carry the tag
+    /// `cutover`); nothing to do for other engines, whose work ends with
+    /// their connections. Returns how many operations were interrupted.
+    pub async fn interrupt(url: &DatabaseUrl, options: &ConnectOptions) -> Result<usize> {
+        match &url.locator {
+            Locator::Spark(target) if options.spark_session.is_some() => {
+                spark::SparkDatabase::interrupt(target, url.redacted(), options).await
+            }
+            _ => Ok(0),
         }
     }
 

@@ -85,6 +85,14 @@ impl SparkDatabase {
         if let Some(token) = &options.spark_token {
             builder.set("token", token);
         }
+        if let Some(session) = &options.spark_session {
+            builder.set("session_id", session);
+        }
+        // Spark keys a session by user and id: every request (and an
+        // interrupt) must name the same user.
+        if builder.get("user_id").is_none() {
+            builder.set("user_id", "cutover");
+        }
         let mut client = SparkConnectClient::connect(&builder)
             .await
             .map_err(|error| spark_error(redacted, "connecting", error))?;
@@ -102,6 +110,22 @@ impl SparkDatabase {
         };
         database.describe("SELECT 1").await?;
         Ok(database)
+    }
+
+    /// Interrupts the operations tagged [`OPERATION_TAG`] in the session of
+    /// `options`, from a connection of its own.
+    pub async fn interrupt(
+        url: &SparkUrl,
+        redacted: &str,
+        options: &ConnectOptions,
+    ) -> Result<usize> {
+        let database = SparkDatabase::connect(url, redacted, options).await?;
+        let interrupted = database
+            .client
+            .interrupt_tag(OPERATION_TAG)
+            .await
+            .map_err(|error| database.error("interrupting cutover's operations", error))?;
+        Ok(interrupted.len())
     }
 
     pub fn redacted_url(&self) -> &str {

@@ -282,7 +282,13 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     };
     let connect = crate::environment::connect_options();
     let bar = crate::progress::Bar::new(global.quiet || global.format == Format::Json);
-    let result = cutover_diff::run(&source, &target, &connect, &options, &bar).await;
+    let result = tokio::select! {
+        result = cutover_diff::run(&source, &target, &connect, &options, &bar) => result,
+        _ = tokio::signal::ctrl_c() => {
+            bar.finish();
+            return Err(interrupted(&args, &connect).await);
+        }
+    };
     bar.finish();
     let diff = result?;
 
@@ -332,6 +338,41 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     } else {
         Outcome::Success
     })
+}
+
+/// After Ctrl-C: cancels what the diff started in Spark, and says so.
+async fn interrupted(args: &DiffArgs, connect: &cutover_db::ConnectOptions) -> anyhow::Error {
+    let mut cancelled = 0;
+    let mut failures = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for side in [&args.source, &args.target] {
+        let Ok(url) = DatabaseUrl::parse(side) else {
+            continue;
+        };
+        if seen.insert(url.redacted().to_owned()) {
+            match Database::interrupt(&url, connect).await {
+                Ok(count) => cancelled += count,
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+    }
+    let mut what = String::new();
+    if cancelled > 0 {
+        let (plural, verb) = if cancelled == 1 {
+            ("", "was")
+        } else {
+            ("s", "were")
+        };
+        what.push_str(&format!(
+            "; the {cancelled} Spark operation{plural} it started {verb} cancelled"
+        ));
+    }
+    for failure in failures {
+        what.push_str(&format!("; cancelling in Spark failed: {failure}"));
+    }
+    anyhow::anyhow!(
+        "interrupted{what}\nhint: run it again; with --state FILE, finished partitions are kept"
+    )
 }
 
 /// Writes the delta into a table: kind, side, key, columns, count, source, target.

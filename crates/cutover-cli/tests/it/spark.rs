@@ -396,3 +396,51 @@ yellow = ["reconcile.difference_rate < 1%"]
         "the diff chart"
     );
 }
+
+/// Ctrl-C during a diff inside Spark cancels the Spark operations it
+/// started (they carry cutover's tag in cutover's session) and says so.
+#[test]
+fn ctrl_c_cancels_what_the_diff_started_in_spark() {
+    let Some(spark) = cutover_testing::spark_url() else {
+        return;
+    };
+    // Three billion rows a side: long enough to be interrupted mid-way.
+    let query = "SELECT id, id % 7 AS value FROM range(0, 3000000000)";
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "diff",
+            &spark,
+            &spark,
+            "--source-query",
+            query,
+            "--target-query",
+            query,
+            "--key",
+            "id",
+        ])
+        .env("CUTOVER_LOG", "off")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting cutover");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().expect("cutover");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the diff went on after Ctrl-C"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("it started was cancelled") || stderr.contains("it started were cancelled"),
+        "{stderr}"
+    );
+}
