@@ -424,7 +424,8 @@ fn ctrl_c_cancels_what_the_diff_started_in_spark() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("starting cutover");
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // Long enough for the diff to be inside its first query over the rows, even on a busy machine.
+    std::thread::sleep(std::time::Duration::from_secs(10));
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
