@@ -365,7 +365,8 @@ async fn whole_table_checks(
                 stats.target_null_keys = count;
             }
         }
-        if !side.key_unique {
+        // The pushdown join finds duplicate keys itself, without a scan of its own.
+        if !side.key_unique && shared.plan.strategy != Strategy::Pushdown {
             let keys = &side.columns[..plan.key_len];
             let key_list = keys
                 .iter()

@@ -5,8 +5,11 @@
 //! are not null-safe equal (`<=>`, on the types Spark widens both to: 1.5
 //! equals 1.500 across decimal types, int equals bigint, NULL is not '',
 //! −0.0 equals 0.0 and NaN equals NaN, as cutover's canonical encoding
-//! says). Only those rows leave Spark; cutover spills them and compares
-//! them exactly, bucket by bucket, as every strategy does, so a predicate
+//! says), and every row of a key that is not unique on its side. Only those
+//! rows leave Spark, each row of a side once however many rows the other
+//! side has for its key; cutover spills them and compares them exactly,
+//! bucket by bucket, as every strategy does (duplicate keys included, so no
+//! separate scan looks for them), so a predicate
 //! finer than cutover's equality (one ignoring `--trim` or a tolerance)
 //! only sends rows that then prove equal, and never hides a difference.
 
@@ -22,7 +25,10 @@ use crate::error::{Error, Result};
 use crate::plan::{SidePlan, where_clause};
 use crate::spill::{spill_directory, spill_read, spill_write};
 
-/// A side as a subquery whose columns are `c0`, `c1`, … in plan order.
+/// A side as a subquery whose columns are `c0`, `c1`, … in plan order,
+/// then how many rows share the row's key (`copies`) and the row's place
+/// among them (`copy`): the key's partitioning is the join's, so finding
+/// duplicate keys here costs no shuffle of its own.
 fn side_query(side: &SidePlan, key_len: usize) -> String {
     let list = side
         .columns
@@ -31,8 +37,13 @@ fn side_query(side: &SidePlan, key_len: usize) -> String {
         .map(|(index, column)| format!("{} AS c{index}", side.fetch_expression(column)))
         .collect::<Vec<_>>()
         .join(", ");
+    let key = (0..key_len)
+        .map(|index| format!("c{index}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "SELECT {list} FROM {}{}",
+        "SELECT *, count(*) OVER (PARTITION BY {key}) AS copies, row_number() OVER (PARTITION BY {key} ORDER BY {key}) AS copy \
+         FROM (SELECT {list} FROM {}{}) AS side",
         side.from,
         where_clause(&side.base_conditions(key_len))
     )
@@ -48,7 +59,12 @@ pub(crate) fn differing_rows_sql(shared: &Shared, layout: Layout) -> String {
         .map(|index| format!("s.c{index} = t.c{index}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let mut differs = vec!["s.c0 IS NULL".to_owned(), "t.c0 IS NULL".to_owned()];
+    let mut differs = vec![
+        "s.c0 IS NULL".to_owned(),
+        "t.c0 IS NULL".to_owned(),
+        "s.copies > 1".to_owned(),
+        "t.copies > 1".to_owned(),
+    ];
     differs.extend(
         (key_len..key_len + plan.compared).map(|index| format!("NOT (s.c{index} <=> t.c{index})")),
     );
@@ -63,7 +79,9 @@ pub(crate) fn differing_rows_sql(shared: &Shared, layout: Layout) -> String {
             .join(", ")
     };
     format!(
-        "SELECT pmod(xxhash64({key}), {buckets}) AS cutover_bucket, s.c0 IS NOT NULL AS cutover_in_source, t.c0 IS NOT NULL AS cutover_in_target, {source}, {target} \
+        "SELECT pmod(xxhash64({key}), {buckets}) AS cutover_bucket, \
+                s.c0 IS NOT NULL AND (t.c0 IS NULL OR t.copy = 1) AS cutover_in_source, \
+                t.c0 IS NOT NULL AND (s.c0 IS NULL OR s.copy = 1) AS cutover_in_target, {source}, {target} \
          FROM ({source_query}) AS s FULL OUTER JOIN ({target_query}) AS t ON {on} \
          WHERE {differs}",
         buckets = layout.buckets(),

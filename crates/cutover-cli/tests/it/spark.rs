@@ -91,13 +91,23 @@ const TRAPS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Rows only one side has, a duplicate key and a NULL key (in the target).
-const SOURCE_ONLY: &str = "(9, 'i', 1.00, '2024-01-01 00:00:00', 1.0, 'x')";
+/// Rows only one side has; duplicate keys (10 in the target only; 12 once
+/// in the source and twice in the target; 13 twice on both sides); a NULL key.
+const SOURCE_ONLY: &[&str] = &[
+    "(9, 'i', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(12, 'm', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(13, 'n', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(13, 'n2', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+];
 const TARGET_ONLY: &[&str] = &[
     "(11, 'l', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
     "(10, 'j', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
     "(10, 'j2', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
     "(NULL, 'k', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(12, 'm', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(12, 'm2', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(13, 'n', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
+    "(13, 'n', 1.00, '2024-01-01 00:00:00', 1.0, 'x')",
 ];
 
 /// The rows of one side, in SQL for `engine` (`spark` or `sqlite`).
@@ -107,7 +117,7 @@ fn rows(source: bool, engine: &str) -> String {
         .map(|(left, right)| if source { *left } else { *right })
         .collect();
     if source {
-        rows.push(SOURCE_ONLY);
+        rows.extend_from_slice(SOURCE_ONLY);
     } else {
         rows.extend_from_slice(TARGET_ONLY);
     }
@@ -186,7 +196,10 @@ async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
     assert_eq!(expected["missing"], 1, "{local}");
     assert_eq!(expected["extra"], 1, "{local}");
     assert_eq!(expected["changed"], 4, "ids 1, 2, 4 and 7: {local}");
-    assert_eq!(expected["duplicate_keys"], 1, "{local}");
+    assert_eq!(
+        expected["duplicate_keys"], 4,
+        "10, 12 and 13 twice: {local}"
+    );
     assert_eq!(expected["null_keys"], 1, "{local}");
 
     // Inside Spark (both sides in one server: the join runs there) …
