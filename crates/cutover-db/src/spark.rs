@@ -290,41 +290,50 @@ impl SparkDatabase {
 
     /// The server's Spark version, e.g. `Spark 4.0.1`.
     pub async fn version(&self) -> Result<String> {
-        let mut rows = self
-            .stream(
+        let version = self
+            .first_value(
                 "SELECT version()",
-                vec![text_column("version")],
-                "asking the version".to_owned(),
+                text_column("version"),
+                "asking the version",
             )
             .await?;
-        match rows.next().await.transpose()? {
-            Some(row) => match row.first() {
-                Some(crate::Value::Text(version)) => Ok(format!(
-                    "Spark {}",
-                    version.split_whitespace().next().unwrap_or(version)
-                )),
-                _ => Ok("Spark".to_owned()),
-            },
-            None => Ok("Spark".to_owned()),
-        }
+        Ok(match version {
+            Some(crate::Value::Text(version)) => format!(
+                "Spark {}",
+                version.split_whitespace().next().unwrap_or(&version)
+            ),
+            _ => "Spark".to_owned(),
+        })
     }
 
     pub async fn count_rows(&self, table: &TableName) -> Result<u64> {
         let sql = format!("SELECT count(*) FROM {}", Engine::Spark.quote_table(table));
-        let columns = vec![Column {
+        let column = Column {
             logical_type: Some(LogicalType::Integer),
             ..text_column("count")
-        }];
-        let mut rows = self
-            .stream(&sql, columns, format!("counting {table}"))
-            .await?;
-        match rows.next().await.transpose()? {
-            Some(row) => match row.first() {
-                Some(crate::Value::Int(count)) => Ok(*count as u64),
-                _ => Ok(0),
-            },
-            None => Ok(0),
+        };
+        match self
+            .first_value(&sql, column, &format!("counting {table}"))
+            .await?
+        {
+            Some(crate::Value::Int(count)) => Ok(count as u64),
+            _ => Ok(0),
         }
+    }
+
+    /// The first value of the first row `sql` answers, read as `column`.
+    async fn first_value(
+        &self,
+        sql: &str,
+        column: Column,
+        label: &str,
+    ) -> Result<Option<crate::Value>> {
+        let mut rows = self.stream(sql, vec![column], label.to_owned()).await?;
+        Ok(rows
+            .next()
+            .await
+            .transpose()?
+            .and_then(|row| row.into_iter().next()))
     }
 
     /// The columns a SELECT returns.

@@ -314,7 +314,21 @@ fn done_partitions(store: &Store) -> Result<u64> {
         .map_err(|error| Error::store("counting finished partitions", error))
 }
 
-fn integer_column(name: &str) -> Column {
+/// The number a `SELECT count(*) …` answers.
+pub(crate) async fn count(database: &Database, sql: &str, label: &str) -> Result<u64> {
+    let mut rows = database
+        .query(sql, vec![integer_column("count")], label)
+        .await?;
+    Ok(match rows.next().await.transpose()? {
+        Some(row) => match row.first() {
+            Some(Value::Int(count)) => *count as u64,
+            _ => 0,
+        },
+        None => 0,
+    })
+}
+
+pub(crate) fn integer_column(name: &str) -> Column {
     Column {
         name: name.to_owned(),
         type_name: "int8".to_owned(),
@@ -349,16 +363,7 @@ async fn whole_table_checks(
                 side.from,
                 where_clause(&conditions)
             );
-            let mut rows = database
-                .query(&sql, vec![integer_column("count")], &side.context())
-                .await?;
-            let count = match rows.next().await.transpose()? {
-                Some(row) => match row.first() {
-                    Some(Value::Int(count)) => *count as u64,
-                    _ => 0,
-                },
-                None => 0,
-            };
+            let count = count(&database, &sql, &side.context()).await?;
             if side.role == "source" {
                 stats.source_null_keys = count;
             } else {

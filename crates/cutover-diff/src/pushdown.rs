@@ -20,7 +20,7 @@ use cutover_db::{Column, ConnectOptions, LogicalType, Value, canonical};
 use tokio::sync::mpsc;
 
 use crate::compare::{Shared, compare};
-use crate::engine::{Layout, PartitionStats};
+use crate::engine::{Layout, PartitionStats, count, integer_column};
 use crate::error::{Error, Result};
 use crate::plan::{SidePlan, where_clause};
 use crate::spill::{spill_directory, spill_read, spill_write};
@@ -93,37 +93,18 @@ pub(crate) fn differing_rows_sql(shared: &Shared, layout: Layout) -> String {
     )
 }
 
-fn column(name: &str, logical_type: LogicalType) -> Column {
-    Column {
-        name: name.to_owned(),
-        type_name: logical_type.name().to_owned(),
-        logical_type: Some(logical_type),
-        nullable: true,
-        default: None,
-    }
-}
-
 /// Rows of a side with its key and filter, counted inside Spark.
-async fn count(database: &cutover_db::Database, side: &SidePlan, key_len: usize) -> Result<u64> {
+async fn side_rows(
+    database: &cutover_db::Database,
+    side: &SidePlan,
+    key_len: usize,
+) -> Result<u64> {
     let sql = format!(
         "SELECT count(*) FROM {}{}",
         side.from,
         where_clause(&side.base_conditions(key_len))
     );
-    let mut rows = database
-        .query(
-            &sql,
-            vec![column("count", LogicalType::Integer)],
-            &side.context(),
-        )
-        .await?;
-    match rows.next().await.transpose()? {
-        Some(row) => match row.first() {
-            Some(Value::Int(count)) => Ok(*count as u64),
-            _ => Ok(0),
-        },
-        None => Ok(0),
-    }
+    count(database, &sql, &side.context()).await
 }
 
 /// The whole diff in one partition: the differing rows from Spark, spilled
@@ -137,14 +118,19 @@ pub(crate) async fn partition(
     let plan = &shared.plan;
     let key_len = plan.key_len;
     let database = plan.source.connect(connect).await?;
-    let source_rows = count(&database, &plan.source, key_len).await?;
-    let target_rows = count(&database, &plan.target, key_len).await?;
+    let source_rows = side_rows(&database, &plan.source, key_len).await?;
+    let target_rows = side_rows(&database, &plan.target, key_len).await?;
     rows_read.fetch_add(source_rows + target_rows, Ordering::Relaxed);
 
+    let flag = |name: &str| Column {
+        type_name: "boolean".to_owned(),
+        logical_type: Some(LogicalType::Bool),
+        ..integer_column(name)
+    };
     let mut columns = vec![
-        column("cutover_bucket", LogicalType::Integer),
-        column("cutover_in_source", LogicalType::Bool),
-        column("cutover_in_target", LogicalType::Bool),
+        integer_column("cutover_bucket"),
+        flag("cutover_in_source"),
+        flag("cutover_in_target"),
     ];
     columns.extend(plan.source.columns.iter().cloned());
     columns.extend(plan.target.columns.iter().cloned());

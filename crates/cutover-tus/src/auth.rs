@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::connection_failure;
+use crate::client::{clip, connection_failure};
 
 /// How to obtain a token from the login URL.
 #[derive(Clone)]
@@ -175,10 +175,13 @@ impl Auth {
         !matches!(self.kind, Kind::None)
     }
 
-    /// Whether a refused token is renewed (a signed-in session), so that a
-    /// second 401 means the account itself is refused.
-    pub fn renews(&self) -> bool {
-        matches!(self.kind, Kind::Session(_))
+    /// Whether `answer` (to [`Auth::send`]) refuses the account itself: a
+    /// 401 to the call made again with a renewed token, which every other
+    /// call would get too. A fixed token is never renewed, so its 401 is the
+    /// caller's to judge.
+    pub fn refused(&self, answer: &reqwest::Response) -> bool {
+        answer.status() == reqwest::StatusCode::UNAUTHORIZED
+            && matches!(self.kind, Kind::Session(_))
     }
 
     /// How many times the session signed in or refreshed (1 after the
@@ -352,9 +355,9 @@ async fn obtain(
         return Err(match (status, text("error")) {
             (400 | 401 | 403, Some(error)) => {
                 let description = text("error_description")
-                    .map(|description| format!(" ({})", clip(&description)))
+                    .map(|description| format!(" ({})", clip(&description, 200)))
                     .unwrap_or_default();
-                AuthError::Refused(format!("{}{description}", clip(&error)))
+                AuthError::Refused(format!("{}{description}", clip(&error, 200)))
             }
             (401 | 403, None) => AuthError::Refused(format!("status {status}")),
             _ => AuthError::NotTokenEndpoint(format!("status {status}")),
@@ -390,22 +393,6 @@ async fn obtain(
 /// most a minute.
 fn renewal_margin(lifetime: Duration) -> Duration {
     (lifetime / 4).min(Duration::from_secs(60))
-}
-
-/// A server's words, cut short and kept to one line.
-fn clip(text: &str) -> String {
-    let line: String = text
-        .chars()
-        .map(|character| {
-            if character.is_control() {
-                ' '
-            } else {
-                character
-            }
-        })
-        .take(200)
-        .collect();
-    line.trim().to_owned()
 }
 
 #[cfg(test)]

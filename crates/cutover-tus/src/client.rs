@@ -203,6 +203,23 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(7)).min(10_000))
 }
 
+/// A service's own words (an error code, a status, a target's name) for a
+/// message: on one line, at most `limit` characters.
+pub(crate) fn clip(text: &str, limit: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|character| {
+            if character.is_control() {
+                ' '
+            } else {
+                character
+            }
+        })
+        .take(limit)
+        .collect();
+    line.trim().to_owned()
+}
+
 /// A connection failure in words, without the URL (it may carry credentials).
 pub(crate) fn connection_failure(error: &reqwest::Error) -> String {
     if error.is_timeout() {
@@ -382,14 +399,6 @@ impl Uploader {
         self.auth.send(&self.http, request).await
     }
 
-    /// A refusal of the token itself: fatal when the token was renewed for
-    /// the retry (a signed-in session), since every other call would fail
-    /// alike.
-    fn unauthorized(&self, answer: &reqwest::Response) -> Option<UploadError> {
-        (answer.status() == reqwest::StatusCode::UNAUTHORIZED && self.auth.renews())
-            .then_some(UploadError::Auth(AuthError::Unauthorized))
-    }
-
     /// Creates an upload of `length` bytes; returns its URL. A failed
     /// connection or a 5xx is retried with backoff; a refusal is not.
     pub async fn create(
@@ -462,7 +471,7 @@ impl Uploader {
                 Ok(answer) if answer.status().as_u16() == 400 => {
                     return Err(rejection(answer).await);
                 }
-                Ok(answer) if self.unauthorized(&answer).is_some() => {
+                Ok(answer) if self.auth.refused(&answer) => {
                     return Err(UploadError::Auth(AuthError::Unauthorized));
                 }
                 // Created, but the data was refused (a checksum mismatch in
@@ -549,8 +558,8 @@ impl Uploader {
                 )));
             }
         };
-        if let Some(error) = self.unauthorized(&answer) {
-            return Err(error);
+        if self.auth.refused(&answer) {
+            return Err(UploadError::Auth(AuthError::Unauthorized));
         }
         match answer.status().as_u16() {
             200 | 204 => Ok(answer
@@ -651,8 +660,8 @@ impl Uploader {
             }
             let answer = self.call(request).await;
             if let Ok(answer) = &answer {
-                if let Some(error) = self.unauthorized(answer) {
-                    return Err(error);
+                if self.auth.refused(answer) {
+                    return Err(UploadError::Auth(AuthError::Unauthorized));
                 }
             }
             match answer {

@@ -378,41 +378,40 @@ pub async fn verify(
             let mut transitions = Vec::with_capacity(batch.len());
             let now = Instant::now();
             for (entry, by, verdict) in batch {
-                let verdict = match verdict? {
-                    Verdict::Pending { held, reason } if now >= by => {
-                        let what = if held {
-                            "undelivered"
-                        } else {
-                            "still not whole"
-                        };
-                        settled(held, format!("{what} after the settling time: {reason}"))
-                    }
-                    Verdict::Pending { .. } => {
+                let (state, detail) = match verdict? {
+                    Verdict::Pending { .. } if now < by => {
                         later.push((entry, by));
                         continue;
                     }
-                    verdict => verdict,
-                };
-                pass.checked += 1;
-                let (state, detail) = match verdict {
-                    Verdict::Verified => {
-                        pass.verified += 1;
-                        (State::Verified, probe_names(verifier))
-                    }
-                    Verdict::Missing(reason) => {
-                        pass.missing.push((entry.path.clone(), reason.clone()));
-                        (State::Missing, reason)
-                    }
-                    Verdict::Pending { reason, .. } => {
-                        pass.undelivered.push((entry.path.clone(), reason.clone()));
-                        (State::Undelivered, reason)
-                    }
+                    Verdict::Verified => (State::Verified, probe_names(verifier)),
+                    Verdict::Missing(reason) => (State::Missing, reason),
+                    // Settled: held whole but never delivered onwards, or never whole.
+                    Verdict::Pending { held: true, reason } => (
+                        State::Undelivered,
+                        format!("undelivered after the settling time: {reason}"),
+                    ),
+                    Verdict::Pending {
+                        held: false,
+                        reason,
+                    } => (
+                        State::Missing,
+                        format!("still not whole after the settling time: {reason}"),
+                    ),
                     Verdict::Undecided(reason) => {
+                        pass.checked += 1;
                         pass.undecided.push((entry.path, reason));
                         continue;
                     }
                 };
-                if state != entry.state || state != State::Undelivered {
+                pass.checked += 1;
+                match state {
+                    State::Verified => pass.verified += 1,
+                    State::Missing => pass.missing.push((entry.path.clone(), detail.clone())),
+                    _ => pass.undelivered.push((entry.path.clone(), detail.clone())),
+                }
+                // A file already undelivered gains no second record of it.
+                let unchanged = state == State::Undelivered && entry.state == State::Undelivered;
+                if !unchanged {
                     transitions.push(Transition {
                         path: entry.path,
                         state,
@@ -444,16 +443,6 @@ pub async fn verify(
     pass.undelivered.sort();
     pass.undecided.sort();
     Ok(pass)
-}
-
-/// A pending verdict after the settling time: held files are undelivered
-/// (kept as `Pending`, recorded as such), others missing.
-fn settled(held: bool, reason: String) -> Verdict {
-    if held {
-        Verdict::Pending { held, reason }
-    } else {
-        Verdict::Missing(reason)
-    }
 }
 
 fn probe_names(verifier: &Verifier) -> String {

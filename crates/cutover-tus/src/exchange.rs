@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::client::clip;
 use crate::ledger::Entry;
 use crate::verify::{Expectation, Finding};
 
@@ -28,6 +29,9 @@ pub const REQUIRED_KEYS: [&str; 6] = [
     "jurisdiction",
     "received_filename",
 ];
+
+/// How much of a status word or target name a message quotes.
+const WORD: usize = 60;
 
 /// What is wrong with a manifest before it is sent: the required keys it
 /// lacks, and a `received_filename` with a `/`. Empty when it is fine.
@@ -66,7 +70,7 @@ pub fn judge(
         let reason = if status.is_empty() {
             "the upload's status is not known yet".to_owned()
         } else {
-            format!("the upload is {}", clip(status))
+            format!("the upload is {}", clip(status, WORD))
         };
         return Finding::Pending {
             held: false,
@@ -110,12 +114,12 @@ pub fn judge(
     let outstanding: Vec<String> = judged
         .iter()
         .filter_map(|target| match newest.get(*target) {
-            None => Some(format!("no delivery to {} yet", clip(target))),
+            None => Some(format!("no delivery to {} yet", clip(target, WORD))),
             Some(status) if status.eq_ignore_ascii_case("success") => None,
             Some(status) => Some(format!(
                 "the newest delivery to {} is {}",
-                clip(target),
-                clip(status)
+                clip(target, WORD),
+                clip(status, WORD)
             )),
         })
         .collect();
@@ -157,14 +161,6 @@ fn newest_attempts(deliveries: Option<&serde_json::Value>) -> BTreeMap<String, S
     newest
         .into_iter()
         .map(|(name, (_, status))| (name, status))
-        .collect()
-}
-
-/// A service's word, short and on one line.
-fn clip(text: &str) -> String {
-    text.chars()
-        .filter(|character| !character.is_control())
-        .take(60)
         .collect()
 }
 

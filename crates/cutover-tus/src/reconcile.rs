@@ -21,7 +21,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::auth::{Auth, SendError};
+use crate::auth::{Auth, AuthError, SendError};
+use crate::client::clip;
 use crate::ledger::{Ledger, LedgerError};
 
 /// Which uploads to reconcile.
@@ -44,6 +45,9 @@ pub enum StatusError {
     /// No answer (why).
     #[error("the status service is unreachable: {0}")]
     Unreachable(String),
+    /// No token could be had for it.
+    #[error("signing in for the status service: {0}")]
+    SignIn(AuthError),
     /// An HTTP error status.
     #[error("the status service answered status {0}")]
     Status(u16),
@@ -200,7 +204,7 @@ impl StatusService {
             .json(&serde_json::json!({"query": query, "variables": variables}));
         let answer = match self.auth.send(&self.http, request).await {
             Ok(answer) => answer,
-            Err(SendError::Auth(error)) => return Err(StatusError::Unreachable(error.to_string())),
+            Err(SendError::Auth(error)) => return Err(StatusError::SignIn(error)),
             Err(error) => return Err(StatusError::Unreachable(error.describe())),
         };
         let status = answer.status().as_u16();
@@ -217,13 +221,11 @@ impl StatusService {
                     .iter()
                     .take(3)
                     .map(|error| {
-                        error
+                        let message = error
                             .get("message")
                             .and_then(serde_json::Value::as_str)
-                            .unwrap_or("an error")
-                            .chars()
-                            .take(200)
-                            .collect()
+                            .unwrap_or("an error");
+                        clip(message, 200)
                     })
                     .collect();
                 return Err(StatusError::Query(messages.join("; ")));

@@ -298,7 +298,7 @@ impl Verifier {
             Err(SendError::Auth(error)) => return Err(Finding::Refused(error)),
             Err(error) => return Err(Finding::Unknown(error.describe())),
         };
-        if answer.status() == reqwest::StatusCode::UNAUTHORIZED && self.auth.renews() {
+        if self.auth.refused(&answer) {
             return Err(Finding::Refused(AuthError::Unauthorized));
         }
         Ok(answer)
