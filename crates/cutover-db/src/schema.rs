@@ -39,6 +39,24 @@ impl Engine {
         }
     }
 
+    /// How a column is read so that its values mean what cutover's
+    /// canonical encoding means: PostgreSQL arrays as their text form, and
+    /// Spark strings under a non-binary collation (`UTF8_LCASE`, …) as
+    /// binary-collated strings, so that a join or `<=>` never calls 'a' and
+    /// 'A' equal.
+    pub fn select_expression(self, column: &crate::Column) -> String {
+        let quoted = self.quote(&column.name);
+        match self {
+            Engine::Postgres if column.logical_type == Some(LogicalType::Array) => {
+                format!("{quoted}::text")
+            }
+            Engine::Spark if column.type_name.starts_with("string collate ") => {
+                format!("{quoted} COLLATE UTF8_BINARY")
+            }
+            _ => quoted,
+        }
+    }
+
     /// `table` as SQL in this engine (`[catalog.]schema.table` for Spark,
     /// whose schema part may hold the catalog).
     pub fn quote_table(self, table: &TableName) -> String {

@@ -572,7 +572,13 @@ fn describe_type(data_type: Option<&proto::DataType>) -> (String, Option<Logical
             ),
             Some(LogicalType::Numeric),
         ),
-        Kind::String(_) => ("string".into(), Some(LogicalType::Text)),
+        Kind::String(string) => (
+            match string.collation.as_str() {
+                "" | "UTF8_BINARY" => "string".into(),
+                collation => format!("string collate {collation}"),
+            },
+            Some(LogicalType::Text),
+        ),
         Kind::Char(char_type) => (
             format!("char({})", char_type.length),
             Some(LogicalType::Text),

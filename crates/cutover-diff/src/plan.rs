@@ -187,14 +187,9 @@ impl SidePlan {
 
     /// The select-list expression of a fetched column.
     pub fn fetch_expression(&self, column: &Column) -> String {
-        let quoted = self.quote(&column.name);
-        if self.engine() == Some(Engine::Postgres)
-            && column.logical_type == Some(LogicalType::Array)
-        {
-            format!("{quoted}::text")
-        } else {
-            quoted
-        }
+        self.engine()
+            .unwrap_or(Engine::Sqlite)
+            .select_expression(column)
     }
 
     /// The WHERE conditions every read of this side carries (the user's

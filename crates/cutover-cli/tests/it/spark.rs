@@ -314,6 +314,87 @@ async fn spark_tables_are_inspected_and_diffed_against_themselves_and_empty_ones
     assert_eq!(gone["summary"]["missing"], 500, "{gone}");
 }
 
+/// Text keys and values under two collations: Spark's case-insensitive
+/// `UTF8_LCASE` calls 'a' and 'A' equal, cutover never does. The same rows
+/// on both sides in `UTF8_LCASE`, and in `UTF8_LCASE` against the default
+/// binary collation (which Spark refuses to join without an explicit
+/// collation), diff as SQLite's `NOCASE` tables do through the local path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_keys_under_two_collations_diff_by_their_bytes() {
+    let Some(spark) = cutover_testing::spark_url() else {
+        return;
+    };
+    let source_rows = "('a', 'X'), ('B', 'y'), ('\u{e9}', 'z'), ('Z', 'w')";
+    let target_rows = "('A', 'x'), ('B', 'Y'), ('\u{e9}', 'z'), ('Z', 'w')";
+    let lower = cutover_testing::unique_name("collated_source");
+    let upper = cutover_testing::unique_name("collated_target");
+    let binary = cutover_testing::unique_name("binary_target");
+    spark_sql(
+        &spark,
+        &format!(
+            "CREATE TABLE {lower} (id STRING COLLATE UTF8_LCASE, v STRING COLLATE UTF8_LCASE) USING parquet;
+             INSERT INTO {lower} VALUES {source_rows};
+             CREATE TABLE {upper} (id STRING COLLATE UTF8_LCASE, v STRING COLLATE UTF8_LCASE) USING parquet;
+             INSERT INTO {upper} VALUES {target_rows};
+             CREATE TABLE {binary} (id STRING, v STRING) USING parquet;
+             INSERT INTO {binary} VALUES {target_rows}"
+        ),
+    )
+    .await;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let sqlite = directory.path().join("collated.db");
+    rusqlite::Connection::open(&sqlite)
+        .expect("sqlite")
+        .execute_batch(&format!(
+            "CREATE TABLE source (id TEXT COLLATE NOCASE PRIMARY KEY, v TEXT COLLATE NOCASE);
+             INSERT INTO source VALUES {source_rows};
+             CREATE TABLE target (id TEXT COLLATE NOCASE PRIMARY KEY, v TEXT COLLATE NOCASE);
+             INSERT INTO target VALUES {target_rows};"
+        ))
+        .expect("sqlite set-up");
+    let local = sqlite.display();
+    let (code, expected) = diff_json(
+        &format!("sqlite:{local}#source"),
+        &format!("sqlite:{local}#target"),
+        &[],
+    );
+    assert_eq!(code, 1);
+    let expected = findings(&expected);
+    assert_eq!(
+        (
+            &expected["missing"],
+            &expected["extra"],
+            &expected["changed"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "'a' missing, 'A' extra, 'B' changed: {expected}"
+    );
+    let run = crate::cutover(&["inspect", &format!("{spark}#{lower}"), "--format", "json"]);
+    assert!(
+        run.stdout.contains("string collate UTF8_LCASE"),
+        "{}",
+        run.stdout
+    );
+    for target in [&upper, &binary] {
+        let (code, on_spark) = diff_json(
+            &format!("{spark}#{lower}"),
+            &format!("{spark}#{target}"),
+            &[],
+        );
+        assert_eq!(code, 1, "{on_spark}");
+        assert_eq!(on_spark["strategy"], "pushdown");
+        assert_eq!(
+            findings(&on_spark),
+            expected,
+            "against {target}: {on_spark}"
+        );
+    }
+}
+
 /// Bad input: an unreachable server, a table that does not exist, a token
 /// in the URL (refused, never echoed): one clear error each, exit 2.
 #[test]
