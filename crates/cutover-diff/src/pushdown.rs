@@ -7,7 +7,9 @@
 //! −0.0 equals 0.0 and NaN equals NaN, as cutover's canonical encoding
 //! says), and every row of a key that is not unique on its side. Only those
 //! rows leave Spark, each row of a side once however many rows the other
-//! side has for its key; cutover spills them and compares them exactly,
+//! side has for its key, and of those rows only the key, the group-by
+//! columns and the compared values that differ (all values when the
+//! caller keeps them); cutover spills them and compares them exactly,
 //! bucket by bucket, as every strategy does (duplicate keys included, so no
 //! separate scan looks for them), so a predicate
 //! finer than cutover's equality (one ignoring `--trim` or a tolerance)
@@ -72,9 +74,27 @@ pub(crate) fn differing_rows_sql(shared: &Shared, layout: Layout) -> String {
         .map(|index| format!("coalesce(s.c{index}, t.c{index})"))
         .collect::<Vec<_>>()
         .join(", ");
+    // Without kept values only what a finding needs crosses the wire: the
+    // key, the group-by columns, and a compared column's two values only
+    // where the sides are not null-safe equal (NULL on both sides stands
+    // for "equal", and cutover still judges the values that differ, with
+    // --trim and the other leniencies).
+    let masked = |index: usize| {
+        !shared.options.keep_values
+            && (key_len..key_len + plan.compared).contains(&index)
+            && !plan.groups.iter().any(|(group, _)| *group == index)
+    };
     let columns = |alias: &str| {
         (0..width)
-            .map(|index| format!("{alias}.c{index} AS {alias}{index}"))
+            .map(|index| {
+                if masked(index) {
+                    format!(
+                        "IF(s.c0 IS NULL OR t.c0 IS NULL OR s.c{index} <=> t.c{index}, NULL, {alias}.c{index}) AS {alias}{index}"
+                    )
+                } else {
+                    format!("{alias}.c{index} AS {alias}{index}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

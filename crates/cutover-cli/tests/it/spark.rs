@@ -237,6 +237,31 @@ async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
         );
     }
 
+    // With values kept (--output), every value crosses the wire: the delta
+    // is the same as the local one, values included.
+    let delta = |source: &str, target: &str, name: &str| {
+        let path = directory.path().join(name);
+        let output = path.display().to_string();
+        let run = crate::cutover(&["diff", source, target, "--key", "id", "--output", &output]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let mut lines: Vec<String> = std::fs::read_to_string(&path)
+            .expect("delta")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let local_delta = delta(&sqlite_source, &sqlite_target, "local.jsonl");
+    assert!(
+        local_delta.iter().any(|line| line.contains("\"g \"")),
+        "{local_delta:?}"
+    );
+    assert_eq!(
+        delta(&spark_source, &spark_target, "spark.jsonl"),
+        local_delta
+    );
+
     // --trim means the same on Spark: the trailing space is no change.
     let (_, trimmed) = diff_json(&spark_source, &spark_target, &["--trim"]);
     let (_, trimmed_locally) = diff_json(&sqlite_source, &sqlite_target, &["--trim"]);
