@@ -23,8 +23,10 @@
 //! # Ok(()) }
 //! ```
 
+mod client;
 mod compare;
 pub mod delta;
+mod digests;
 mod engine;
 mod error;
 mod json;
@@ -32,6 +34,7 @@ mod normalise;
 mod plan;
 mod pushdown;
 mod report;
+mod server;
 mod spill;
 mod store;
 
@@ -136,6 +139,9 @@ pub struct DiffOptions {
     pub strategy: StrategyChoice,
     /// Partitions processed at once, each over its own connections.
     pub jobs: usize,
+    /// Partitions of the key-hash space (rounded up to a power of two);
+    /// `None` chooses from the row counts and the strategy.
+    pub partitions: Option<u32>,
     /// Keep findings and finished partitions in this file and resume from it.
     pub state: Option<PathBuf>,
     /// Group findings by these columns.
@@ -165,6 +171,7 @@ impl Default for DiffOptions {
             normalise: Normalise::default(),
             strategy: StrategyChoice::Auto,
             jobs: 1,
+            partitions: None,
             state: None,
             group_by: Vec::new(),
             max_diffs: None,

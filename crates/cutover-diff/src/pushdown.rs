@@ -22,16 +22,17 @@ use cutover_db::{Column, ConnectOptions, LogicalType, Value, canonical};
 use tokio::sync::mpsc;
 
 use crate::compare::{Shared, compare};
-use crate::engine::{Layout, PartitionStats, count, integer_column};
+use crate::engine::{Layout, PartitionStats, integer_column};
 use crate::error::{Error, Result};
-use crate::plan::{SidePlan, where_clause};
+use crate::plan::{Plan, SidePlan, where_clause};
 use crate::spill::{spill_directory, spill_read, spill_write};
 
 /// A side as a subquery whose columns are `c0`, `c1`, … in plan order,
 /// then how many rows share the row's key (`copies`) and the row's place
 /// among them (`copy`): the key's partitioning is the join's, so finding
-/// duplicate keys here costs no shuffle of its own.
-fn side_query(side: &SidePlan, key_len: usize) -> String {
+/// duplicate keys here costs no shuffle of its own. `partition` keeps one
+/// partition's keys only.
+fn side_query(side: &SidePlan, key_len: usize, partition: Option<&str>) -> String {
     let list = side
         .columns
         .iter()
@@ -39,21 +40,73 @@ fn side_query(side: &SidePlan, key_len: usize) -> String {
         .map(|(index, column)| format!("{} AS c{index}", side.fetch_expression(column)))
         .collect::<Vec<_>>()
         .join(", ");
-    let key = (0..key_len)
+    let key = key_list(key_len);
+    format!(
+        "SELECT *, count(*) OVER (PARTITION BY {key}) AS copies, row_number() OVER (PARTITION BY {key} ORDER BY {key}) AS copy \
+         FROM (SELECT {list} FROM {}{}) AS side{}",
+        side.from,
+        where_clause(&side.base_conditions(key_len)),
+        partition
+            .map(|condition| format!(" WHERE {condition}"))
+            .unwrap_or_default()
+    )
+}
+
+fn key_list(key_len: usize) -> String {
+    (0..key_len)
         .map(|index| format!("c{index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which partition a side's row belongs to: Spark's xxhash64 of the key
+/// columns, each cast to the type Spark widens the two sides' columns to
+/// (`key_types`), so that an int key and a bigint key, or 1.5 as
+/// DECIMAL(10,2) and as DECIMAL(20,3), fall in the same partition, as they
+/// meet in the join.
+fn partition_condition(key_types: &[String], layout: Layout, partition: i64) -> String {
+    let key = key_types
+        .iter()
+        .enumerate()
+        .map(|(index, type_name)| format!("CAST(c{index} AS {type_name})"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT *, count(*) OVER (PARTITION BY {key}) AS copies, row_number() OVER (PARTITION BY {key} ORDER BY {key}) AS copy \
-         FROM (SELECT {list} FROM {}{}) AS side",
-        side.from,
-        where_clause(&side.base_conditions(key_len))
+        "pmod(shiftright(xxhash64({key}), 48), {}) = {partition}",
+        layout.partitions
     )
+}
+
+/// The types Spark widens each pair of key columns to (those of
+/// `coalesce(source, target)`), asked of Spark's analyser without running anything.
+async fn key_types(database: &cutover_db::Database, shared: &Shared) -> Result<Vec<String>> {
+    let plan = &shared.plan;
+    let key_len = plan.key_len;
+    let list = (0..key_len)
+        .map(|index| format!("coalesce(s.c{index}, t.c{index}) AS k{index}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {list} FROM ({}) AS s CROSS JOIN ({}) AS t",
+        side_query(&plan.source, key_len, None),
+        side_query(&plan.target, key_len, None)
+    );
+    let columns = database.describe(&sql).await?;
+    if columns.len() != key_len {
+        return Err(Error::Internal(
+            "Spark described another number of key columns".into(),
+        ));
+    }
+    Ok(columns.into_iter().map(|column| column.type_name).collect())
 }
 
 /// The join that keeps only differing keys: bucket, presence on each side,
 /// then the source's columns and the target's.
-pub(crate) fn differing_rows_sql(shared: &Shared, layout: Layout) -> String {
+pub(crate) fn differing_rows_sql(
+    shared: &Shared,
+    layout: Layout,
+    partition: Option<&str>,
+) -> String {
     let plan = &shared.plan;
     let key_len = plan.key_len;
     let width = plan.source.columns.len();
@@ -107,40 +160,75 @@ pub(crate) fn differing_rows_sql(shared: &Shared, layout: Layout) -> String {
         buckets = layout.buckets(),
         source = columns("s"),
         target = columns("t"),
-        source_query = side_query(&plan.source, key_len),
-        target_query = side_query(&plan.target, key_len),
+        source_query = side_query(&plan.source, key_len, partition),
+        target_query = side_query(&plan.target, key_len, partition),
         differs = differs.join(" OR "),
     )
 }
 
-/// Rows of a side with its key and filter, counted inside Spark.
-async fn side_rows(
-    database: &cutover_db::Database,
-    side: &SidePlan,
-    key_len: usize,
-) -> Result<u64> {
-    let sql = format!(
-        "SELECT count(*) FROM {}{}",
-        side.from,
-        where_clause(&side.base_conditions(key_len))
-    );
-    count(database, &sql, &side.context()).await
+/// Rows of each side (with its filter) whose key has no NULL, and rows
+/// whose key has one: one scan a side, before the layout is chosen.
+pub(crate) async fn count_sides(plan: &Plan, connect: &ConnectOptions) -> Result<PartitionStats> {
+    let database = plan.source.connect(connect).await?;
+    let mut counts = [(0, 0); 2];
+    for (side, counted) in [&plan.source, &plan.target].into_iter().zip(&mut counts) {
+        let null_key = if side.key_nullable {
+            side.null_key_condition(plan.key_len)
+        } else {
+            "false".to_owned()
+        };
+        let conditions: Vec<String> = side
+            .filter
+            .iter()
+            .map(|filter| format!("({filter})"))
+            .collect();
+        let sql = format!(
+            "SELECT count_if(NOT ({null_key})), count_if({null_key}) FROM {}{}",
+            side.from,
+            where_clause(&conditions)
+        );
+        let mut rows = database
+            .query(
+                &sql,
+                vec![integer_column("rows"), integer_column("null_keys")],
+                &side.context(),
+            )
+            .await?;
+        if let Some(row) = rows.next().await.transpose()? {
+            let int = |index: usize| match row.get(index) {
+                Some(Value::Int(count)) => *count as u64,
+                _ => 0,
+            };
+            *counted = (int(0), int(1));
+        }
+    }
+    Ok(PartitionStats {
+        source_rows: counts[0].0,
+        target_rows: counts[1].0,
+        source_null_keys: counts[0].1,
+        target_null_keys: counts[1].1,
+        ..PartitionStats::default()
+    })
 }
 
-/// The whole diff in one partition: the differing rows from Spark, spilled
-/// per side and compared by cutover.
+/// One partition of the diff: its differing rows from Spark, spilled per
+/// side and compared by cutover. The rows of each side were counted
+/// beforehand ([`count_sides`]); a partition reports the rows it proved equal.
 pub(crate) async fn partition(
     shared: &Arc<Shared>,
     connect: &ConnectOptions,
     layout: Layout,
+    partition: i64,
     rows_read: &Arc<AtomicU64>,
 ) -> Result<PartitionStats> {
     let plan = &shared.plan;
-    let key_len = plan.key_len;
     let database = plan.source.connect(connect).await?;
-    let source_rows = side_rows(&database, &plan.source, key_len).await?;
-    let target_rows = side_rows(&database, &plan.target, key_len).await?;
-    rows_read.fetch_add(source_rows + target_rows, Ordering::Relaxed);
+    let condition = if layout.partitions > 1 {
+        let types = key_types(&database, shared).await?;
+        Some(partition_condition(&types, layout, partition))
+    } else {
+        None
+    };
 
     let flag = |name: &str| Column {
         type_name: "boolean".to_owned(),
@@ -154,7 +242,7 @@ pub(crate) async fn partition(
     ];
     columns.extend(plan.source.columns.iter().cloned());
     columns.extend(plan.target.columns.iter().cloned());
-    let sql = differing_rows_sql(shared, layout);
+    let sql = differing_rows_sql(shared, layout, condition.as_deref());
     tracing::trace!(%sql, "pushdown query");
     let mut rows = database
         .query(&sql, columns, "the join of source and target")
@@ -175,7 +263,6 @@ pub(crate) async fn partition(
     };
     let width = plan.source.columns.len();
     let (mut source_batch, mut target_batch) = (Vec::new(), Vec::new());
-    let mut source_candidates = 0u64;
     while let Some(row) = rows.next().await {
         let row = row?;
         let bucket = match row.first() {
@@ -187,7 +274,6 @@ pub(crate) async fn partition(
             let mut encoded = Vec::with_capacity(128);
             canonical::encode_row_into(&row[3..3 + width], &mut encoded);
             source_batch.push((bucket, encoded));
-            source_candidates += 1;
         }
         if present(2) {
             let mut encoded = Vec::with_capacity(128);
@@ -211,11 +297,17 @@ pub(crate) async fn partition(
             .await
             .map_err(|error| Error::Internal(format!("spill writer: {error}")))??;
     }
-    let compared = compare(shared, 0, spill_read(source_path), spill_read(target_path)).await?;
+    let compared = compare(
+        shared,
+        partition,
+        spill_read(source_path),
+        spill_read(target_path),
+    )
+    .await?;
+    let rows = plan.source.row_estimate.unwrap_or(0) + plan.target.row_estimate.unwrap_or(0);
+    rows_read.fetch_add(rows / u64::from(layout.partitions), Ordering::Relaxed);
     Ok(PartitionStats {
-        source_rows,
-        target_rows,
-        matched: source_rows.saturating_sub(source_candidates) + compared.matched,
+        matched: compared.matched,
         ..PartitionStats::default()
     })
 }

@@ -117,9 +117,17 @@ pub struct DiffArgs {
     pub strategy: StrategyArg,
 
     /// Partitions of the key-hash space processed at once, each over its own
-    /// connection per side (server strategy).
+    /// connection per side (server strategy) or as its own join (pushdown).
     #[arg(long, short = 'j', default_value_t = 1, value_name = "N")]
     pub jobs: usize,
+
+    /// Split the key-hash space into N partitions (rounded up to a power of
+    /// two; default: chosen from the row counts). Each is compared on its
+    /// own and recorded in --state when done, so a killed run resumes from
+    /// the last finished one. On Spark each partition is one join (one per
+    /// ~10⁹ rows by default), scanning both sides again.
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<u32>,
 
     /// Checkpoint finished partitions (and findings) in this file; a rerun with
     /// the same file resumes instead of starting over.
@@ -246,6 +254,9 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    if args.partitions == Some(0) {
+        bail!("--partitions must be at least 1");
+    }
     let options = DiffOptions {
         key: args.key.clone(),
         columns: args.columns.clone(),
@@ -269,6 +280,7 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
             StrategyArg::Client => StrategyChoice::Client,
         },
         jobs: args.jobs,
+        partitions: args.partitions,
         state: args.state.clone(),
         group_by: args
             .group_by

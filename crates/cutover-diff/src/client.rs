@@ -1,0 +1,156 @@
+//! The client strategy: cutover reads and hashes every row of both sides
+//! into bucket digests, then reads them again keeping only the rows of
+//! mismatching buckets, spilled to disk and compared in bucket order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use cutover_db::{ConnectOptions, Value, canonical};
+use tokio::sync::mpsc;
+
+use crate::compare::{Shared, compare};
+use crate::digests::{BucketDigests, compare_digests};
+use crate::engine::{Layout, PartitionStats};
+use crate::error::{Error, Result};
+use crate::plan::{Opened, SidePlan};
+use crate::spill::{spill_directory, spill_read, spill_write};
+
+/// Key hash and row hash of a row as the client strategy computes them.
+fn client_hashes(shared: &Shared, row: &[Value], buffer: &mut Vec<u8>) -> (u64, u64) {
+    let plan = &shared.plan;
+    buffer.clear();
+    for value in &row[..plan.key_len] {
+        canonical::encode_into(&shared.options.normalise.for_hash(value), buffer);
+    }
+    let key_hash = xxhash_rust::xxh3::xxh3_64(buffer);
+    for value in &row[plan.key_len..plan.key_len + plan.compared] {
+        canonical::encode_into(&shared.options.normalise.for_hash(value), buffer);
+    }
+    (key_hash, xxhash_rust::xxh3::xxh3_64(buffer))
+}
+
+/// One partition with the client strategy: each side read and hashed by
+/// cutover into bucket digests, then read again keeping only the rows of
+/// mismatching buckets, which are spilled to disk and compared in bucket order.
+pub(crate) async fn client_partition(
+    shared: &Arc<Shared>,
+    connect: &ConnectOptions,
+    layout: Layout,
+    partition: i64,
+    rows_read: &Arc<AtomicU64>,
+) -> Result<PartitionStats> {
+    let plan = &shared.plan;
+    let (source_db, target_db) =
+        tokio::try_join!(plan.source.open(connect), plan.target.open(connect))?;
+    let source_db = Arc::new(source_db);
+    let target_db = Arc::new(target_db);
+    let key_len = plan.key_len;
+    let digest_side = |side: SidePlan, opened: Arc<Opened>| {
+        let shared = shared.clone();
+        let rows_read = rows_read.clone();
+        tokio::spawn(async move {
+            let mut rows = side.rows(&opened, key_len).await?;
+            let mut digests = BucketDigests::new(layout);
+            let mut buffer = Vec::with_capacity(256);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                if row[..key_len].iter().any(Value::is_null) {
+                    digests.null_keys += 1;
+                    continue;
+                }
+                let (key_hash, row_hash) = client_hashes(&shared, &row, &mut buffer);
+                if layout.partition_of(key_hash) != partition {
+                    continue;
+                }
+                digests.add(layout, key_hash, row_hash, &rows_read);
+            }
+            digests.flush_progress(&rows_read);
+            Ok::<_, Error>(digests)
+        })
+    };
+    let joined = |handle: tokio::task::JoinHandle<Result<BucketDigests>>| async move {
+        handle
+            .await
+            .map_err(|error| Error::Internal(format!("hashing task: {error}")))?
+    };
+    let (source_digests, target_digests) = tokio::try_join!(
+        joined(digest_side(plan.source.clone(), source_db.clone())),
+        joined(digest_side(plan.target.clone(), target_db.clone()))
+    )?;
+    let (mut stats, mismatched) = compare_digests(&source_digests, &target_digests);
+    stats.source_null_keys = source_digests.null_keys;
+    stats.target_null_keys = target_digests.null_keys;
+    drop((source_digests, target_digests));
+    if !mismatched.iter().any(|mismatch| *mismatch) {
+        return Ok(stats);
+    }
+    let mismatched = Arc::new(mismatched);
+    let spill_directory = spill_directory()?;
+    let spill_side = |side: SidePlan, opened: Arc<Opened>, path: PathBuf| {
+        let shared = shared.clone();
+        let mismatched = mismatched.clone();
+        tokio::spawn(async move {
+            let mut rows = side.rows(&opened, key_len).await?;
+            let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
+            let writer = tokio::task::spawn_blocking(move || spill_write(&path, receiver));
+            let mut buffer = Vec::with_capacity(256);
+            let mut batch = Vec::with_capacity(1_024);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                if row[..key_len].iter().any(Value::is_null) {
+                    continue;
+                }
+                let (key_hash, _) = client_hashes(&shared, &row, &mut buffer);
+                if layout.partition_of(key_hash) != partition {
+                    continue;
+                }
+                let bucket = layout.bucket_of(key_hash);
+                if !mismatched[bucket as usize] {
+                    continue;
+                }
+                let mut encoded = Vec::with_capacity(128);
+                canonical::encode_row_into(&row, &mut encoded);
+                batch.push((bucket, encoded));
+                if batch.len() == 1_024 && sender.send(std::mem::take(&mut batch)).await.is_err() {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = sender.send(batch).await;
+            }
+            drop(sender);
+            writer
+                .await
+                .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
+        })
+    };
+    let source_path = spill_directory.path().join("source.db");
+    let target_path = spill_directory.path().join("target.db");
+    let joined = |handle: tokio::task::JoinHandle<Result<()>>| async move {
+        handle
+            .await
+            .map_err(|error| Error::Internal(format!("spill task: {error}")))?
+    };
+    tokio::try_join!(
+        joined(spill_side(
+            plan.source.clone(),
+            source_db,
+            source_path.clone()
+        )),
+        joined(spill_side(
+            plan.target.clone(),
+            target_db,
+            target_path.clone()
+        ))
+    )?;
+    let compared = compare(
+        shared,
+        partition,
+        spill_read(source_path),
+        spill_read(target_path),
+    )
+    .await?;
+    stats.matched += compared.matched;
+    Ok(stats)
+}
