@@ -502,9 +502,7 @@ impl Database {
         match self {
             Database::Postgres(database) => database.write(&resolved, &columns, rows).await,
             Database::Sqlite(database) => database.write(&resolved, &columns, rows).await,
-            Database::Spark(_) => Err(Error::Unsupported(format!(
-                "{table}: cutover does not write into Spark tables yet\nhint: write the rows to a file or another database"
-            ))),
+            Database::Spark(database) => database.write(&resolved, &columns, rows).await,
         }
     }
 

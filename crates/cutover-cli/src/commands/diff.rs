@@ -154,7 +154,9 @@ pub struct DiffArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Write the full delta into this table (URL#table; created if missing).
+    /// Write the full delta into this table (URL#table; created if missing):
+    /// PostgreSQL, SQLite, or a Spark table (sc://…#schema.table, in the
+    /// platform's default format).
     #[arg(long, value_name = "URL#TABLE")]
     pub into: Option<String>,
 }
@@ -399,18 +401,17 @@ async fn write_into(
         ..connect.clone()
     };
     let database = Database::connect(url, &options).await?;
-    let integer = match database.engine() {
-        cutover_db::Engine::Postgres => "bigint",
-        cutover_db::Engine::Sqlite => "INTEGER",
-        cutover_db::Engine::Spark => anyhow::bail!(
-            "--into {}: the delta is written into PostgreSQL or SQLite (not into Spark, yet)\nhint: write it with --output delta.parquet, or --into a sqlite: or postgres:// table",
-            url.redacted()
-        ),
+    let engine = database.engine();
+    let (text, integer) = match engine {
+        cutover_db::Engine::Postgres => ("TEXT", "bigint"),
+        cutover_db::Engine::Sqlite => ("TEXT", "INTEGER"),
+        // The platform's default table format (Delta on Databricks).
+        cutover_db::Engine::Spark => ("STRING", "BIGINT"),
     };
     database
         .execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (kind TEXT NOT NULL, side TEXT, key TEXT NOT NULL, columns TEXT, count {integer}, source TEXT, target TEXT)",
-            table.quoted()
+            "CREATE TABLE IF NOT EXISTS {} (kind {text} NOT NULL, side {text}, key {text} NOT NULL, columns {text}, count {integer}, source {text}, target {text})",
+            engine.quote_table(table)
         ))
         .await?;
     let names = [

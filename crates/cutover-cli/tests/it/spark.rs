@@ -262,6 +262,69 @@ async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
         local_delta
     );
 
+    // --into a Spark table holds the same delta as --into a SQLite table.
+    let into_spark = cutover_testing::unique_name("traps_delta");
+    let into_sqlite = directory.path().join("delta.db");
+    let flattened = "kind || '|' || coalesce(side, '') || '|' || key || '|' || coalesce(columns, '') || '|' || coalesce(CAST(count AS STRING), '') || '|' || coalesce(source, '') || '|' || coalesce(target, '')";
+    for into in [
+        format!("{spark}#{into_spark}"),
+        format!("sqlite:{}#delta", into_sqlite.display()),
+    ] {
+        let run = crate::cutover(&[
+            "diff",
+            &spark_source,
+            &spark_target,
+            "--key",
+            "id",
+            "--into",
+            &into,
+        ]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+    }
+    let mut in_sqlite: Vec<String> = {
+        let connection = rusqlite::Connection::open(&into_sqlite).expect("delta.db");
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT {} FROM delta",
+                flattened.replace("STRING", "TEXT")
+            ))
+            .expect("reading delta.db");
+        statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("delta rows")
+            .map(|row| row.expect("a delta row"))
+            .collect()
+    };
+    let database = Database::connect_str(&spark, &ConnectOptions::default())
+        .await
+        .expect("the test Spark server");
+    let column = cutover_db::Column {
+        name: "row".to_owned(),
+        type_name: "string".to_owned(),
+        logical_type: Some(cutover_db::LogicalType::Text),
+        nullable: true,
+        default: None,
+    };
+    let mut rows = database
+        .query(
+            &format!("SELECT {flattened} FROM {into_spark}"),
+            vec![column],
+            "delta",
+        )
+        .await
+        .expect("reading the delta in Spark");
+    let mut in_spark = Vec::new();
+    while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
+        match row.expect("a delta row").pop() {
+            Some(cutover_db::Value::Text(text)) => in_spark.push(text),
+            other => panic!("{other:?}"),
+        }
+    }
+    in_sqlite.sort();
+    in_spark.sort();
+    assert_eq!(in_spark.len(), 10, "{in_spark:?}");
+    assert_eq!(in_spark, in_sqlite);
+
     // Split into partitions (int and bigint keys hashed as one type), two joins at a time.
     let (_, split) = diff_json(
         &spark_source,

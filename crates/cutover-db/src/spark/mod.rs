@@ -19,6 +19,8 @@ use crate::stream::{RowStream, from_batches};
 use crate::value::LogicalType;
 use crate::{ConnectOptions, ResolvedRead};
 
+mod write;
+
 /// The tag every operation of cutover's carries on the server.
 pub const OPERATION_TAG: &str = "cutover";
 
@@ -391,12 +393,22 @@ impl SparkDatabase {
         sql: &str,
         context: &str,
     ) -> Result<spark_connect_core::client::ReattachableResponseStream> {
+        self.execute_plan(proto::plan::OpType::Root(Self::sql_relation(sql)), context)
+            .await
+    }
+
+    /// Runs a plan (a relation or a command) under cutover's tag.
+    async fn execute_plan(
+        &self,
+        op_type: proto::plan::OpType,
+        context: &str,
+    ) -> Result<spark_connect_core::client::ReattachableResponseStream> {
         let request = proto::ExecutePlanRequest {
             session_id: self.client.session_id().to_owned(),
             user_context: Some(self.user_context()),
             client_type: Some("cutover".to_owned()),
             plan: Some(proto::Plan {
-                op_type: Some(proto::plan::OpType::Root(Self::sql_relation(sql))),
+                op_type: Some(op_type),
             }),
             tags: vec![OPERATION_TAG.to_owned()],
             ..proto::ExecutePlanRequest::default()
