@@ -37,6 +37,7 @@ pub use error::{Error, Result};
 pub use locator::{DatabaseUrl, Locator, redact};
 pub use progress::{NoProgress, Progress};
 pub use schema::{Column, Engine, Schema, Table, TableName};
+pub use spark::hash as spark_hash;
 pub use stream::{Row, RowStream, from_batches};
 pub use value::{Interval, LogicalType, Numeric, Value};
 
@@ -462,7 +463,7 @@ impl Database {
     }
 
     /// Streams a SELECT that returns two non-NULL `int8` columns (hash pairs,
-    /// counts) in batches, without building a row per tuple. PostgreSQL only.
+    /// counts) in batches, without building a row per tuple. PostgreSQL and Spark.
     pub async fn query_int8_pairs(
         &self,
         sql: &str,
@@ -472,8 +473,11 @@ impl Database {
             Database::Postgres(database) => {
                 Ok(database.stream_int8_pairs(sql, label.to_owned()).await?)
             }
-            Database::Sqlite(_) | Database::Spark(_) => Err(Error::Unsupported(
-                "int8 pair streams are read from PostgreSQL only".into(),
+            Database::Spark(database) => {
+                Ok(database.stream_int8_pairs(sql, label.to_owned()).await?)
+            }
+            Database::Sqlite(_) => Err(Error::Unsupported(
+                "int8 pair streams are read from PostgreSQL and Spark only".into(),
             )),
         }
     }

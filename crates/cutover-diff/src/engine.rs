@@ -85,7 +85,7 @@ impl Layout {
                 MAX_CLIENT_BUCKET_BITS - 1,
                 false,
             ),
-            Strategy::Client => (1, MAX_CLIENT_BUCKET_BITS - 1, false),
+            Strategy::Client | Strategy::Hybrid => (1, MAX_CLIENT_BUCKET_BITS - 1, false),
         };
         let partitions = match options.partitions {
             Some(wanted) => u64::from(wanted.clamp(1, 4_096)).next_power_of_two(),
@@ -209,6 +209,9 @@ pub async fn run(
                         }
                         Strategy::Client => {
                             crate::client::client_partition(&shared, &connect, layout, partition, &rows_read).await?
+                        }
+                        Strategy::Hybrid => {
+                            crate::hybrid::partition(&shared, &connect, layout, partition, &rows_read).await?
                         }
                         Strategy::Pushdown => {
                             crate::pushdown::partition(&shared, &connect, layout, partition, &rows_read).await?

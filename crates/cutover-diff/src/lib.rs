@@ -29,6 +29,7 @@ pub mod delta;
 mod digests;
 mod engine;
 mod error;
+mod hybrid;
 mod json;
 mod normalise;
 mod plan;

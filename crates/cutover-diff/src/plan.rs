@@ -1,6 +1,7 @@
 //! Resolving a diff before any row is read: what each side is, which columns
 //! pair up, whether their types can be compared, and which strategy runs.
 
+use cutover_db::spark_hash::HashForm;
 use cutover_db::{
     Column, ConnectOptions, Database, DatabaseUrl, Engine, LogicalType, RowStream, TableName,
 };
@@ -85,6 +86,11 @@ pub enum Strategy {
     /// Spark (a null-safe full outer join on the key); only the rows of
     /// keys that differ leave it, to be compared exactly by cutover.
     Pushdown,
+    /// A Spark side against another engine (or another Spark): Spark hashes
+    /// its rows in Spark SQL, cutover hashes the other side's the same way
+    /// ([`cutover_db::spark_hash`]); only the rows of mismatching buckets
+    /// are read.
+    Hybrid,
 }
 
 /// A side resolved: how to read it and what its columns are.
@@ -531,7 +537,14 @@ pub(crate) async fn plan(
         row_estimate: target_described.row_estimate,
     };
 
-    let strategy = choose_strategy(&source_plan, &target_plan, connect, options).await?;
+    let strategy = choose_strategy(
+        &source_plan,
+        &target_plan,
+        key.len() + compared,
+        connect,
+        options,
+    )
+    .await?;
     Ok(Plan {
         names: pairs
             .iter()
@@ -574,9 +587,24 @@ fn one_spark(source: &SidePlan, target: &SidePlan) -> bool {
     }
 }
 
+/// How each of the first `hashed` column pairs (key, then compared) is
+/// hashed when Spark hashes a side; `None` if some pair has no common form.
+pub(crate) fn hash_forms(
+    source: &SidePlan,
+    target: &SidePlan,
+    hashed: usize,
+) -> Option<Vec<HashForm>> {
+    source.columns[..hashed]
+        .iter()
+        .zip(&target.columns[..hashed])
+        .map(|(source, target)| HashForm::for_pair(source.logical_type, target.logical_type))
+        .collect()
+}
+
 async fn choose_strategy(
     source: &SidePlan,
     target: &SidePlan,
+    hashed: usize,
     connect: &ConnectOptions,
     options: &DiffOptions,
 ) -> Result<Strategy> {
@@ -604,8 +632,14 @@ async fn choose_strategy(
         }
         Ok(())
     };
-    if one_spark(source, target) && options.strategy != StrategyChoice::Client {
-        return Ok(Strategy::Pushdown);
+    if options.strategy != StrategyChoice::Client {
+        if one_spark(source, target) {
+            return Ok(Strategy::Pushdown);
+        }
+        let spark = |side: &SidePlan| side.engine() == Some(Engine::Spark);
+        if (spark(source) || spark(target)) && hash_forms(source, target, hashed).is_some() {
+            return Ok(Strategy::Hybrid);
+        }
     }
     match options.strategy {
         StrategyChoice::Client => Ok(Strategy::Client),

@@ -29,8 +29,10 @@ use crate::output::{print, print_json, thousands};
 /// disagree. When both sides are PostgreSQL 14+, each server hashes its own
 /// rows and only the rows of differing buckets are read (the server
 /// strategy); when both are in one Spark, Spark joins them on the key and
-/// only differing rows leave it (the pushdown strategy); otherwise cutover
-/// reads and hashes every row (the client strategy).
+/// only differing rows leave it (the pushdown strategy); a Spark side
+/// against another engine hashes its rows in Spark and cutover hashes the
+/// other side's the same way (the hybrid strategy); otherwise cutover reads
+/// and hashes every row (the client strategy).
 ///
 /// Row values are never printed unless --show-values is given; the delta
 /// written with --output or --into contains the differing rows' values.
@@ -112,7 +114,8 @@ pub struct DiffArgs {
     pub null_equals_empty: bool,
 
     /// Where rows are compared: auto (server when both sides are PostgreSQL 14+, pushdown when
-    /// both are in one Spark), server (or pushdown, on Spark) or client.
+    /// both are in one Spark, hybrid when one side is Spark), server (or pushdown, hybrid, on
+    /// Spark) or client.
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,
 
@@ -463,6 +466,7 @@ fn render(
         cutover_diff::Strategy::Server => "server",
         cutover_diff::Strategy::Client => "client",
         cutover_diff::Strategy::Pushdown => "pushdown",
+        cutover_diff::Strategy::Hybrid => "hybrid",
     };
     let _ = writeln!(text, "source  {}", report.source);
     let _ = writeln!(text, "target  {}", report.target);

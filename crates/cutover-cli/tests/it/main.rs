@@ -58,10 +58,10 @@ pub fn cutover_with_env(args: &[&str], environment: &[(&str, &str)]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(args)
         .env_remove("CUTOVER_MASK_SECRET")
-        .envs(environment.iter().copied())
-        .current_dir(workspace_root())
         .env_remove("PGPASSWORD")
         .env("CUTOVER_LOG", "off")
+        .envs(environment.iter().copied())
+        .current_dir(workspace_root())
         .stdin(std::process::Stdio::null())
         .output()
         .expect("running cutover");

@@ -19,6 +19,7 @@ use crate::stream::{RowStream, from_batches};
 use crate::value::LogicalType;
 use crate::{ConnectOptions, ResolvedRead};
 
+pub mod hash;
 mod write;
 
 /// The tag every operation of cutover's carries on the server.
@@ -447,14 +448,82 @@ impl SparkDatabase {
 
     fn rows(
         &self,
-        mut responses: spark_connect_core::client::ReattachableResponseStream,
+        responses: spark_connect_core::client::ReattachableResponseStream,
         columns: Option<Vec<Column>>,
         label: String,
     ) -> futures_util::stream::BoxStream<'static, Result<crate::Row>> {
+        let mut rows_before = 0u64;
+        let decode_label = label.clone();
+        from_batches(self.batches(responses, label, move |record_batch| {
+            let wanted = columns.clone().unwrap_or_else(|| {
+                record_batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|field| crate::arrow::column(field))
+                    .collect()
+            });
+            let rows =
+                crate::arrow::batch_rows(record_batch, &wanted, rows_before).map_err(|cell| {
+                    Error::Decode {
+                        table: decode_label.clone(),
+                        column: cell.column,
+                        expected: cell.expected.to_owned(),
+                    }
+                })?;
+            rows_before += rows.len() as u64;
+            Ok(rows)
+        }))
+    }
+
+    /// The two non-NULL bigint columns `sql` answers (hash pairs), a batch
+    /// at a time, read straight from the Arrow arrays.
+    pub async fn stream_int8_pairs(
+        &self,
+        sql: &str,
+        label: String,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<Vec<(i64, i64)>>>> {
+        let responses = self.execute(sql, &label).await?;
+        let decode_label = label.clone();
+        let receiver = self.batches(responses, label, move |record_batch| {
+            let column = |index: usize| {
+                record_batch
+                    .columns()
+                    .get(index)
+                    .and_then(|array| array.as_any().downcast_ref::<arrow_array::Int64Array>())
+                    .filter(|array| arrow_array::Array::null_count(*array) == 0)
+                    .ok_or_else(|| Error::Decode {
+                        table: decode_label.clone(),
+                        column: format!("#{}", index + 1),
+                        expected: "a non-NULL bigint".to_owned(),
+                    })
+            };
+            let (first, second) = (column(0)?, column(1)?);
+            Ok(first
+                .values()
+                .iter()
+                .zip(second.values().iter())
+                .map(|(first, second)| (*first, *second))
+                .collect())
+        });
+        Ok(Box::pin(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|batch| (batch, receiver)) },
+        )))
+    }
+
+    /// Reads the responses on a task and sends each Arrow batch, decoded by
+    /// `decode`, over a channel of four batches (bounded memory); an error
+    /// ends the stream.
+    fn batches<T: Send + 'static>(
+        &self,
+        mut responses: spark_connect_core::client::ReattachableResponseStream,
+        label: String,
+        mut decode: impl FnMut(&arrow_array::RecordBatch) -> Result<Vec<T>> + Send + 'static,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<T>>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let redacted = self.redacted.clone();
         tokio::spawn(async move {
-            let mut rows_before = 0u64;
             loop {
                 let response = match responses.message().await {
                     Ok(Some(response)) => response,
@@ -484,38 +553,19 @@ impl SparkDatabase {
                 };
                 for record_batch in reader {
                     let decoded = match record_batch {
-                        Ok(record_batch) => {
-                            let wanted = columns.clone().unwrap_or_else(|| {
-                                record_batch
-                                    .schema()
-                                    .fields()
-                                    .iter()
-                                    .map(|field| crate::arrow::column(field))
-                                    .collect()
-                            });
-                            crate::arrow::batch_rows(&record_batch, &wanted, rows_before).map_err(
-                                |cell| Error::Decode {
-                                    table: label.clone(),
-                                    column: cell.column,
-                                    expected: cell.expected.to_owned(),
-                                },
-                            )
-                        }
+                        Ok(record_batch) => decode(&record_batch),
                         Err(error) => Err(Error::Source(format!(
                             "{label}: an Arrow batch from the server does not decode: {error}"
                         ))),
                     };
                     let failed = decoded.is_err();
-                    if let Ok(rows) = &decoded {
-                        rows_before += rows.len() as u64;
-                    }
                     if sender.send(decoded).await.is_err() || failed {
                         return;
                     }
                 }
             }
         });
-        from_batches(receiver)
+        receiver
     }
 }
 
