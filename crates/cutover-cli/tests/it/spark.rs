@@ -734,6 +734,103 @@ async fn spark_against_postgres_reads_only_the_buckets_that_differ() {
     assert_eq!(findings(&read), findings(&report));
 }
 
+/// Spark behind a TLS gateway that wants a bearer token and a cluster
+/// header on every call, as a platform's endpoint does: `use_ssl=true`, the
+/// token from CUTOVER_SPARK_TOKEN, the header from the connection string's
+/// parameters; each missing part is one clear error, and the token is
+/// never printed.
+#[test]
+fn spark_behind_tls_with_a_token_and_a_cluster_header() {
+    let (Some(spark), Some(ca)) = (
+        cutover_testing::spark_url(),
+        cutover_testing::postgres_certificate(),
+    ) else {
+        return;
+    };
+    let Some(interop) = crate::interop_with("graphql") else {
+        return;
+    };
+    // The test PostgreSQL's server certificate (localhost, 127.0.0.1) and its CA.
+    let directory = ca.parent().expect("the certificates' directory");
+    let upstream = spark.trim_start_matches("sc://").to_owned();
+    let (mut gateway, port) = crate::spawn_announcing(
+        std::process::Command::new("node")
+            .arg(interop.join("grpc-gateway.js"))
+            .args([
+                "--upstream",
+                &upstream,
+                "--token",
+                "tok-s3cret",
+                "--header",
+                "x-databricks-cluster-id=cluster-7",
+            ])
+            .arg("--cert")
+            .arg(directory.join("server.crt"))
+            .arg("--key")
+            .arg(directory.join("server.key")),
+        1,
+    );
+    let ca = ca.display().to_string();
+    let url = format!("sc://localhost:{port}/;use_ssl=true;x-databricks-cluster-id=cluster-7");
+    let inspect = |url: &str, environment: &[(&str, &str)]| {
+        crate::cutover_with_env(&["inspect", url, "--format", "json"], environment)
+    };
+    let good = [
+        ("CUTOVER_SPARK_TOKEN", "tok-s3cret"),
+        ("SSL_CERT_FILE", ca.as_str()),
+    ];
+    let run = inspect(&url, &good);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("\"engine\": \"spark\""),
+        "{}",
+        run.stdout
+    );
+
+    let wrong_token = inspect(
+        &url,
+        &[
+            ("CUTOVER_SPARK_TOKEN", "tok-wrong"),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    );
+    assert_eq!(wrong_token.code, 2);
+    assert!(
+        wrong_token.stderr.contains("refused the token"),
+        "{}",
+        wrong_token.stderr
+    );
+    assert!(
+        !wrong_token.stderr.contains("tok-wrong"),
+        "{}",
+        wrong_token.stderr
+    );
+
+    let no_header = inspect(&format!("sc://localhost:{port}/;use_ssl=true"), &good);
+    assert_eq!(no_header.code, 2);
+    assert!(
+        no_header.stderr.contains("x-databricks-cluster-id"),
+        "{}",
+        no_header.stderr
+    );
+
+    let untrusted = inspect(&url, &[("CUTOVER_SPARK_TOKEN", "tok-s3cret")]);
+    assert_eq!(untrusted.code, 2);
+    assert!(
+        untrusted.stderr.contains("TLS handshake failed"),
+        "{}",
+        untrusted.stderr
+    );
+    assert!(
+        !untrusted.stderr.contains("tok-s3cret"),
+        "{}",
+        untrusted.stderr
+    );
+
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
+
 /// Bad input: an unreachable server, a table that does not exist, a token
 /// in the URL (refused, never echoed): one clear error each, exit 2.
 #[test]

@@ -583,27 +583,45 @@ fn text_column(name: &str) -> Column {
 /// connection errors with a hint, everything else with its values cut out.
 fn spark_error(redacted: &str, context: impl std::fmt::Display, error: SparkError) -> Error {
     let message = scrub(&error.to_string());
+    tracing::debug!(code = ?error.grpc_code, %message, "Spark Connect error");
     let lower = message.to_ascii_lowercase();
+    let connect = |reason: &str, hint: &str| Error::Connect {
+        target: redacted.to_owned(),
+        reason: reason.to_owned(),
+        hint: Some(hint.to_owned()),
+    };
+    if lower.contains("certificate") || lower.contains("handshake") {
+        return connect(
+            "the TLS handshake failed (the server's certificate is not trusted, or does not name this host)",
+            "trust the certificate's CA in the system's store or with SSL_CERT_FILE=ca.pem; or drop use_ssl=true for a plaintext server",
+        );
+    }
+    match error.grpc_code {
+        // UNAUTHENTICATED
+        Some(16) => {
+            return connect(
+                "the server refused the token",
+                "check the token in CUTOVER_SPARK_TOKEN",
+            );
+        }
+        // PERMISSION_DENIED
+        Some(7) => {
+            return connect(
+                "the server refused the call (permission denied)",
+                "check the token in CUTOVER_SPARK_TOKEN and the connection string's parameters (a platform may need one, e.g. x-databricks-cluster-id=…)",
+            );
+        }
+        _ => {}
+    }
     if lower.contains("unavailable")
         || lower.contains("connection refused")
         || lower.contains("transport error")
         || lower.contains("dns error")
     {
-        return Error::Connect {
-            target: redacted.to_owned(),
-            reason: "the Spark Connect server does not answer".to_owned(),
-            hint: Some(
-                "check the host and port (Spark Connect listens on 15002 by default) and that the server runs Spark Connect"
-                    .to_owned(),
-            ),
-        };
-    }
-    if lower.contains("unauthenticated") || lower.contains("permission denied") {
-        return Error::Connect {
-            target: redacted.to_owned(),
-            reason: "the server refused the token".to_owned(),
-            hint: Some("check the token in CUTOVER_SPARK_TOKEN".to_owned()),
-        };
+        return connect(
+            "the Spark Connect server does not answer",
+            "check the host and port (Spark Connect listens on 15002 by default), that the server runs Spark Connect, and use_ssl=true if it speaks TLS",
+        );
     }
     Error::Spark {
         context: context.to_string(),
