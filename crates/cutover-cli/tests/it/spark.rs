@@ -334,6 +334,39 @@ async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
     assert_eq!(split["partitions"], 4, "{split}");
     assert_eq!(findings(&split), expected, "Spark in partitions: {split}");
 
+    // Spark against a Parquet file of the target's rows (written by Spark, one file).
+    let parquet_directory = directory.path().join("target-parquet");
+    spark_sql(
+        &spark,
+        &format!(
+            "SET spark.sql.parquet.outputTimestampType=TIMESTAMP_MICROS;
+             INSERT OVERWRITE DIRECTORY '{}' USING parquet SELECT /*+ COALESCE(1) */ * FROM {}",
+            parquet_directory.display(),
+            spark_target.rsplit('#').next().unwrap_or_default()
+        ),
+    )
+    .await;
+    let part = std::fs::read_dir(&parquet_directory)
+        .expect("Spark's Parquet directory")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .find(|path| path.extension().is_some_and(|extension| extension == "parquet"))
+        .expect("a Parquet part file");
+    let parquet = directory.path().join("target.parquet");
+    std::fs::rename(&part, &parquet).expect("moving the part file");
+    let (_, against_parquet) = diff_json(&spark_source, &parquet.display().to_string(), &[]);
+    assert_eq!(
+        findings(&against_parquet),
+        expected,
+        "Spark against Parquet: {against_parquet}"
+    );
+
+    // --where and --columns mean the same on Spark.
+    let narrow = ["--where", "id <= 4", "--columns", "name,amount"];
+    let (_, narrowed) = diff_json(&spark_source, &spark_target, &narrow);
+    let (_, narrowed_locally) = diff_json(&sqlite_source, &sqlite_target, &narrow);
+    assert_eq!(narrowed["summary"]["changed"], 2, "ids 1 and 2: {narrowed}");
+    assert_eq!(findings(&narrowed), findings(&narrowed_locally));
+
     // --trim means the same on Spark: the trailing space is no change.
     let (_, trimmed) = diff_json(&spark_source, &spark_target, &["--trim"]);
     let (_, trimmed_locally) = diff_json(&sqlite_source, &sqlite_target, &["--trim"]);
