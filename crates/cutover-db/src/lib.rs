@@ -19,6 +19,7 @@
 
 pub mod arrow;
 pub mod canonical;
+pub mod columnar;
 mod error;
 pub mod locator;
 pub mod pgpass;

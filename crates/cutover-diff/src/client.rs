@@ -50,6 +50,12 @@ pub(crate) async fn client_partition(
         let shared = shared.clone();
         let rows_read = rows_read.clone();
         tokio::spawn(async move {
+            if let Some(file) = crate::columnar::columnar_file(&shared, &opened) {
+                return crate::columnar::digests(
+                    &shared, &side, file, layout, partition, &rows_read,
+                )
+                .await;
+            }
             let mut rows = side.rows(&opened, key_len).await?;
             let mut digests = BucketDigests::new(layout);
             let mut buffer = Vec::with_capacity(256);
@@ -91,9 +97,23 @@ pub(crate) async fn client_partition(
         let shared = shared.clone();
         let mismatched = mismatched.clone();
         tokio::spawn(async move {
-            let mut rows = side.rows(&opened, key_len).await?;
             let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
             let writer = tokio::task::spawn_blocking(move || spill_write(&path, receiver));
+            let finish = |sender: mpsc::Sender<Vec<(i64, Vec<u8>)>>,
+                          writer: tokio::task::JoinHandle<Result<()>>| async move {
+                drop(sender);
+                writer
+                    .await
+                    .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
+            };
+            if let Some(file) = crate::columnar::columnar_file(&shared, &opened) {
+                crate::columnar::candidates(
+                    &shared, &side, file, layout, partition, mismatched, &sender,
+                )
+                .await?;
+                return finish(sender, writer).await;
+            }
+            let mut rows = side.rows(&opened, key_len).await?;
             let mut buffer = Vec::with_capacity(256);
             let mut batch = Vec::with_capacity(1_024);
             while let Some(row) = rows.next().await {
@@ -119,10 +139,7 @@ pub(crate) async fn client_partition(
             if !batch.is_empty() {
                 let _ = sender.send(batch).await;
             }
-            drop(sender);
-            writer
-                .await
-                .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
+            finish(sender, writer).await
         })
     };
     let source_path = spill_directory.path().join("source.db");

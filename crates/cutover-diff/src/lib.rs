@@ -24,6 +24,7 @@
 //! ```
 
 mod client;
+mod columnar;
 mod compare;
 pub mod delta;
 mod digests;

@@ -22,6 +22,7 @@
 mod csv_file;
 mod error;
 mod parquet_file;
+mod scan;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 pub use parquet_file::ParquetWriter;
+pub use scan::{BatchFn, Unreadable};
 
 /// Rows per batch passed from the reading thread.
 const BATCH_ROWS: usize = 1_024;
@@ -118,6 +120,32 @@ impl FileSource {
         let rows = cutover_db::from_batches(receiver)
             .map(|row| row.map_err(|error| cutover_db::Error::Source(error.to_string())));
         Ok(RowStream::new(columns.to_vec(), rows))
+    }
+}
+
+impl FileSource {
+    /// Whether [`FileSource::scan`] can read this file (Parquet).
+    pub fn scannable(&self) -> bool {
+        self.format == FileFormat::Parquet
+    }
+
+    /// Reads the named columns of every row as Arrow arrays, `jobs` row
+    /// groups at a time on threads of their own, and streams what `map`
+    /// makes of each batch (in no particular order). Parquet only
+    /// ([`FileSource::scannable`]); memory holds a few batches per thread.
+    pub fn scan<T: Send + 'static>(
+        &self,
+        columns: &[Column],
+        jobs: usize,
+        map: BatchFn<T>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
+        if !self.scannable() {
+            return Err(Error::Parquet {
+                path: self.path.display().to_string(),
+                reason: "only Parquet files are read by columns".to_owned(),
+            });
+        }
+        scan::scan(&self.path, columns, jobs, map)
     }
 }
 

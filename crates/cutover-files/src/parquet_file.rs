@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::error::{Error, Result};
 use crate::{BATCH_ROWS, Reader, Sender, column_indices};
 
-fn parquet_error(path: &Path, error: impl std::fmt::Display) -> Error {
+pub(crate) fn parquet_error(path: &Path, error: impl std::fmt::Display) -> Error {
     Error::Parquet {
         path: path.display().to_string(),
         reason: error.to_string(),

@@ -349,7 +349,10 @@ async fn every_trap_diffs_the_same_on_spark_as_on_sqlite() {
     let part = std::fs::read_dir(&parquet_directory)
         .expect("Spark's Parquet directory")
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .find(|path| path.extension().is_some_and(|extension| extension == "parquet"))
+        .find(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "parquet")
+        })
         .expect("a Parquet part file");
     let parquet = directory.path().join("target.parquet");
     std::fs::rename(&part, &parquet).expect("moving the part file");
