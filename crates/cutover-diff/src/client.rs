@@ -41,6 +41,7 @@ pub(crate) async fn client_partition(
     rows_read: &Arc<AtomicU64>,
 ) -> Result<PartitionStats> {
     let plan = &shared.plan;
+    let started = std::time::Instant::now();
     let (source_db, target_db) =
         tokio::try_join!(plan.source.open(connect), plan.target.open(connect))?;
     let source_db = Arc::new(source_db);
@@ -85,6 +86,12 @@ pub(crate) async fn client_partition(
         joined(digest_side(plan.target.clone(), target_db.clone()))
     )?;
     let (mut stats, mismatched) = compare_digests(&source_digests, &target_digests);
+    tracing::debug!(
+        partition,
+        mismatched = mismatched.iter().filter(|mismatch| **mismatch).count(),
+        elapsed = ?started.elapsed(),
+        "bucket digests compared"
+    );
     stats.source_null_keys = source_digests.null_keys;
     stats.target_null_keys = target_digests.null_keys;
     drop((source_digests, target_digests));
@@ -161,6 +168,7 @@ pub(crate) async fn client_partition(
             target_path.clone()
         ))
     )?;
+    tracing::debug!(partition, elapsed = ?started.elapsed(), "candidates spilled");
     let compared = compare(
         shared,
         partition,
@@ -169,5 +177,6 @@ pub(crate) async fn client_partition(
     )
     .await?;
     stats.matched += compared.matched;
+    tracing::debug!(partition, elapsed = ?started.elapsed(), "mismatching buckets compared");
     Ok(stats)
 }

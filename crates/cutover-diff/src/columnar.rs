@@ -8,8 +8,10 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use arrow_array::ArrayRef;
+use cutover_db::Column;
 use cutover_db::columnar::CellEncoder;
-use cutover_files::{BatchFn, FileSource, Unreadable};
+use cutover_files::{BatchFn, FileSource, KeptFn, SelectFn, Unreadable};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -99,8 +101,29 @@ pub(crate) async fn digests(
     Ok(digests)
 }
 
+/// The key hash of a row whose key columns are `encoders`; `Err` names
+/// the column that cannot be read.
+fn key_hash(encoders: &[CellEncoder], row: usize, buffer: &mut Vec<u8>) -> Result<u64, Unreadable> {
+    buffer.clear();
+    for (column, encoder) in encoders.iter().enumerate() {
+        if !encoder.encode(row, buffer) {
+            return Err(Unreadable { row, column });
+        }
+    }
+    Ok(xxhash_rust::xxh3::xxh3_64(buffer))
+}
+
+fn encoders<'a>(arrays: &'a [ArrayRef], columns: &[Column]) -> Vec<CellEncoder<'a>> {
+    arrays
+        .iter()
+        .zip(columns)
+        .map(|(array, column)| CellEncoder::new(array, column.logical_type))
+        .collect()
+}
+
 /// Pass two: the canonical encodings of the rows of mismatching buckets,
-/// sent to the spill writer with their bucket.
+/// sent to the spill writer with their bucket. The key columns are read
+/// first to choose the rows; the other columns of the chosen rows only.
 pub(crate) async fn candidates(
     shared: &Arc<Shared>,
     side: &SidePlan,
@@ -111,34 +134,30 @@ pub(crate) async fn candidates(
     sender: &mpsc::Sender<Vec<(i64, Vec<u8>)>>,
 ) -> Result<()> {
     let key_len = shared.plan.key_len;
-    let columns = side.columns.clone();
-    let map: BatchFn<Vec<(i64, Vec<u8>)>> = Arc::new(move |arrays, _| {
-        let encoders: Vec<CellEncoder> = arrays
-            .iter()
-            .zip(&columns)
-            .map(|(array, column)| CellEncoder::new(array, column.logical_type))
-            .collect();
+    let key_columns = side.columns[..key_len].to_vec();
+    let select: SelectFn = Arc::new(move |arrays| {
+        let encoders = encoders(arrays, &key_columns);
         let rows = arrays.first().map_or(0, |array| array.len());
-        let mut kept = Vec::new();
+        let mut buffer = Vec::with_capacity(64);
+        (0..rows)
+            .map(|row| {
+                if encoders.iter().any(|encoder| encoder.is_null(row)) {
+                    return Ok(false);
+                }
+                let key_hash = key_hash(&encoders, row, &mut buffer)?;
+                Ok(layout.partition_of(key_hash) == partition
+                    && mismatched[layout.bucket_of(key_hash) as usize])
+            })
+            .collect()
+    });
+    let columns = side.columns.clone();
+    let map: KeptFn<Vec<(i64, Vec<u8>)>> = Arc::new(move |arrays, _| {
+        let encoders = encoders(arrays, &columns);
+        let rows = arrays.first().map_or(0, |array| array.len());
+        let mut kept = Vec::with_capacity(rows);
         let mut buffer = Vec::with_capacity(256);
         for row in 0..rows {
-            if encoders[..key_len]
-                .iter()
-                .any(|encoder| encoder.is_null(row))
-            {
-                continue;
-            }
-            buffer.clear();
-            for (column, encoder) in encoders[..key_len].iter().enumerate() {
-                if !encoder.encode(row, &mut buffer) {
-                    return Err(Unreadable { row, column });
-                }
-            }
-            let key_hash = xxhash_rust::xxh3::xxh3_64(&buffer);
-            let bucket = layout.bucket_of(key_hash);
-            if layout.partition_of(key_hash) != partition || !mismatched[bucket as usize] {
-                continue;
-            }
+            let bucket = layout.bucket_of(key_hash(&encoders[..key_len], row, &mut buffer)?);
             for (column, encoder) in encoders.iter().enumerate().skip(key_len) {
                 if !encoder.encode(row, &mut buffer) {
                     return Err(Unreadable { row, column });
@@ -149,7 +168,7 @@ pub(crate) async fn candidates(
         Ok(kept)
     });
     let mut batches = file
-        .scan(&side.columns, threads(shared), map)
+        .scan_selected(&side.columns, key_len, threads(shared), select, map)
         .map_err(Error::File)?;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(Error::File)?;

@@ -261,7 +261,7 @@ async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described
                 columns,
                 unique_keys: Vec::new(),
                 primary_key: None,
-                row_estimate: None,
+                row_estimate: file.row_count(),
             });
         }
         Source::Table { url, table } => (url, Ok(table)),

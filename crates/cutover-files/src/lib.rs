@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 pub use parquet_file::ParquetWriter;
-pub use scan::{BatchFn, Unreadable};
+pub use scan::{BatchFn, KeptFn, SelectFn, Unreadable};
 
 /// Rows per batch passed from the reading thread.
 const BATCH_ROWS: usize = 1_024;
@@ -124,6 +124,14 @@ impl FileSource {
 }
 
 impl FileSource {
+    /// The file's row count when its format records it (Parquet's footer).
+    pub fn row_count(&self) -> Option<u64> {
+        match self.format {
+            FileFormat::Parquet => parquet_file::row_count(&self.path),
+            FileFormat::Csv => None,
+        }
+    }
+
     /// Whether [`FileSource::scan`] can read this file (Parquet).
     pub fn scannable(&self) -> bool {
         self.format == FileFormat::Parquet
@@ -146,6 +154,27 @@ impl FileSource {
             });
         }
         scan::scan(&self.path, columns, jobs, map)
+    }
+
+    /// Like [`FileSource::scan`], for a few rows: reads the first `key_len`
+    /// columns of every row and asks `select` which rows to keep, then reads
+    /// every column of the kept rows only and streams what `map` makes of
+    /// them (with each kept row's 0-based number in the file).
+    pub fn scan_selected<T: Send + 'static>(
+        &self,
+        columns: &[Column],
+        key_len: usize,
+        jobs: usize,
+        select: SelectFn,
+        map: KeptFn<T>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
+        if !self.scannable() {
+            return Err(Error::Parquet {
+                path: self.path.display().to_string(),
+                reason: "only Parquet files are read by columns".to_owned(),
+            });
+        }
+        scan::scan_selected(&self.path, columns, key_len, jobs, select, map)
     }
 }
 

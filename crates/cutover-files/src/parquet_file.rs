@@ -40,6 +40,11 @@ pub(crate) fn columns(path: &Path) -> Result<Vec<Column>> {
         .collect())
 }
 
+pub(crate) fn row_count(path: &Path) -> Option<u64> {
+    let builder = builder(path).ok()?;
+    u64::try_from(builder.metadata().file_metadata().num_rows()).ok()
+}
+
 pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
     let names: Vec<String> = builder(path)?
         .schema()

@@ -11,11 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::ArrayRef;
+use arrow_array::RecordBatch;
 use cutover_db::arrow::prepare;
 use cutover_db::{Column, LogicalType};
 use futures_util::stream::BoxStream;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -39,11 +42,79 @@ pub struct Unreadable {
 pub type BatchFn<T> =
     Arc<dyn Fn(&[ArrayRef], u64) -> std::result::Result<T, Unreadable> + Send + Sync>;
 
+/// Which rows of a batch of key columns a selective scan keeps.
+pub type SelectFn =
+    Arc<dyn Fn(&[ArrayRef]) -> std::result::Result<Vec<bool>, Unreadable> + Send + Sync>;
+
+/// What a selective scan does with each batch of kept rows: their arrays
+/// in the wanted columns' order, and each row's 0-based number in the file.
+pub type KeptFn<T> =
+    Arc<dyn Fn(&[ArrayRef], &[u64]) -> std::result::Result<T, Unreadable> + Send + Sync>;
+
+/// How a worker reads a row group.
+enum Work<T> {
+    /// Every row, every wanted column.
+    All(BatchFn<T>),
+    /// The first `key_len` wanted columns of every row, to choose rows;
+    /// then every wanted column of the chosen rows only.
+    Selected {
+        key_len: usize,
+        select: SelectFn,
+        map: KeptFn<T>,
+    },
+}
+
+impl<T> Clone for Work<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Work::All(map) => Work::All(map.clone()),
+            Work::Selected {
+                key_len,
+                select,
+                map,
+            } => Work::Selected {
+                key_len: *key_len,
+                select: select.clone(),
+                map: map.clone(),
+            },
+        }
+    }
+}
+
 pub(crate) fn scan<T: Send + 'static>(
     path: &Path,
     columns: &[Column],
     jobs: usize,
     map: BatchFn<T>,
+) -> Result<BoxStream<'static, Result<T>>> {
+    start(path, columns, jobs, Work::All(map))
+}
+
+pub(crate) fn scan_selected<T: Send + 'static>(
+    path: &Path,
+    columns: &[Column],
+    key_len: usize,
+    jobs: usize,
+    select: SelectFn,
+    map: KeptFn<T>,
+) -> Result<BoxStream<'static, Result<T>>> {
+    start(
+        path,
+        columns,
+        jobs,
+        Work::Selected {
+            key_len,
+            select,
+            map,
+        },
+    )
+}
+
+fn start<T: Send + 'static>(
+    path: &Path,
+    columns: &[Column],
+    jobs: usize,
+    work: Work<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
     let file = open(path)?;
     let metadata = ArrowReaderMetadata::load(&file, Default::default())
@@ -55,7 +126,7 @@ pub(crate) fn scan<T: Send + 'static>(
         .map(|field| field.name().clone())
         .collect();
     let indices = column_indices(path, &names, columns)?;
-    let mut projection = indices.clone();
+    let mut projection: Vec<usize> = indices.clone();
     projection.sort_unstable();
     projection.dedup();
     let positions: Vec<usize> = indices
@@ -78,6 +149,7 @@ pub(crate) fn scan<T: Send + 'static>(
         path: path.to_path_buf(),
         columns: columns.to_vec(),
         metadata,
+        indices,
         projection,
         positions,
         first_rows,
@@ -88,9 +160,9 @@ pub(crate) fn scan<T: Send + 'static>(
     for _ in 0..jobs {
         let shared = shared.clone();
         let sender = sender.clone();
-        let map = map.clone();
+        let work = work.clone();
         std::thread::spawn(move || {
-            if let Err(error) = shared.work(&map, &sender) {
+            if let Err(error) = shared.work(&work, &sender) {
                 let _ = sender.blocking_send(Err(error));
             }
         });
@@ -112,6 +184,8 @@ struct Shared {
     path: PathBuf,
     columns: Vec<Column>,
     metadata: ArrowReaderMetadata,
+    /// The file column index of each wanted column.
+    indices: Vec<usize>,
     projection: Vec<usize>,
     /// Position of each wanted column within the projected batch.
     positions: Vec<usize>,
@@ -123,54 +197,168 @@ struct Shared {
 
 impl Shared {
     /// Reads row groups until none is left or the consumer has gone.
-    fn work<T>(&self, map: &BatchFn<T>, sender: &mpsc::Sender<Result<T>>) -> Result<()> {
+    fn work<T>(&self, work: &Work<T>, sender: &mpsc::Sender<Result<T>>) -> Result<()> {
         loop {
             let group = self.next.fetch_add(1, Ordering::Relaxed);
             if group >= self.first_rows.len() {
                 return Ok(());
             }
-            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                open(&self.path)?,
-                self.metadata.clone(),
-            );
-            let mask =
-                ProjectionMask::roots(builder.parquet_schema(), self.projection.iter().copied());
-            let batches = builder
-                .with_projection(mask)
-                .with_row_groups(vec![group])
-                .with_batch_size(SCAN_BATCH_ROWS)
-                .build()
-                .map_err(|error| parquet_error(&self.path, error))?;
-            let mut before = self.first_rows[group];
-            for batch in batches {
-                let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
-                let arrays = self
-                    .positions
-                    .iter()
-                    .map(|position| {
-                        prepare(batch.column(*position))
-                            .map_err(|error| parquet_error(&self.path, error))
-                    })
-                    .collect::<Result<Vec<ArrayRef>>>()?;
-                let made = map(&arrays, before).map_err(|unreadable| {
-                    let column = &self.columns[unreadable.column];
-                    Error::Field {
-                        path: self.path.display().to_string(),
-                        line: before + unreadable.row as u64 + 1,
-                        column: column.name.clone(),
-                        expected: column
-                            .logical_type
-                            .map_or("supported value", LogicalType::name)
-                            .to_owned(),
-                    }
-                });
-                let failed = made.is_err();
-                if sender.blocking_send(made).is_err() || failed {
-                    return Ok(());
-                }
-                before += batch.num_rows() as u64;
+            let going = match work {
+                Work::All(map) => self.all(group, map, sender)?,
+                Work::Selected {
+                    key_len,
+                    select,
+                    map,
+                } => self.selected(group, *key_len, select, map, sender)?,
+            };
+            if !going {
+                return Ok(());
             }
         }
+    }
+
+    /// A reader of row group `group`'s `projection` (file column indices),
+    /// of the rows `selection` keeps.
+    fn batches(
+        &self,
+        group: usize,
+        projection: &[usize],
+        selection: Option<RowSelection>,
+    ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            open(&self.path)?,
+            self.metadata.clone(),
+        );
+        let mask = ProjectionMask::roots(builder.parquet_schema(), projection.iter().copied());
+        let mut builder = builder
+            .with_projection(mask)
+            .with_row_groups(vec![group])
+            .with_batch_size(SCAN_BATCH_ROWS);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        builder
+            .build()
+            .map_err(|error| parquet_error(&self.path, error))
+    }
+
+    /// A batch's arrays for `positions` (within the projected batch), prepared.
+    fn arrays(&self, batch: &RecordBatch, positions: &[usize]) -> Result<Vec<ArrayRef>> {
+        positions
+            .iter()
+            .map(|position| {
+                prepare(batch.column(*position)).map_err(|error| parquet_error(&self.path, error))
+            })
+            .collect()
+    }
+
+    fn unreadable(&self, unreadable: Unreadable, row: u64) -> Error {
+        let column = &self.columns[unreadable.column];
+        Error::Field {
+            path: self.path.display().to_string(),
+            line: row + 1,
+            column: column.name.clone(),
+            expected: column
+                .logical_type
+                .map_or("supported value", LogicalType::name)
+                .to_owned(),
+        }
+    }
+
+    /// Every row of a row group; false when the consumer has gone or failed.
+    fn all<T>(
+        &self,
+        group: usize,
+        map: &BatchFn<T>,
+        sender: &mpsc::Sender<Result<T>>,
+    ) -> Result<bool> {
+        let mut before = self.first_rows[group];
+        for batch in self.batches(group, &self.projection, None)? {
+            let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
+            let arrays = self.arrays(&batch, &self.positions)?;
+            let made = map(&arrays, before)
+                .map_err(|unreadable| self.unreadable(unreadable, before + unreadable.row as u64));
+            let failed = made.is_err();
+            if sender.blocking_send(made).is_err() || failed {
+                return Ok(false);
+            }
+            before += batch.num_rows() as u64;
+        }
+        Ok(true)
+    }
+
+    /// The key columns of a row group to choose rows, then every wanted
+    /// column of the chosen rows only (Parquet skips the others' values).
+    fn selected<T>(
+        &self,
+        group: usize,
+        key_len: usize,
+        select: &SelectFn,
+        map: &KeptFn<T>,
+        sender: &mpsc::Sender<Result<T>>,
+    ) -> Result<bool> {
+        let mut key_projection: Vec<usize> = self.indices[..key_len].to_vec();
+        key_projection.sort_unstable();
+        key_projection.dedup();
+        let key_positions: Vec<usize> = self.indices[..key_len]
+            .iter()
+            .map(|index| {
+                key_projection
+                    .iter()
+                    .position(|kept| kept == index)
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut selectors: Vec<RowSelector> = Vec::new();
+        let mut kept_rows: Vec<u64> = Vec::new();
+        let mut before = self.first_rows[group];
+        for batch in self.batches(group, &key_projection, None)? {
+            let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
+            let arrays = self.arrays(&batch, &key_positions)?;
+            let keep = match select(&arrays) {
+                Ok(keep) => keep,
+                Err(unreadable) => {
+                    let error = self.unreadable(unreadable, before + unreadable.row as u64);
+                    let _ = sender.blocking_send(Err(error));
+                    return Ok(false);
+                }
+            };
+            for (row, kept) in keep.iter().enumerate() {
+                match selectors.last_mut() {
+                    Some(last) if last.skip != *kept => last.row_count += 1,
+                    _ => selectors.push(if *kept {
+                        RowSelector::select(1)
+                    } else {
+                        RowSelector::skip(1)
+                    }),
+                }
+                if *kept {
+                    kept_rows.push(before + row as u64);
+                }
+            }
+            before += batch.num_rows() as u64;
+        }
+        if kept_rows.is_empty() {
+            return Ok(true);
+        }
+        let mut done = 0;
+        for batch in self.batches(group, &self.projection, Some(RowSelection::from(selectors)))? {
+            let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
+            let arrays = self.arrays(&batch, &self.positions)?;
+            let rows = &kept_rows[done..(done + batch.num_rows()).min(kept_rows.len())];
+            let made = map(&arrays, rows).map_err(|unreadable| {
+                self.unreadable(
+                    unreadable,
+                    rows.get(unreadable.row).copied().unwrap_or_default(),
+                )
+            });
+            let failed = made.is_err();
+            if sender.blocking_send(made).is_err() || failed {
+                return Ok(false);
+            }
+            done += batch.num_rows();
+        }
+        Ok(true)
     }
 }
 
@@ -201,7 +389,13 @@ mod tests {
         let ids: Vec<i64> = (1..=1_000).collect();
         let texts: Vec<String> = ids
             .iter()
-            .map(|id| if *id == 700 { "bad".to_owned() } else { id.to_string() })
+            .map(|id| {
+                if *id == 700 {
+                    "bad".to_owned()
+                } else {
+                    id.to_string()
+                }
+            })
             .collect();
         let batch = RecordBatch::try_new(
             schema,
@@ -237,7 +431,9 @@ mod tests {
                 .downcast_ref::<Int64Array>()
                 .expect("ids");
             let values: Vec<i64> = ids.values().to_vec();
-            let placed = values.first().is_none_or(|first| *first as u64 == before + 1);
+            let placed = values
+                .first()
+                .is_none_or(|first| *first as u64 == before + 1);
             Ok((values, placed && ids.null_count() == 0))
         });
         let columns = [column("id", LogicalType::Integer)];
@@ -276,5 +472,62 @@ mod tests {
         let failure = failure.expect("an error");
         assert!(failure.contains("line 700, column text"), "{failure}");
         assert!(!failure.contains("bad"), "{failure}");
+    }
+
+    #[tokio::test]
+    async fn a_selective_scan_reads_the_chosen_rows_and_numbers_them() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("groups.parquet");
+        fixture(&path);
+        // Every seventh id, and the whole of row group 3 (ids 193..=256) left out.
+        let select: SelectFn = Arc::new(|arrays| {
+            let ids = arrays[0]
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("ids");
+            Ok(ids
+                .values()
+                .iter()
+                .map(|id| id % 7 == 0 && !(193..=256).contains(id))
+                .collect())
+        });
+        let map: KeptFn<Vec<(i64, u64, String)>> = Arc::new(|arrays, rows| {
+            let ids = arrays[0]
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("ids");
+            let texts = arrays[1]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("texts");
+            Ok((0..ids.len())
+                .map(|row| (ids.value(row), rows[row], texts.value(row).to_owned()))
+                .collect())
+        });
+        let columns = [
+            column("id", LogicalType::Integer),
+            column("text", LogicalType::Text),
+        ];
+        let mut batches = scan_selected(&path, &columns, 1, 3, select, map).expect("scan");
+        let mut seen = Vec::new();
+        while let Some(batch) = batches.next().await {
+            seen.extend(batch.expect("a batch"));
+        }
+        seen.sort_unstable();
+        let expected: Vec<(i64, u64, String)> = (1..=1_000i64)
+            .filter(|id| id % 7 == 0 && !(193..=256).contains(id))
+            .map(|id| {
+                (
+                    id,
+                    (id - 1) as u64,
+                    if id == 700 {
+                        "bad".to_owned()
+                    } else {
+                        id.to_string()
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(seen, expected);
     }
 }
