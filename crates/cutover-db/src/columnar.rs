@@ -21,6 +21,7 @@ use crate::value::{LogicalType, Value};
 /// One [`crate::arrow::prepare`]d array, ready to encode its cells.
 pub struct CellEncoder<'a> {
     array: &'a ArrayRef,
+    nulls: Option<&'a arrow_buffer::NullBuffer>,
     wanted: Option<LogicalType>,
     kind: Kind<'a>,
 }
@@ -77,20 +78,22 @@ impl<'a> CellEncoder<'a> {
         };
         CellEncoder {
             array,
+            nulls: array.nulls(),
             wanted,
             kind,
         }
     }
 
     /// Whether the cell is NULL.
+    #[inline]
     pub fn is_null(&self, index: usize) -> bool {
-        self.array.is_null(index)
+        self.nulls.is_some_and(|nulls| nulls.is_null(index))
     }
 
     /// Appends the cell's canonical encoding to `out`; false when the cell
     /// cannot be read as the wanted type (nothing appended then).
     pub fn encode(&self, index: usize, out: &mut Vec<u8>) -> bool {
-        if self.array.is_null(index) {
+        if self.is_null(index) {
             out.push(tag::NULL);
             return true;
         }
@@ -136,23 +139,40 @@ fn with_length(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
 /// writes it: no trailing zeros after the point, no point without a
 /// fraction, `0` for zero), encoded.
 fn decimal_into(digits: i128, scale: i8, out: &mut Vec<u8>) {
-    let (mut magnitude, mut scale) = (digits.unsigned_abs(), i32::from(scale));
+    let (magnitude, mut scale) = (digits.unsigned_abs(), i32::from(scale));
     if magnitude == 0 {
         with_length(out, tag::NUMBER, b"0");
         return;
     }
-    while scale > 0 && magnitude % 10 == 0 {
-        magnitude /= 10;
-        scale -= 1;
-    }
-    // Up to 39 digits, then zeros for a negative scale (at most 128).
+    // Up to 39 digits, least significant first; u64 arithmetic where it fits.
     let mut reversed = [0u8; 40];
     let mut length = 0;
-    while magnitude > 0 {
-        reversed[length] = b'0' + (magnitude % 10) as u8;
-        magnitude /= 10;
-        length += 1;
+    match u64::try_from(magnitude) {
+        Ok(mut small) => {
+            while small > 0 {
+                reversed[length] = b'0' + (small % 10) as u8;
+                small /= 10;
+                length += 1;
+            }
+        }
+        Err(_) => {
+            let mut large = magnitude;
+            while large > 0 {
+                reversed[length] = b'0' + (large % 10) as u8;
+                large /= 10;
+                length += 1;
+            }
+        }
     }
+    // Trailing zeros of the fraction go.
+    let zeros = reversed[..length]
+        .iter()
+        .take(scale.max(0) as usize)
+        .take_while(|digit| **digit == b'0')
+        .count();
+    reversed.copy_within(zeros..length, 0);
+    length -= zeros;
+    scale -= zeros as i32;
     let mut text = Vec::with_capacity(length + 3 + scale.unsigned_abs() as usize);
     if digits < 0 {
         text.push(b'-');

@@ -36,7 +36,7 @@ pub(crate) fn columnar_file<'a>(shared: &Shared, opened: &'a Opened) -> Option<&
 }
 
 fn threads(shared: &Shared) -> usize {
-    shared.options.jobs.max(1)
+    shared.options.read_threads.max(1)
 }
 
 /// Pass one: the side's bucket digests for the partition, and its rows

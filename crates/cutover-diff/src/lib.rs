@@ -141,6 +141,8 @@ pub struct DiffOptions {
     pub strategy: StrategyChoice,
     /// Partitions processed at once, each over its own connections.
     pub jobs: usize,
+    /// Threads reading a file's row groups (Parquet).
+    pub read_threads: usize,
     /// Partitions of the key-hash space (rounded up to a power of two);
     /// `None` chooses from the row counts and the strategy.
     pub partitions: Option<u32>,
@@ -173,6 +175,7 @@ impl Default for DiffOptions {
             normalise: Normalise::default(),
             strategy: StrategyChoice::Auto,
             jobs: 1,
+            read_threads: 1,
             partitions: None,
             state: None,
             group_by: Vec::new(),

@@ -119,10 +119,12 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,
 
-    /// Partitions of the key-hash space processed at once, each over its own
-    /// connection per side (server strategy) or as its own join (pushdown).
-    #[arg(long, short = 'j', default_value_t = 1, value_name = "N")]
-    pub jobs: usize,
+    /// Work done at once: partitions of the key-hash space, each over its own
+    /// connection per side (server strategy) or as its own join (pushdown),
+    /// default 1; and threads reading a Parquet file's row groups, default
+    /// the number of cores.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
 
     /// Split the key-hash space into N partitions (rounded up to a power of
     /// two; default: chosen from the row counts). Each is compared on its
@@ -256,7 +258,7 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
         }
         None => None,
     };
-    if args.jobs == 0 {
+    if args.jobs == Some(0) {
         bail!("--jobs must be at least 1");
     }
     if args.partitions == Some(0) {
@@ -284,7 +286,10 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
             StrategyArg::Server => StrategyChoice::Server,
             StrategyArg::Client => StrategyChoice::Client,
         },
-        jobs: args.jobs,
+        jobs: args.jobs.unwrap_or(1),
+        read_threads: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
         partitions: args.partitions,
         state: args.state.clone(),
         group_by: args
