@@ -59,28 +59,56 @@ impl FileFormat {
     }
 }
 
-/// A CSV or Parquet file to read rows from.
+/// A CSV or Parquet file to read rows from, or a directory of Parquet
+/// files read as one table.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     path: PathBuf,
     format: FileFormat,
+    /// The files read: the file itself, or a directory's Parquet files in name order.
+    files: Vec<PathBuf>,
 }
 
 impl FileSource {
-    /// A file whose extension names its format; it must exist.
+    /// A file whose extension names its format, or a directory holding
+    /// Parquet files (`*.parquet`, `*.pq`, in any subdirectory); it must exist.
     pub fn open(path: &Path) -> Result<FileSource> {
+        let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if metadata.is_dir() {
+            let mut files = Vec::new();
+            parquet_files(path, &mut files)?;
+            if files.is_empty() {
+                return Err(Error::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other(
+                        "the directory holds no .parquet file (a dataset is a directory of Parquet files)",
+                    ),
+                });
+            }
+            files.sort();
+            return Ok(FileSource {
+                path: path.to_path_buf(),
+                format: FileFormat::Parquet,
+                files,
+            });
+        }
         let format = FileFormat::from_path(path).ok_or_else(|| Error::Io {
             path: path.display().to_string(),
             source: std::io::Error::other("unknown file type: name it .csv or .parquet"),
         })?;
-        std::fs::metadata(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
         Ok(FileSource {
             path: path.to_path_buf(),
             format,
+            files: vec![path.to_path_buf()],
         })
+    }
+
+    /// The files read, in order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The file's path.
@@ -98,7 +126,28 @@ impl FileSource {
     pub fn columns(&self) -> Result<Vec<Column>> {
         match self.format {
             FileFormat::Csv => csv_file::columns(&self.path),
-            FileFormat::Parquet => parquet_file::columns(&self.path),
+            FileFormat::Parquet => {
+                let first = parquet_file::columns(&self.files[0])?;
+                for file in &self.files[1..] {
+                    let columns = parquet_file::columns(file)?;
+                    let differs = |column: &Column| {
+                        !columns.iter().any(|other| {
+                            other.name == column.name && other.logical_type == column.logical_type
+                        })
+                    };
+                    if let Some(column) = first.iter().find(|column| differs(column)) {
+                        return Err(Error::Parquet {
+                            path: file.display().to_string(),
+                            reason: format!(
+                                "its schema differs from {}'s: column {} is missing or of another type",
+                                self.files[0].display(),
+                                column.name
+                            ),
+                        });
+                    }
+                }
+                Ok(first)
+            }
         }
     }
 
@@ -109,7 +158,19 @@ impl FileSource {
         let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
         let reader: Reader = match self.format {
             FileFormat::Csv => csv_file::reader(&self.path, columns)?,
-            FileFormat::Parquet => parquet_file::reader(&self.path, columns)?,
+            FileFormat::Parquet => {
+                let readers = self
+                    .files
+                    .iter()
+                    .map(|file| parquet_file::reader(file, columns))
+                    .collect::<Result<Vec<Reader>>>()?;
+                Box::new(move |sink: &Sender| {
+                    for reader in readers {
+                        reader(sink)?;
+                    }
+                    Ok(())
+                })
+            }
         };
         tokio::task::spawn_blocking(move || {
             let sink = Sender { sender };
@@ -127,7 +188,11 @@ impl FileSource {
     /// The file's row count when its format records it (Parquet's footer).
     pub fn row_count(&self) -> Option<u64> {
         match self.format {
-            FileFormat::Parquet => parquet_file::row_count(&self.path),
+            FileFormat::Parquet => self
+                .files
+                .iter()
+                .map(|file| parquet_file::row_count(file))
+                .sum(),
             FileFormat::Csv => None,
         }
     }
@@ -153,7 +218,7 @@ impl FileSource {
                 reason: "only Parquet files are read by columns".to_owned(),
             });
         }
-        scan::scan(&self.path, columns, jobs, map)
+        scan::scan(&self.files, columns, jobs, map)
     }
 
     /// Like [`FileSource::scan`], for a few rows: reads the first `key_len`
@@ -174,8 +239,38 @@ impl FileSource {
                 reason: "only Parquet files are read by columns".to_owned(),
             });
         }
-        scan::scan_selected(&self.path, columns, key_len, jobs, select, map)
+        scan::scan_selected(&self.files, columns, key_len, jobs, select, map)
     }
+}
+
+/// The Parquet files under `directory`, at any depth (hidden and `_`-prefixed
+/// entries, such as `_delta_log` and `_SUCCESS`, left out).
+fn parquet_files(directory: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(directory).map_err(|source| Error::Io {
+        path: directory.display().to_string(),
+        source,
+    })?;
+    for entry in entries {
+        let path = entry
+            .map_err(|source| Error::Io {
+                path: directory.display().to_string(),
+                source,
+            })?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if path.is_dir() {
+            parquet_files(&path, files)?;
+        } else if FileFormat::from_path(&path) == Some(FileFormat::Parquet) {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The work of a reading thread: reads the file and sends its rows.

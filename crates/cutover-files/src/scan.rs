@@ -82,16 +82,16 @@ impl<T> Clone for Work<T> {
 }
 
 pub(crate) fn scan<T: Send + 'static>(
-    path: &Path,
+    paths: &[PathBuf],
     columns: &[Column],
     jobs: usize,
     map: BatchFn<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
-    start(path, columns, jobs, Work::All(map))
+    start(paths, columns, jobs, Work::All(map))
 }
 
 pub(crate) fn scan_selected<T: Send + 'static>(
-    path: &Path,
+    paths: &[PathBuf],
     columns: &[Column],
     key_len: usize,
     jobs: usize,
@@ -99,7 +99,7 @@ pub(crate) fn scan_selected<T: Send + 'static>(
     map: KeptFn<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
     start(
-        path,
+        paths,
         columns,
         jobs,
         Work::Selected {
@@ -111,58 +111,33 @@ pub(crate) fn scan_selected<T: Send + 'static>(
 }
 
 fn start<T: Send + 'static>(
-    path: &Path,
+    paths: &[PathBuf],
     columns: &[Column],
     jobs: usize,
     work: Work<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
-    let file = open(path)?;
-    let metadata = ArrowReaderMetadata::load(&file, Default::default())
-        .map_err(|error| parquet_error(path, error))?;
-    let names: Vec<String> = metadata
-        .schema()
-        .fields()
+    let parts = paths
         .iter()
-        .map(|field| field.name().clone())
-        .collect();
-    let indices = column_indices(path, &names, columns)?;
-    let mut projection: Vec<usize> = indices.clone();
-    projection.sort_unstable();
-    projection.dedup();
-    let positions: Vec<usize> = indices
+        .map(|path| Part::open(path, columns))
+        .collect::<Result<Vec<Part>>>()?;
+    let units: Vec<(usize, usize)> = parts
         .iter()
-        .map(|index| {
-            projection
-                .iter()
-                .position(|kept| kept == index)
-                .unwrap_or(0)
-        })
+        .enumerate()
+        .flat_map(|(part, file)| (0..file.first_rows.len()).map(move |group| (part, group)))
         .collect();
-    let groups = metadata.metadata().num_row_groups();
-    let mut first_rows = Vec::with_capacity(groups);
-    let mut before = 0u64;
-    for group in metadata.metadata().row_groups() {
-        first_rows.push(before);
-        before += u64::try_from(group.num_rows()).unwrap_or_default();
-    }
-    let shared = Arc::new(Shared {
-        path: path.to_path_buf(),
-        columns: columns.to_vec(),
-        metadata,
-        indices,
-        projection,
-        positions,
-        first_rows,
+    let jobs = jobs.clamp(1, units.len().max(1));
+    let scan = Arc::new(Scan {
+        parts,
+        units,
         next: AtomicUsize::new(0),
     });
-    let jobs = jobs.clamp(1, groups.max(1));
     let (sender, receiver) = mpsc::channel::<Result<T>>(2 * jobs);
     for _ in 0..jobs {
-        let shared = shared.clone();
+        let scan = scan.clone();
         let sender = sender.clone();
         let work = work.clone();
         std::thread::spawn(move || {
-            if let Err(error) = shared.work(&work, &sender) {
+            if let Err(error) = scan.work(&work, &sender) {
                 let _ = sender.blocking_send(Err(error));
             }
         });
@@ -173,6 +148,39 @@ fn start<T: Send + 'static>(
     )))
 }
 
+/// The row groups of every file, read by whichever thread is free.
+struct Scan {
+    parts: Vec<Part>,
+    /// (file, row group), in file order.
+    units: Vec<(usize, usize)>,
+    /// The next unit to read.
+    next: AtomicUsize,
+}
+
+impl Scan {
+    /// Reads row groups until none is left or the consumer has gone.
+    fn work<T>(&self, work: &Work<T>, sender: &mpsc::Sender<Result<T>>) -> Result<()> {
+        loop {
+            let Some((part, group)) = self.units.get(self.next.fetch_add(1, Ordering::Relaxed))
+            else {
+                return Ok(());
+            };
+            let part = &self.parts[*part];
+            let going = match work {
+                Work::All(map) => part.all(*group, map, sender)?,
+                Work::Selected {
+                    key_len,
+                    select,
+                    map,
+                } => part.selected(*group, *key_len, select, map, sender)?,
+            };
+            if !going {
+                return Ok(());
+            }
+        }
+    }
+}
+
 fn open(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
@@ -180,7 +188,8 @@ fn open(path: &Path) -> Result<std::fs::File> {
     })
 }
 
-struct Shared {
+/// One file of a scan: its metadata, and where the wanted columns are.
+struct Part {
     path: PathBuf,
     columns: Vec<Column>,
     metadata: ArrowReaderMetadata,
@@ -191,30 +200,47 @@ struct Shared {
     positions: Vec<usize>,
     /// Rows before each row group.
     first_rows: Vec<u64>,
-    /// The next row group to read.
-    next: AtomicUsize,
 }
 
-impl Shared {
-    /// Reads row groups until none is left or the consumer has gone.
-    fn work<T>(&self, work: &Work<T>, sender: &mpsc::Sender<Result<T>>) -> Result<()> {
-        loop {
-            let group = self.next.fetch_add(1, Ordering::Relaxed);
-            if group >= self.first_rows.len() {
-                return Ok(());
-            }
-            let going = match work {
-                Work::All(map) => self.all(group, map, sender)?,
-                Work::Selected {
-                    key_len,
-                    select,
-                    map,
-                } => self.selected(group, *key_len, select, map, sender)?,
-            };
-            if !going {
-                return Ok(());
-            }
+impl Part {
+    fn open(path: &Path, columns: &[Column]) -> Result<Part> {
+        let file = open(path)?;
+        let metadata = ArrowReaderMetadata::load(&file, Default::default())
+            .map_err(|error| parquet_error(path, error))?;
+        let names: Vec<String> = metadata
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        let indices = column_indices(path, &names, columns)?;
+        let mut projection: Vec<usize> = indices.clone();
+        projection.sort_unstable();
+        projection.dedup();
+        let positions: Vec<usize> = indices
+            .iter()
+            .map(|index| {
+                projection
+                    .iter()
+                    .position(|kept| kept == index)
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut first_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
+        let mut before = 0u64;
+        for group in metadata.metadata().row_groups() {
+            first_rows.push(before);
+            before += u64::try_from(group.num_rows()).unwrap_or_default();
         }
+        Ok(Part {
+            path: path.to_path_buf(),
+            columns: columns.to_vec(),
+            metadata,
+            indices,
+            projection,
+            positions,
+            first_rows,
+        })
     }
 
     /// A reader of row group `group`'s `projection` (file column indices),
@@ -437,7 +463,7 @@ mod tests {
             Ok((values, placed && ids.null_count() == 0))
         });
         let columns = [column("id", LogicalType::Integer)];
-        let mut batches = scan(&path, &columns, 3, map).expect("scan");
+        let mut batches = scan(std::slice::from_ref(&path), &columns, 3, map).expect("scan");
         let mut seen = Vec::new();
         while let Some(batch) = batches.next().await {
             let (ids, placed) = batch.expect("a batch");
@@ -462,7 +488,7 @@ mod tests {
             column("id", LogicalType::Integer),
             column("text", LogicalType::Integer),
         ];
-        let mut batches = scan(&path, &columns, 2, map).expect("scan");
+        let mut batches = scan(std::slice::from_ref(&path), &columns, 2, map).expect("scan");
         let mut failure = None;
         while let Some(batch) = batches.next().await {
             if let Err(error) = batch {
@@ -508,7 +534,8 @@ mod tests {
             column("id", LogicalType::Integer),
             column("text", LogicalType::Text),
         ];
-        let mut batches = scan_selected(&path, &columns, 1, 3, select, map).expect("scan");
+        let mut batches =
+            scan_selected(std::slice::from_ref(&path), &columns, 1, 3, select, map).expect("scan");
         let mut seen = Vec::new();
         while let Some(batch) = batches.next().await {
             seen.extend(batch.expect("a batch"));

@@ -49,7 +49,8 @@ use crate::output::{print, print_json, thousands};
 pub struct DiffArgs {
     /// The reference side: a database URL with #table (postgres://host/db#schema.table,
     /// sqlite:file.db#table, sc://spark:15002#catalog.schema.table), a URL alone with
-    /// --source-query (in that engine's SQL), or a .csv or .parquet file.
+    /// --source-query (in that engine's SQL), a .csv or .parquet file, or a directory of
+    /// Parquet files (an export) read as one table.
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -198,7 +199,9 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
 fn side(role: &str, text: &str, query: Option<&String>) -> anyhow::Result<Source> {
     let is_url =
         text.contains("://") || text.starts_with("sqlite:") || text.starts_with("postgres");
-    if !is_url && cutover_files::FileFormat::from_path(text.as_ref()).is_some() {
+    let is_file = cutover_files::FileFormat::from_path(text.as_ref()).is_some()
+        || std::path::Path::new(text).is_dir();
+    if !is_url && is_file {
         if query.is_some() {
             bail!("{role} {text}: --{role}-query needs a database URL, not a file");
         }

@@ -1,7 +1,7 @@
 //! The cases every strategy and engine pair must get exactly right.
 
 use cutover_db::{LogicalType, Numeric, Row, Value};
-use cutover_diff::{DiffOptions, GroupBy, Normalise, StrategyChoice, TimestampPrecision};
+use cutover_diff::{DiffOptions, GroupBy, Normalise, Source, StrategyChoice, TimestampPrecision};
 
 use crate::support::{Place, diff, diff_error, file_source, findings, write_csv, write_parquet};
 
@@ -666,4 +666,77 @@ async fn types_that_cannot_be_compared_are_named_with_a_hint() {
         "column seen: TIMESTAMP in the source cannot be compared with INTEGER in the target\n\
          hint: leave it out with --exclude seen, or cast it on one side with --source-query/--target-query"
     );
+}
+
+/// A directory of Parquet files (an export in parts, with a marker file and
+/// a hidden file beside them) reads as one table: the same findings as one
+/// file, by columns on several threads and row by row (with a leniency);
+/// a part whose schema differs is named.
+#[tokio::test]
+async fn a_directory_of_parquet_files_is_one_table() {
+    let target = Place::sqlite("target.db");
+    target
+        .table("cases", COLUMNS, &["region", "id"], target_rows())
+        .await;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let dataset = directory.path().join("export");
+    let types = [
+        ("region", LogicalType::Text),
+        ("id", LogicalType::Integer),
+        ("note", LogicalType::Text),
+        ("amount", LogicalType::Text),
+        ("ratio", LogicalType::Float),
+        ("taken_at", LogicalType::Text),
+        ("payload", LogicalType::Text),
+    ];
+    let rows = source_rows();
+    for (part, chunk) in rows.chunks(rows.len().div_ceil(3)).enumerate() {
+        let folder = dataset.join(format!("month=2024-0{}", part + 1));
+        std::fs::create_dir_all(&folder).expect("a partition folder");
+        write_parquet(&folder.join("part-0.parquet"), &types, chunk);
+    }
+    std::fs::write(dataset.join("_SUCCESS"), "").expect("marker");
+    std::fs::write(dataset.join(".part-0.parquet.crc"), "x").expect("hidden file");
+    let source = file_source(&dataset);
+    let Source::File(file) = &source else {
+        panic!("a file source");
+    };
+    assert_eq!(file.files().len(), 3);
+    for (threads, trim) in [(3, false), (1, true)] {
+        let options = DiffOptions {
+            key: vec!["region".into(), "id".into()],
+            read_threads: threads,
+            normalise: Normalise {
+                trim,
+                ..Normalise::default()
+            },
+            ..DiffOptions::default()
+        };
+        let (report, found) = diff(&source, &target.source("cases"), &options).await;
+        if !trim {
+            assert_eq!(found, findings(&expected_by_default()));
+        }
+        assert_eq!(report.summary.source_rows, rows.len() as u64);
+    }
+    // A part with another schema is named, with the column.
+    std::fs::create_dir_all(dataset.join("month=2024-04")).expect("a partition folder");
+    write_parquet(
+        &dataset.join("month=2024-04").join("odd.parquet"),
+        &[
+            ("region", LogicalType::Text),
+            ("identifier", LogicalType::Integer),
+        ],
+        &[],
+    );
+    let error = diff_error(
+        &file_source(&dataset),
+        &target.source("cases"),
+        &DiffOptions {
+            key: vec!["region".into(), "id".into()],
+            ..DiffOptions::default()
+        },
+    )
+    .await;
+    assert!(error.contains("odd.parquet"), "{error}");
+    assert!(error.contains("column id"), "{error}");
 }
