@@ -78,6 +78,15 @@ impl FileSource {
             source,
         })?;
         if metadata.is_dir() {
+            if path.join("_delta_log").is_dir() {
+                // Its directory holds the files of every version, removed ones included.
+                return Err(Error::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other(
+                        "this is a Delta table, which cutover does not read yet: its directory holds the files of every version\nhint: export the version to compare as Parquet, or read it through Spark (sc://…)",
+                    ),
+                });
+            }
             let mut files = Vec::new();
             parquet_files(path, &mut files)?;
             if files.is_empty() {

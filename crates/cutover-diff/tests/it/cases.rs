@@ -739,4 +739,8 @@ async fn a_directory_of_parquet_files_is_one_table() {
     .await;
     assert!(error.contains("odd.parquet"), "{error}");
     assert!(error.contains("column id"), "{error}");
+    // A Delta table's directory (files of every version) is refused, not read as parts.
+    std::fs::create_dir_all(dataset.join("_delta_log")).expect("a Delta log");
+    let refused = cutover_files::FileSource::open(&dataset).expect_err("a Delta table");
+    assert!(refused.to_string().contains("Delta table"), "{refused}");
 }
