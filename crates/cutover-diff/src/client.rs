@@ -44,6 +44,21 @@ pub(crate) async fn client_partition(
     let started = std::time::Instant::now();
     let (source_db, target_db) =
         tokio::try_join!(plan.source.open(connect), plan.target.open(connect))?;
+    // Above some millions of rows a bucket holds many rows, and the rows of
+    // every mismatching bucket would be read again: compare each row's hashes instead.
+    let rows = plan
+        .source
+        .row_estimate
+        .max(plan.target.row_estimate)
+        .unwrap_or_default();
+    if let (Some(source), Some(target), true) = (
+        crate::columnar::columnar_file(shared, &source_db),
+        crate::columnar::columnar_file(shared, &target_db),
+        rows > shared.options.pairs_above_rows,
+    ) {
+        return crate::columnar::both_files(shared, (source, target), layout, partition, rows_read)
+            .await;
+    }
     let source_db = Arc::new(source_db);
     let target_db = Arc::new(target_db);
     let key_len = plan.key_len;
@@ -114,10 +129,10 @@ pub(crate) async fn client_partition(
                     .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
             };
             if let Some(file) = crate::columnar::columnar_file(&shared, &opened) {
-                crate::columnar::candidates(
-                    &shared, &side, file, layout, partition, mismatched, &sender,
-                )
-                .await?;
+                let keep: crate::columnar::KeyFilter =
+                    Arc::new(move |key_hash| mismatched[layout.bucket_of(key_hash) as usize]);
+                crate::columnar::candidates(&shared, &side, file, layout, partition, keep, &sender)
+                    .await?;
                 return finish(sender, writer).await;
             }
             let mut rows = side.rows(&opened, key_len).await?;

@@ -5,6 +5,7 @@
 //! of the row-wise path without a value built per cell, and pass two
 //! encodes only the rows of mismatching buckets.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -16,11 +17,13 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::compare::Shared;
+use crate::compare::compare;
 use crate::digests::BucketDigests;
-use crate::engine::Layout;
+use crate::engine::{Layout, PartitionStats};
 use crate::error::{Error, Result};
 use crate::normalise::Normalise;
 use crate::plan::{Opened, SidePlan};
+use crate::spill::{spill_directory, spill_read, spill_write};
 
 /// The side's file when it is read by columns: a Parquet file, and no
 /// leniency to apply to values before hashing (leniencies work on values).
@@ -39,25 +42,23 @@ fn threads(shared: &Shared) -> usize {
     shared.options.read_threads.max(1)
 }
 
-/// Pass one: the side's bucket digests for the partition, and its rows
-/// with a NULL in the key.
-pub(crate) async fn digests(
+/// Pass one's reading: each row's (key hash, row hash) in the partition, a
+/// batch at a time, with the batch's rows that have a NULL in the key.
+type Hashed =
+    futures_util::stream::BoxStream<'static, cutover_files::Result<(Vec<(u64, u64)>, u64)>>;
+
+fn hashed_rows(
     shared: &Arc<Shared>,
     side: &SidePlan,
     file: &FileSource,
     layout: Layout,
     partition: i64,
-    rows_read: &AtomicU64,
-) -> Result<BucketDigests> {
+) -> Result<Hashed> {
     let plan = &shared.plan;
     let (key_len, hashed) = (plan.key_len, plan.key_len + plan.compared);
     let columns = side.columns.clone();
     let map: BatchFn<(Vec<(u64, u64)>, u64)> = Arc::new(move |arrays, _| {
-        let encoders: Vec<CellEncoder> = arrays
-            .iter()
-            .zip(&columns)
-            .map(|(array, column)| CellEncoder::new(array, column.logical_type))
-            .collect();
+        let encoders = encoders(arrays, &columns);
         let rows = arrays.first().map_or(0, |array| array.len());
         let mut pairs = Vec::with_capacity(rows);
         let mut null_keys = 0;
@@ -86,9 +87,21 @@ pub(crate) async fn digests(
         }
         Ok((pairs, null_keys))
     });
-    let mut batches = file
-        .scan(&side.columns, threads(shared), map)
-        .map_err(Error::File)?;
+    file.scan(&side.columns, threads(shared), map)
+        .map_err(Error::File)
+}
+
+/// Pass one: the side's bucket digests for the partition, and its rows
+/// with a NULL in the key.
+pub(crate) async fn digests(
+    shared: &Arc<Shared>,
+    side: &SidePlan,
+    file: &FileSource,
+    layout: Layout,
+    partition: i64,
+    rows_read: &AtomicU64,
+) -> Result<BucketDigests> {
+    let mut batches = hashed_rows(shared, side, file, layout, partition)?;
     let mut digests = BucketDigests::new(layout);
     while let Some(batch) = batches.next().await {
         let (pairs, null_keys) = batch.map_err(Error::File)?;
@@ -100,6 +113,127 @@ pub(crate) async fn digests(
     digests.flush_progress(rows_read);
     Ok(digests)
 }
+
+/// Pass one when both sides are files read by columns: every row's hashes
+/// written to part files by key hash ([`crate::pairs`]); returns the rows
+/// read and the rows with a NULL in the key.
+async fn spill_pairs(
+    shared: &Arc<Shared>,
+    side: &SidePlan,
+    file: &FileSource,
+    layout: Layout,
+    partition: i64,
+    directory: PathBuf,
+    rows_read: &AtomicU64,
+) -> Result<(u64, u64)> {
+    let mut batches = hashed_rows(shared, side, file, layout, partition)?;
+    let (sender, receiver) = mpsc::channel::<Vec<(u64, u64)>>(4);
+    let name = side.role;
+    let writer =
+        tokio::task::spawn_blocking(move || crate::pairs::write(&directory, name, receiver));
+    let mut null_keys = 0;
+    while let Some(batch) = batches.next().await {
+        let (pairs, nulls) = batch.map_err(Error::File)?;
+        null_keys += nulls;
+        rows_read.fetch_add(
+            pairs.len() as u64 + nulls,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if sender.send(pairs).await.is_err() {
+            break;
+        }
+    }
+    drop(sender);
+    let rows = writer
+        .await
+        .map_err(|error| Error::Internal(format!("pair writer: {error}")))??;
+    Ok((rows, null_keys))
+}
+
+/// One partition of the client strategy when both sides are files read by
+/// columns: row hashes compared through disk, then exactly the differing
+/// rows read, spilled and compared.
+pub(crate) async fn both_files(
+    shared: &Arc<Shared>,
+    (source, target): (&FileSource, &FileSource),
+    layout: Layout,
+    partition: i64,
+    rows_read: &AtomicU64,
+) -> Result<PartitionStats> {
+    let plan = &shared.plan;
+    let started = std::time::Instant::now();
+    let directory = spill_directory()?;
+    let path = directory.path().to_path_buf();
+    let ((source_rows, source_null_keys), (target_rows, target_null_keys)) = tokio::try_join!(
+        spill_pairs(
+            shared,
+            &plan.source,
+            source,
+            layout,
+            partition,
+            path.clone(),
+            rows_read
+        ),
+        spill_pairs(
+            shared,
+            &plan.target,
+            target,
+            layout,
+            partition,
+            path.clone(),
+            rows_read
+        )
+    )?;
+    let (differing, matched) = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || crate::pairs::differing(&path))
+            .await
+            .map_err(|error| Error::Internal(format!("pair merge: {error}")))??
+    };
+    tracing::debug!(partition, differing = differing.len(), elapsed = ?started.elapsed(), "row hashes compared");
+    let mut stats = PartitionStats {
+        source_rows,
+        target_rows,
+        matched,
+        source_null_keys,
+        target_null_keys,
+    };
+    if differing.is_empty() {
+        return Ok(stats);
+    }
+    let differing = Arc::new(differing);
+    let keep: KeyFilter = Arc::new(move |key_hash| differing.contains(&key_hash));
+    let (source_path, target_path) = (path.join("source.db"), path.join("target.db"));
+    let spill_side = |side: &SidePlan, file: &FileSource, spill: PathBuf| {
+        let (shared, side, file, keep) = (shared.clone(), side.clone(), file.clone(), keep.clone());
+        async move {
+            let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
+            let writer = tokio::task::spawn_blocking(move || spill_write(&spill, receiver));
+            candidates(&shared, &side, &file, layout, partition, keep, &sender).await?;
+            drop(sender);
+            writer
+                .await
+                .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
+        }
+    };
+    tokio::try_join!(
+        spill_side(&plan.source, source, source_path.clone()),
+        spill_side(&plan.target, target, target_path.clone())
+    )?;
+    let compared = compare(
+        shared,
+        partition,
+        spill_read(source_path),
+        spill_read(target_path),
+    )
+    .await?;
+    stats.matched += compared.matched;
+    tracing::debug!(partition, elapsed = ?started.elapsed(), "differing rows compared");
+    Ok(stats)
+}
+
+/// Which key hashes pass two keeps.
+pub(crate) type KeyFilter = Arc<dyn Fn(u64) -> bool + Send + Sync>;
 
 /// The key hash of a row whose key columns are `encoders`; `Err` names
 /// the column that cannot be read.
@@ -130,7 +264,7 @@ pub(crate) async fn candidates(
     file: &FileSource,
     layout: Layout,
     partition: i64,
-    mismatched: Arc<Vec<bool>>,
+    keep: KeyFilter,
     sender: &mpsc::Sender<Vec<(i64, Vec<u8>)>>,
 ) -> Result<()> {
     let key_len = shared.plan.key_len;
@@ -145,8 +279,7 @@ pub(crate) async fn candidates(
                     return Ok(false);
                 }
                 let key_hash = key_hash(&encoders, row, &mut buffer)?;
-                Ok(layout.partition_of(key_hash) == partition
-                    && mismatched[layout.bucket_of(key_hash) as usize])
+                Ok(layout.partition_of(key_hash) == partition && keep(key_hash))
             })
             .collect()
     });

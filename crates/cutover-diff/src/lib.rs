@@ -33,6 +33,7 @@ mod error;
 mod hybrid;
 mod json;
 mod normalise;
+mod pairs;
 mod plan;
 mod pushdown;
 mod report;
@@ -161,6 +162,9 @@ pub struct DiffOptions {
     /// Server strategy: tables with more rows than this are grouped into
     /// bucket digests by the servers instead of streamed as hash pairs.
     pub grouped_above_rows: u64,
+    /// Two files read by columns with more rows than this (the larger side)
+    /// compare every row's hashes through disk instead of bucket digests.
+    pub pairs_above_rows: u64,
 }
 
 impl Default for DiffOptions {
@@ -184,6 +188,7 @@ impl Default for DiffOptions {
             samples: 5,
             rows_per_bucket: 2,
             grouped_above_rows: 256 << 20,
+            pairs_above_rows: 16 << 20,
         }
     }
 }

@@ -718,6 +718,26 @@ async fn a_directory_of_parquet_files_is_one_table() {
         }
         assert_eq!(report.summary.source_rows, rows.len() as u64);
     }
+    // Against the target's rows as one Parquet file: through bucket digests, and
+    // through every row's hashes on disk (as for tens of millions of rows).
+    let parquet = directory.path().join("target.parquet");
+    write_parquet(&parquet, &types, &target_rows());
+    for pairs_above_rows in [u64::MAX, 0] {
+        let options = DiffOptions {
+            key: vec!["region".into(), "id".into()],
+            read_threads: 2,
+            pairs_above_rows,
+            ..DiffOptions::default()
+        };
+        let (report, found) = diff(&source, &file_source(&parquet), &options).await;
+        assert_eq!(
+            found,
+            findings(&expected_by_default()),
+            "{pairs_above_rows}"
+        );
+        assert_eq!(report.summary.matched, 5, "{pairs_above_rows}");
+    }
+
     // A part with another schema is named, with the column.
     std::fs::create_dir_all(dataset.join("month=2024-04")).expect("a partition folder");
     write_parquet(
