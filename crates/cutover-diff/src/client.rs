@@ -2,19 +2,17 @@
 //! into bucket digests, then reads them again keeping only the rows of
 //! mismatching buckets, spilled to disk and compared in bucket order.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use cutover_db::{ConnectOptions, Value, canonical};
-use tokio::sync::mpsc;
 
-use crate::compare::{Shared, compare};
+use crate::compare::Shared;
 use crate::digests::{BucketDigests, compare_digests};
 use crate::engine::{Layout, PartitionStats};
 use crate::error::{Error, Result};
 use crate::plan::{Opened, SidePlan};
-use crate::spill::{spill_directory, spill_read, spill_write};
+use crate::spill::{SpillSender, spill_and_compare};
 
 /// Key hash and row hash of a row as the client strategy computes them.
 fn client_hashes(shared: &Shared, row: &[Value], buffer: &mut Vec<u8>) -> (u64, u64) {
@@ -114,26 +112,17 @@ pub(crate) async fn client_partition(
         return Ok(stats);
     }
     let mismatched = Arc::new(mismatched);
-    let spill_directory = spill_directory()?;
-    let spill_side = |side: SidePlan, opened: Arc<Opened>, path: PathBuf| {
+    let spill_side = |side: SidePlan, opened: Arc<Opened>, sender: SpillSender| {
         let shared = shared.clone();
         let mismatched = mismatched.clone();
         tokio::spawn(async move {
-            let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
-            let writer = tokio::task::spawn_blocking(move || spill_write(&path, receiver));
-            let finish = |sender: mpsc::Sender<Vec<(i64, Vec<u8>)>>,
-                          writer: tokio::task::JoinHandle<Result<()>>| async move {
-                drop(sender);
-                writer
-                    .await
-                    .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
-            };
             if let Some(file) = crate::columnar::columnar_file(&shared, &opened) {
                 let keep: crate::columnar::KeyFilter =
                     Arc::new(move |key_hash| mismatched[layout.bucket_of(key_hash) as usize]);
-                crate::columnar::candidates(&shared, &side, file, layout, partition, keep, &sender)
-                    .await?;
-                return finish(sender, writer).await;
+                return crate::columnar::candidates(
+                    &shared, &side, file, layout, partition, keep, &sender,
+                )
+                .await;
             }
             let mut rows = side.rows(&opened, key_len).await?;
             let mut buffer = Vec::with_capacity(256);
@@ -161,35 +150,21 @@ pub(crate) async fn client_partition(
             if !batch.is_empty() {
                 let _ = sender.send(batch).await;
             }
-            finish(sender, writer).await
+            Ok(())
         })
     };
-    let source_path = spill_directory.path().join("source.db");
-    let target_path = spill_directory.path().join("target.db");
     let joined = |handle: tokio::task::JoinHandle<Result<()>>| async move {
         handle
             .await
             .map_err(|error| Error::Internal(format!("spill task: {error}")))?
     };
-    tokio::try_join!(
-        joined(spill_side(
-            plan.source.clone(),
-            source_db,
-            source_path.clone()
-        )),
-        joined(spill_side(
-            plan.target.clone(),
-            target_db,
-            target_path.clone()
-        ))
-    )?;
-    tracing::debug!(partition, elapsed = ?started.elapsed(), "candidates spilled");
-    let compared = compare(
-        shared,
-        partition,
-        spill_read(source_path),
-        spill_read(target_path),
-    )
+    let compared = spill_and_compare(shared, partition, |source, target| async move {
+        tokio::try_join!(
+            joined(spill_side(plan.source.clone(), source_db, source)),
+            joined(spill_side(plan.target.clone(), target_db, target))
+        )?;
+        Ok(())
+    })
     .await?;
     stats.matched += compared.matched;
     tracing::debug!(partition, elapsed = ?started.elapsed(), "mismatching buckets compared");

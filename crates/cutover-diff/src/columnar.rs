@@ -17,13 +17,12 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::compare::Shared;
-use crate::compare::compare;
 use crate::digests::BucketDigests;
 use crate::engine::{Layout, PartitionStats};
 use crate::error::{Error, Result};
 use crate::normalise::Normalise;
 use crate::plan::{Opened, SidePlan};
-use crate::spill::{spill_directory, spill_read, spill_write};
+use crate::spill::{SpillSender, spill_and_compare, spill_directory};
 
 /// The side's file when it is read by columns: a Parquet file, and no
 /// leniency to apply to values before hashing (leniencies work on values).
@@ -203,28 +202,20 @@ pub(crate) async fn both_files(
     }
     let differing = Arc::new(differing);
     let keep: KeyFilter = Arc::new(move |key_hash| differing.contains(&key_hash));
-    let (source_path, target_path) = (path.join("source.db"), path.join("target.db"));
-    let spill_side = |side: &SidePlan, file: &FileSource, spill: PathBuf| {
+    let spill_side = |side: &SidePlan, file: &FileSource, sender: SpillSender| {
         let (shared, side, file, keep) = (shared.clone(), side.clone(), file.clone(), keep.clone());
-        async move {
-            let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
-            let writer = tokio::task::spawn_blocking(move || spill_write(&spill, receiver));
-            candidates(&shared, &side, &file, layout, partition, keep, &sender).await?;
-            drop(sender);
-            writer
-                .await
-                .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
-        }
+        async move { candidates(&shared, &side, &file, layout, partition, keep, &sender).await }
     };
-    tokio::try_join!(
-        spill_side(&plan.source, source, source_path.clone()),
-        spill_side(&plan.target, target, target_path.clone())
-    )?;
-    let compared = compare(
+    let compared = spill_and_compare(
         shared,
         partition,
-        spill_read(source_path),
-        spill_read(target_path),
+        |source_sender, target_sender| async move {
+            tokio::try_join!(
+                spill_side(&plan.source, source, source_sender),
+                spill_side(&plan.target, target, target_sender)
+            )?;
+            Ok(())
+        },
     )
     .await?;
     stats.matched += compared.matched;
@@ -265,7 +256,7 @@ pub(crate) async fn candidates(
     layout: Layout,
     partition: i64,
     keep: KeyFilter,
-    sender: &mpsc::Sender<Vec<(i64, Vec<u8>)>>,
+    sender: &SpillSender,
 ) -> Result<()> {
     let key_len = shared.plan.key_len;
     let key_columns = side.columns[..key_len].to_vec();

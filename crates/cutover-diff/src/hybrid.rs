@@ -7,21 +7,19 @@
 //! are read again (from Spark, asked for by bucket when they are few), spilled
 //! per side and compared exactly.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use cutover_db::spark_hash::{self, HashForm};
 use cutover_db::{ConnectOptions, Engine, Row, Value, canonical};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
-use crate::compare::{Shared, compare};
+use crate::compare::Shared;
 use crate::digests::{BucketDigests, compare_digests};
 use crate::engine::{Layout, PartitionStats, integer_column};
 use crate::error::{Error, Result};
 use crate::plan::{Opened, SidePlan, hash_forms, where_clause};
-use crate::spill::{spill_directory, spill_read, spill_write};
+use crate::spill::{SpillSender, spill_and_compare};
 
 /// Most mismatching buckets asked of Spark by name; above it the
 /// partition's rows are streamed and cutover keeps those of mismatching buckets.
@@ -126,8 +124,8 @@ struct Wanted {
     mismatched: Arc<Vec<bool>>,
 }
 
-/// Pass two for a side: the rows of mismatching buckets, spilled to `path`.
-async fn spill(wanted: Wanted, side: SidePlan, opened: Opened, path: PathBuf) -> Result<()> {
+/// Pass two for a side: the rows of mismatching buckets, sent to its spill.
+async fn spill(wanted: Wanted, side: SidePlan, opened: Opened, sender: SpillSender) -> Result<()> {
     let Wanted {
         shared,
         forms,
@@ -136,11 +134,6 @@ async fn spill(wanted: Wanted, side: SidePlan, opened: Opened, path: PathBuf) ->
         mismatched,
     } = wanted;
     let key_len = shared.plan.key_len;
-    let (sender, receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
-    let writer = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || spill_write(&path, receiver))
-    };
     let keep = |bucket: i64| mismatched.get(bucket as usize).copied().unwrap_or(false);
     let mut batch = Vec::with_capacity(1_024);
     let push = |bucket: i64, row: &[Value], batch: &mut Vec<(i64, Vec<u8>)>| {
@@ -153,13 +146,13 @@ async fn spill(wanted: Wanted, side: SidePlan, opened: Opened, path: PathBuf) ->
             let mask = layout.buckets() - 1;
             let (key_hash, _) = spark_hashes(&side, &forms, key_len);
             let mut conditions = spark_conditions(&side, &key_hash, key_len, layout, partition);
-            let buckets: Vec<String> = mismatched
-                .iter()
-                .enumerate()
-                .filter(|(_, mismatch)| **mismatch)
-                .map(|(bucket, _)| bucket.to_string())
-                .collect();
-            if buckets.len() <= BUCKETS_BY_NAME {
+            if mismatched.iter().filter(|mismatch| **mismatch).count() <= BUCKETS_BY_NAME {
+                let buckets: Vec<String> = mismatched
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, mismatch)| **mismatch)
+                    .map(|(bucket, _)| bucket.to_string())
+                    .collect();
                 conditions.push(format!("({key_hash} & {mask}) IN ({})", buckets.join(",")));
             }
             let sql = format!(
@@ -209,10 +202,7 @@ async fn spill(wanted: Wanted, side: SidePlan, opened: Opened, path: PathBuf) ->
     if !batch.is_empty() {
         let _ = sender.send(batch).await;
     }
-    drop(sender);
-    writer
-        .await
-        .map_err(|error| Error::Internal(format!("spill writer: {error}")))?
+    Ok(())
 }
 
 /// One partition with the hybrid strategy.
@@ -267,32 +257,21 @@ pub(crate) async fn partition(
         partition,
         mismatched: Arc::new(mismatched),
     };
-    let directory = spill_directory()?;
-    let source_path = directory.path().join("source.db");
-    let target_path = directory.path().join("target.db");
-    let side_task = |side: &SidePlan, opened: Opened, path: &Path| {
-        tokio::spawn(spill(
-            wanted.clone(),
-            side.clone(),
-            opened,
-            path.to_path_buf(),
-        ))
+    let side_task = |side: &SidePlan, opened: Opened, sender: SpillSender| {
+        tokio::spawn(spill(wanted.clone(), side.clone(), opened, sender))
     };
     let joined = |handle: tokio::task::JoinHandle<Result<()>>| async move {
         handle
             .await
             .map_err(|error| Error::Internal(format!("spill task: {error}")))?
     };
-    tokio::try_join!(
-        joined(side_task(&plan.source, source_db, &source_path)),
-        joined(side_task(&plan.target, target_db, &target_path))
-    )?;
-    let compared = compare(
-        shared,
-        partition,
-        spill_read(source_path),
-        spill_read(target_path),
-    )
+    let compared = spill_and_compare(shared, partition, |source, target| async move {
+        tokio::try_join!(
+            joined(side_task(&plan.source, source_db, source)),
+            joined(side_task(&plan.target, target_db, target))
+        )?;
+        Ok(())
+    })
     .await?;
     stats.matched += compared.matched;
     Ok(stats)

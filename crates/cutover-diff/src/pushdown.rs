@@ -19,13 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cutover_db::{Column, ConnectOptions, LogicalType, Value, canonical};
-use tokio::sync::mpsc;
 
-use crate::compare::{Shared, compare};
+use crate::compare::Shared;
 use crate::engine::{Layout, PartitionStats, integer_column};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SidePlan, where_clause};
-use crate::spill::{spill_directory, spill_read, spill_write};
+use crate::spill::spill_and_compare;
 
 /// A side as a subquery whose columns are `c0`, `c1`, … in plan order,
 /// then how many rows share the row's key (`copies`) and the row's place
@@ -248,60 +247,43 @@ pub(crate) async fn partition(
         .query(&sql, columns, "the join of source and target")
         .await?;
 
-    let directory = spill_directory()?;
-    let source_path = directory.path().join("source.db");
-    let target_path = directory.path().join("target.db");
-    let (source_sender, source_receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
-    let (target_sender, target_receiver) = mpsc::channel::<Vec<(i64, Vec<u8>)>>(4);
-    let source_writer = {
-        let path = source_path.clone();
-        tokio::task::spawn_blocking(move || spill_write(&path, source_receiver))
-    };
-    let target_writer = {
-        let path = target_path.clone();
-        tokio::task::spawn_blocking(move || spill_write(&path, target_receiver))
-    };
     let width = plan.source.columns.len();
-    let (mut source_batch, mut target_batch) = (Vec::new(), Vec::new());
-    while let Some(row) = rows.next().await {
-        let row = row?;
-        let bucket = match row.first() {
-            Some(Value::Int(bucket)) => *bucket,
-            _ => return Err(Error::Internal("a pushdown row without its bucket".into())),
-        };
-        let present = |index: usize| matches!(row.get(index), Some(Value::Bool(true)));
-        if present(1) {
-            let mut encoded = Vec::with_capacity(128);
-            canonical::encode_row_into(&row[3..3 + width], &mut encoded);
-            source_batch.push((bucket, encoded));
-        }
-        if present(2) {
-            let mut encoded = Vec::with_capacity(128);
-            canonical::encode_row_into(&row[3 + width..3 + 2 * width], &mut encoded);
-            target_batch.push((bucket, encoded));
-        }
-        if source_batch.len() >= 1_024 {
-            let _ = source_sender.send(std::mem::take(&mut source_batch)).await;
-        }
-        if target_batch.len() >= 1_024 {
-            let _ = target_sender.send(std::mem::take(&mut target_batch)).await;
-        }
-    }
-    for (batch, sender) in [(source_batch, source_sender), (target_batch, target_sender)] {
-        if !batch.is_empty() {
-            let _ = sender.send(batch).await;
-        }
-    }
-    for writer in [source_writer, target_writer] {
-        writer
-            .await
-            .map_err(|error| Error::Internal(format!("spill writer: {error}")))??;
-    }
-    let compared = compare(
+    let compared = spill_and_compare(
         shared,
         partition,
-        spill_read(source_path),
-        spill_read(target_path),
+        |source_sender, target_sender| async move {
+            let (mut source_batch, mut target_batch) = (Vec::new(), Vec::new());
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                let bucket = match row.first() {
+                    Some(Value::Int(bucket)) => *bucket,
+                    _ => return Err(Error::Internal("a pushdown row without its bucket".into())),
+                };
+                let present = |index: usize| matches!(row.get(index), Some(Value::Bool(true)));
+                if present(1) {
+                    let mut encoded = Vec::with_capacity(128);
+                    canonical::encode_row_into(&row[3..3 + width], &mut encoded);
+                    source_batch.push((bucket, encoded));
+                }
+                if present(2) {
+                    let mut encoded = Vec::with_capacity(128);
+                    canonical::encode_row_into(&row[3 + width..3 + 2 * width], &mut encoded);
+                    target_batch.push((bucket, encoded));
+                }
+                if source_batch.len() >= 1_024 {
+                    let _ = source_sender.send(std::mem::take(&mut source_batch)).await;
+                }
+                if target_batch.len() >= 1_024 {
+                    let _ = target_sender.send(std::mem::take(&mut target_batch)).await;
+                }
+            }
+            for (batch, sender) in [(source_batch, source_sender), (target_batch, target_sender)] {
+                if !batch.is_empty() {
+                    let _ = sender.send(batch).await;
+                }
+            }
+            Ok(())
+        },
     )
     .await?;
     let rows = plan.source.row_estimate.unwrap_or(0) + plan.target.row_estimate.unwrap_or(0);

@@ -1,14 +1,65 @@
 //! Candidate rows spilled to a temporary SQLite file and read back in
 //! bucket order, so that comparing them needs one bucket in memory at a time.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cutover_db::{Row, canonical};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::compare::Candidates;
+use crate::compare::{Candidates, Compared, Shared, compare};
 use crate::error::{Error, Result};
+
+/// Where one side's candidates are sent: batches of (bucket, canonical row).
+pub(crate) type SpillSender = mpsc::Sender<Vec<(i64, Vec<u8>)>>;
+
+/// Spills each side's candidate rows, as `fill` sends them through the two
+/// senders it is given (the source's first), to a temporary file of its own
+/// as they come; then compares the two spills bucket by bucket. Every
+/// strategy that reads candidates in no particular order ends here.
+pub(crate) async fn spill_and_compare<F>(
+    shared: &Arc<Shared>,
+    partition: i64,
+    fill: impl FnOnce(SpillSender, SpillSender) -> F,
+) -> Result<Compared>
+where
+    F: Future<Output = Result<()>>,
+{
+    let directory = spill_directory()?;
+    let source_path = directory.path().join("source.db");
+    let target_path = directory.path().join("target.db");
+    let writer = |path: &Path| {
+        let (sender, receiver) = mpsc::channel(4);
+        let path = path.to_path_buf();
+        (
+            sender,
+            tokio::task::spawn_blocking(move || spill_write(&path, receiver)),
+        )
+    };
+    let (source_sender, source_writer) = writer(&source_path);
+    let (target_sender, target_writer) = writer(&target_path);
+    // The senders go with `fill`: when it is done, the writers finish.
+    let filled = fill(source_sender, target_sender).await;
+    let mut written = Ok(());
+    for writer in [source_writer, target_writer] {
+        let result = writer
+            .await
+            .map_err(|error| Error::Internal(format!("spill writer: {error}")))
+            .and_then(|result| result);
+        written = written.and(result);
+    }
+    filled?;
+    written?;
+    compare(
+        shared,
+        partition,
+        spill_read(source_path),
+        spill_read(target_path),
+    )
+    .await
+}
 
 /// A temporary directory for one partition's spill files.
 pub(crate) fn spill_directory() -> Result<tempfile::TempDir> {
@@ -32,10 +83,7 @@ fn spill_connection(path: &Path) -> Result<rusqlite::Connection> {
     Ok(connection)
 }
 
-pub(crate) fn spill_write(
-    path: &Path,
-    mut receiver: mpsc::Receiver<Vec<(i64, Vec<u8>)>>,
-) -> Result<()> {
+fn spill_write(path: &Path, mut receiver: mpsc::Receiver<Vec<(i64, Vec<u8>)>>) -> Result<()> {
     let mut connection = spill_connection(path)?;
     connection
         .execute_batch("CREATE TABLE candidate (bucket INTEGER NOT NULL, row BLOB NOT NULL)")
@@ -61,7 +109,7 @@ pub(crate) fn spill_write(
 }
 
 /// Reads spilled candidates back in bucket order.
-pub(crate) fn spill_read(path: PathBuf) -> Candidates {
+fn spill_read(path: PathBuf) -> Candidates {
     let (sender, receiver) = mpsc::channel::<Result<Vec<(i64, Row)>>>(4);
     tokio::task::spawn_blocking(move || {
         let result = (|| -> Result<()> {
