@@ -206,6 +206,16 @@ impl FileSource {
         }
     }
 
+    fn require_scannable(&self) -> Result<()> {
+        if self.scannable() {
+            return Ok(());
+        }
+        Err(Error::Parquet {
+            path: self.path.display().to_string(),
+            reason: "only Parquet files are read by columns".to_owned(),
+        })
+    }
+
     /// Whether [`FileSource::scan`] can read this file (Parquet).
     pub fn scannable(&self) -> bool {
         self.format == FileFormat::Parquet
@@ -221,12 +231,7 @@ impl FileSource {
         jobs: usize,
         map: BatchFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
-        if !self.scannable() {
-            return Err(Error::Parquet {
-                path: self.path.display().to_string(),
-                reason: "only Parquet files are read by columns".to_owned(),
-            });
-        }
+        self.require_scannable()?;
         scan::scan(&self.files, columns, jobs, map)
     }
 
@@ -242,12 +247,7 @@ impl FileSource {
         select: SelectFn,
         map: KeptFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
-        if !self.scannable() {
-            return Err(Error::Parquet {
-                path: self.path.display().to_string(),
-                reason: "only Parquet files are read by columns".to_owned(),
-            });
-        }
+        self.require_scannable()?;
         scan::scan_selected(&self.files, columns, key_len, jobs, select, map)
     }
 }

@@ -45,6 +45,24 @@ pub(crate) fn row_count(path: &Path) -> Option<u64> {
     u64::try_from(builder.metadata().file_metadata().num_rows()).ok()
 }
 
+/// The file columns to decode for the wanted columns at file `indices`
+/// (sorted, each once), and each wanted column's position among them.
+pub(crate) fn projected(indices: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut projection = indices.to_vec();
+    projection.sort_unstable();
+    projection.dedup();
+    let positions = indices
+        .iter()
+        .map(|index| {
+            projection
+                .iter()
+                .position(|kept| kept == index)
+                .unwrap_or(0)
+        })
+        .collect();
+    (projection, positions)
+}
+
 pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
     let names: Vec<String> = builder(path)?
         .schema()
@@ -57,25 +75,13 @@ pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
     let path = path.to_path_buf();
     Ok(Box::new(move |sink: &Sender| {
         let builder = builder(&path)?;
-        let mut projection: Vec<usize> = indices.clone();
-        projection.sort_unstable();
-        projection.dedup();
+        let (projection, positions) = projected(&indices);
         let mask = ProjectionMask::roots(builder.parquet_schema(), projection.iter().copied());
         let batches = builder
             .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(|error| parquet_error(&path, error))?;
-        // Positions of the wanted columns within the projected batch.
-        let positions: Vec<usize> = indices
-            .iter()
-            .map(|index| {
-                projection
-                    .iter()
-                    .position(|kept| kept == index)
-                    .unwrap_or(0)
-            })
-            .collect();
         let mut row_number = 0u64;
         for batch in batches {
             let batch = batch.map_err(|error| parquet_error(&path, error))?;

@@ -21,8 +21,9 @@ use parquet::arrow::arrow_reader::{
 };
 use tokio::sync::mpsc;
 
+use crate::column_indices;
 use crate::error::{Error, Result};
-use crate::{column_indices, parquet_file::parquet_error};
+use crate::parquet_file::{parquet_error, projected};
 
 /// Rows per batch handed to the caller's function.
 const SCAN_BATCH_ROWS: usize = 8_192;
@@ -214,18 +215,7 @@ impl Part {
             .map(|field| field.name().clone())
             .collect();
         let indices = column_indices(path, &names, columns)?;
-        let mut projection: Vec<usize> = indices.clone();
-        projection.sort_unstable();
-        projection.dedup();
-        let positions: Vec<usize> = indices
-            .iter()
-            .map(|index| {
-                projection
-                    .iter()
-                    .position(|kept| kept == index)
-                    .unwrap_or(0)
-            })
-            .collect();
+        let (projection, positions) = projected(&indices);
         let mut first_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
         let mut before = 0u64;
         for group in metadata.metadata().row_groups() {
@@ -323,18 +313,7 @@ impl Part {
         map: &KeptFn<T>,
         sender: &mpsc::Sender<Result<T>>,
     ) -> Result<bool> {
-        let mut key_projection: Vec<usize> = self.indices[..key_len].to_vec();
-        key_projection.sort_unstable();
-        key_projection.dedup();
-        let key_positions: Vec<usize> = self.indices[..key_len]
-            .iter()
-            .map(|index| {
-                key_projection
-                    .iter()
-                    .position(|kept| kept == index)
-                    .unwrap_or(0)
-            })
-            .collect();
+        let (key_projection, key_positions) = projected(&self.indices[..key_len]);
         let mut selectors: Vec<RowSelector> = Vec::new();
         let mut kept_rows: Vec<u64> = Vec::new();
         let mut before = self.first_rows[group];
