@@ -510,6 +510,18 @@ async fn type_equalities_looser_than_canonical_are_still_differences() {
     }
 }
 
+/// The case columns as written to Parquet fixtures: typed where Parquet has
+/// the type, the rest as text (parsed into the other side's types).
+const PARQUET_TYPES: &[(&str, LogicalType)] = &[
+    ("region", LogicalType::Text),
+    ("id", LogicalType::Integer),
+    ("note", LogicalType::Text),
+    ("amount", LogicalType::Text),
+    ("ratio", LogicalType::Float),
+    ("taken_at", LogicalType::Text),
+    ("payload", LogicalType::Text),
+];
+
 async fn files_against(target: Place) {
     target
         .table("cases", COLUMNS, &["region", "id"], target_rows())
@@ -519,19 +531,7 @@ async fn files_against(target: Place) {
     let csv = directory.path().join("cases.csv");
     write_csv(&csv, &names, &source_rows());
     let parquet = directory.path().join("cases.parquet");
-    write_parquet(
-        &parquet,
-        &[
-            ("region", LogicalType::Text),
-            ("id", LogicalType::Integer),
-            ("note", LogicalType::Text),
-            ("amount", LogicalType::Text),
-            ("ratio", LogicalType::Float),
-            ("taken_at", LogicalType::Text),
-            ("payload", LogicalType::Text),
-        ],
-        &source_rows(),
-    );
+    write_parquet(&parquet, PARQUET_TYPES, &source_rows());
     let options = DiffOptions {
         key: vec!["region".into(), "id".into()],
         ..DiffOptions::default()
@@ -680,20 +680,12 @@ async fn a_directory_of_parquet_files_is_one_table() {
         .await;
     let directory = tempfile::tempdir().expect("temporary directory");
     let dataset = directory.path().join("export");
-    let types = [
-        ("region", LogicalType::Text),
-        ("id", LogicalType::Integer),
-        ("note", LogicalType::Text),
-        ("amount", LogicalType::Text),
-        ("ratio", LogicalType::Float),
-        ("taken_at", LogicalType::Text),
-        ("payload", LogicalType::Text),
-    ];
+    let types = PARQUET_TYPES;
     let rows = source_rows();
     for (part, chunk) in rows.chunks(rows.len().div_ceil(3)).enumerate() {
         let folder = dataset.join(format!("month=2024-0{}", part + 1));
         std::fs::create_dir_all(&folder).expect("a partition folder");
-        write_parquet(&folder.join("part-0.parquet"), &types, chunk);
+        write_parquet(&folder.join("part-0.parquet"), types, chunk);
     }
     std::fs::write(dataset.join("_SUCCESS"), "").expect("marker");
     std::fs::write(dataset.join(".part-0.parquet.crc"), "x").expect("hidden file");
@@ -721,7 +713,7 @@ async fn a_directory_of_parquet_files_is_one_table() {
     // Against the target's rows as one Parquet file: through bucket digests, and
     // through every row's hashes on disk (as for tens of millions of rows).
     let parquet = directory.path().join("target.parquet");
-    write_parquet(&parquet, &types, &target_rows());
+    write_parquet(&parquet, types, &target_rows());
     for pairs_above_rows in [u64::MAX, 0] {
         let options = DiffOptions {
             key: vec!["region".into(), "id".into()],
