@@ -4,8 +4,10 @@
 # (PyPI's pyspark in a venv under ~/.cache/cutover-spark, Java installed if
 # missing, when run as root), and with the npm peers of the interop tests
 # (Node.js installed if missing, when run as root), tuspy in interop/.venv,
-# and Debian's Chromium for the report tests (when root). Extra arguments go
-# to cargo test, e.g. scripts/test.sh -p cutover-db streaming
+# and Debian's Chromium for the report tests (when root); and two object
+# stores on loopback for the lake tests: moto's S3 server (PyPI, in a venv
+# under ~/.cache/cutover-stores) and Azurite (npm, with the interop peers).
+# Extra arguments go to cargo test, e.g. scripts/test.sh -p cutover-db streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # apt_install PACKAGE...: as root on Debian, installs what is missing (the
@@ -20,7 +22,7 @@ apt_install() {
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # Headless Chromium renders the evidence reports in the report tests.
 command -v chromium >/dev/null 2>&1 || apt_install chromium
-if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ] || [ ! -d interop/node_modules/graphql ]; }; then
+if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ] || [ ! -d interop/node_modules/graphql ] || [ ! -d interop/node_modules/azurite ]; }; then
   npm ci --prefix interop --no-audit --no-fund --loglevel=error
 fi
 # tuspy (PyPI) for the Python interop test, in a venv of its own.
@@ -32,9 +34,13 @@ fi
 source scripts/postgres.sh
 # shellcheck source=scripts/spark.sh
 source scripts/spark.sh
+# shellcheck source=scripts/stores.sh
+source scripts/stores.sh
 ensure_postgres
 ensure_spark
+ensure_stores
 start_postgres
-trap 'stop_spark; stop_postgres' EXIT
+trap 'stop_stores; stop_spark; stop_postgres' EXIT
 start_spark
+start_stores
 cargo test --workspace "$@"

@@ -39,7 +39,7 @@ impl Source {
         match self {
             Source::Table { url, table } => format!("{}#{table}", url.redacted()),
             Source::Query { url, .. } => format!("{} (query)", url.redacted()),
-            Source::File(file) => file.path().display().to_string(),
+            Source::File(file) => file.label().to_owned(),
         }
     }
 }
@@ -250,14 +250,24 @@ struct Described {
     row_estimate: Option<u64>,
 }
 
-async fn describe(source: &Source, options: &ConnectOptions) -> Result<Described> {
+/// What a side has; a file side's files are pruned by `filter` (on its
+/// partition columns only).
+async fn describe(
+    source: &Source,
+    options: &ConnectOptions,
+    filter: Option<&str>,
+) -> Result<Described> {
     let (url, what) = match source {
         Source::File(file) => {
+            let file = match filter {
+                Some(condition) => &file.prune(condition).map_err(Error::File)?,
+                None => file,
+            };
             let columns = file.columns().map_err(Error::File)?;
             return Ok(Described {
                 label: source.label(),
                 origin: Origin::File(file.clone()),
-                from: file.path().display().to_string(),
+                from: file.label().to_owned(),
                 columns,
                 unique_keys: Vec::new(),
                 primary_key: None,
@@ -354,8 +364,10 @@ pub(crate) async fn plan(
     connect: &ConnectOptions,
     options: &DiffOptions,
 ) -> Result<Plan> {
-    let (source_described, target_described) =
-        tokio::try_join!(describe(source, connect), describe(target, connect))?;
+    let (source_described, target_described) = tokio::try_join!(
+        describe(source, connect, options.source_where.as_deref()),
+        describe(target, connect, options.target_where.as_deref())
+    )?;
     let renamed = |name: &str| -> String {
         options
             .map
@@ -441,18 +453,6 @@ pub(crate) async fn plan(
         adopt_type(&source_described, source_column, target_column);
         adopt_type(&target_described, target_column, source_column);
     }
-    for (described, filter, flag) in [
-        (&source_described, &options.source_where, "--source-where"),
-        (&target_described, &options.target_where, "--target-where"),
-    ] {
-        if filter.is_some() && matches!(described.origin, Origin::File(_)) {
-            return Err(Error::BadOption(format!(
-                "{flag}/--where: {} is a file and cannot be filtered with SQL\nhint: filter the file first, or compare a database query instead",
-                described.label
-            )));
-        }
-    }
-
     for (source_column, target_column) in &pairs {
         for (role, described, column) in [
             ("source", &source_described, source_column),

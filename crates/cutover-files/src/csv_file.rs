@@ -6,7 +6,7 @@ use std::path::Path;
 use cutover_db::{Column, LogicalType, Value};
 
 use crate::error::{Error, Result};
-use crate::{BATCH_ROWS, Reader, Sender, column_indices};
+use crate::{BATCH_ROWS, Reader, Sender, column_index};
 
 fn open(path: &Path) -> Result<csv::Reader<std::fs::File>> {
     csv::ReaderBuilder::new()
@@ -62,9 +62,32 @@ pub(crate) fn columns(path: &Path) -> Result<Vec<Column>> {
         .collect())
 }
 
-pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
+/// Where a wanted column's fields come from.
+enum Field {
+    /// The record's field at this index.
+    Index(usize),
+    /// A partition column: the same text (or NULL) on every line.
+    Constant(Option<String>),
+}
+
+/// Reads `columns` of every line; a column among `partitions` takes the
+/// file's value in `values` instead of a field.
+pub(crate) fn reader(
+    path: &Path,
+    columns: &[Column],
+    partitions: &[String],
+    values: &[Option<String>],
+) -> Result<Reader> {
     let names = header(path)?;
-    let indices = column_indices(path, &names, columns)?;
+    let fields = columns
+        .iter()
+        .map(
+            |column| match partitions.iter().position(|name| name == &column.name) {
+                Some(at) => Ok(Field::Constant(values.get(at).cloned().flatten())),
+                None => column_index(path, &names, column).map(Field::Index),
+            },
+        )
+        .collect::<Result<Vec<Field>>>()?;
     let columns = columns.to_vec();
     let path = path.to_path_buf();
     Ok(Box::new(move |sink: &Sender| {
@@ -77,8 +100,11 @@ pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
         {
             let line = record.position().map(csv::Position::line).unwrap_or(0);
             let mut row = Vec::with_capacity(columns.len());
-            for (column, index) in columns.iter().zip(&indices) {
-                let field = record.get(*index).unwrap_or("");
+            for (column, field) in columns.iter().zip(&fields) {
+                let field = match field {
+                    Field::Index(index) => record.get(*index).unwrap_or(""),
+                    Field::Constant(value) => value.as_deref().unwrap_or(""),
+                };
                 let value = if field.is_empty() {
                     Value::Null
                 } else {

@@ -55,6 +55,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An object store could not be reached, refused the credentials, or
+    /// has no such bucket, container or object.
+    #[error("{location}: {reason}")]
+    Store {
+        /// The location, without query or credentials.
+        location: String,
+        /// What went wrong, scrubbed of query strings.
+        reason: String,
+    },
+    /// A path or pattern matches no file, or names files cutover cannot
+    /// read as one table.
+    #[error("{location}: {reason}")]
+    Dataset {
+        /// The location, without query or credentials.
+        location: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),

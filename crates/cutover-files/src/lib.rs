@@ -20,19 +20,26 @@
 //! ```
 
 mod csv_file;
+mod dataset;
 mod error;
 mod parquet_file;
+mod prune;
 mod scan;
+mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use cutover_db::{Column, Row, RowStream};
+use cutover_db::{Column, LogicalType, Row, RowStream};
+use dataset::{DataFile, Listing, Place};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 pub use parquet_file::ParquetWriter;
 pub use scan::{BatchFn, KeptFn, SelectFn, Unreadable};
+
+pub use store::redact;
 
 /// Rows per batch passed from the reading thread.
 const BATCH_ROWS: usize = 1_024;
@@ -59,148 +66,252 @@ impl FileFormat {
     }
 }
 
-/// A CSV or Parquet file to read rows from, or a directory of Parquet
-/// files read as one table.
+/// A CSV or Parquet file to read rows from, or a dataset of them read as
+/// one table: a directory (any depth) or a glob, on local disk or in an
+/// object store (`s3://`, `az://`, `abfss://`), its hive partition
+/// directories (`NAME=VALUE`) read as columns.
 #[derive(Debug, Clone)]
 pub struct FileSource {
-    path: PathBuf,
+    /// The location as given, without query or credentials.
+    label: String,
     format: FileFormat,
-    /// The files read: the file itself, or a directory's Parquet files in name order.
-    files: Vec<PathBuf>,
+    /// The files read, in name order.
+    files: Arc<Vec<DataFile>>,
+    /// The partition columns, after the files' own.
+    partitions: Vec<String>,
+    /// The files' own columns and then the partition columns.
+    columns: Vec<Column>,
 }
 
 impl FileSource {
-    /// A file whose extension names its format, or a directory holding
-    /// Parquet files (`*.parquet`, `*.pq`, in any subdirectory); it must exist.
+    /// A local file whose extension names its format, a directory holding
+    /// Parquet or CSV files (at any depth), or a glob (`exports/*.parquet`,
+    /// `lake/**/part-*.parquet`); they must exist.
     pub fn open(path: &Path) -> Result<FileSource> {
-        let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        if metadata.is_dir() {
-            if path.join("_delta_log").is_dir() {
-                // Its directory holds the files of every version, removed ones included.
-                return Err(Error::Io {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other(
-                        "this is a Delta table, which cutover does not read yet: its directory holds the files of every version\nhint: export the version to compare as Parquet, or read it through Spark (sc://…)",
-                    ),
-                });
-            }
-            let mut files = Vec::new();
-            parquet_files(path, &mut files)?;
-            if files.is_empty() {
-                return Err(Error::Io {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other(
-                        "the directory holds no .parquet file (a dataset is a directory of Parquet files)",
-                    ),
-                });
-            }
-            files.sort();
-            return Ok(FileSource {
-                path: path.to_path_buf(),
-                format: FileFormat::Parquet,
-                files,
-            });
-        }
-        let format = FileFormat::from_path(path).ok_or_else(|| Error::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other("unknown file type: name it .csv or .parquet"),
-        })?;
+        let text = path.to_string_lossy();
+        FileSource::assemble(&text, dataset::list_local(&text, None)?)
+    }
+
+    /// Like [`FileSource::open`], for a local path or glob or an
+    /// object-store URL (`s3://bucket/prefix`, `az://container/prefix`,
+    /// `abfss://container@account.dfs.core.windows.net/prefix`),
+    /// configured by the stores' standard environment variables. With a
+    /// `condition` on the partition columns (see [`FileSource::prune`]),
+    /// the files it rules out are never opened.
+    pub async fn open_location(text: &str, condition: Option<&str>) -> Result<FileSource> {
+        let listing = dataset::list(text, condition).await?;
+        FileSource::assemble(text, listing)
+    }
+
+    /// The files whose partition values meet `condition`, SQL on the
+    /// partition columns only (`month >= '2024-01' AND site IN ('a', 'b')`):
+    /// comparisons, `IN`, `IS NULL`, `AND`, `OR`, `NOT`. Anything else, such
+    /// as a column of the files, is refused: files cannot be filtered by SQL.
+    pub fn prune(&self, condition: &str) -> Result<FileSource> {
+        let listing = Listing {
+            format: self.format,
+            files: self.files.to_vec(),
+            partitions: self.partitions.clone(),
+        };
+        let files = dataset::prune(&self.label, &listing, condition)?;
         Ok(FileSource {
-            path: path.to_path_buf(),
-            format,
-            files: vec![path.to_path_buf()],
+            files: Arc::new(files),
+            ..self.clone()
         })
     }
 
-    /// The files read, in order.
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
+    /// Whether `text` names files rather than a database: an object-store
+    /// URL, a path with a `.csv`/`.parquet` extension, a directory, or a glob.
+    pub fn names_files(text: &str) -> bool {
+        if store::is_remote(text) {
+            return true;
+        }
+        let is_url =
+            text.contains("://") || text.starts_with("sqlite:") || text.starts_with("postgres");
+        !is_url
+            && (FileFormat::from_path(text.as_ref()).is_some()
+                || Path::new(text).is_dir()
+                || text.contains(['*', '?', '[']))
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The file's format.
-    pub fn format(&self) -> FileFormat {
-        self.format
-    }
-
-    /// The file's columns: CSV header names (typed as text), or the Parquet
-    /// schema's columns with their logical types (`None` where unsupported).
-    pub fn columns(&self) -> Result<Vec<Column>> {
-        match self.format {
-            FileFormat::Csv => csv_file::columns(&self.path),
-            FileFormat::Parquet => {
-                let first = parquet_file::columns(&self.files[0])?;
-                for file in &self.files[1..] {
-                    let columns = parquet_file::columns(file)?;
-                    let differs = |column: &Column| {
-                        !columns.iter().any(|other| {
-                            other.name == column.name && other.logical_type == column.logical_type
-                        })
+    fn assemble(text: &str, listing: Listing) -> Result<FileSource> {
+        let label = store::redact(text);
+        let Some(first) = listing.files.first() else {
+            return Err(Error::Dataset {
+                location: label,
+                reason: "--where rules out every file of the dataset\nhint: check the partition values (cutover inspect lists the files)".to_owned(),
+            });
+        };
+        let mut columns = match listing.format {
+            FileFormat::Csv => {
+                let Place::Local(path) = &first.place else {
+                    return Err(Error::Dataset {
+                        location: label,
+                        reason: "CSV files are read from local disk only\nhint: copy them locally, or export them as Parquet".to_owned(),
+                    });
+                };
+                let columns = csv_file::columns(path)?;
+                for file in &listing.files[1..] {
+                    let Place::Local(path) = &file.place else {
+                        continue;
                     };
-                    if let Some(column) = first.iter().find(|column| differs(column)) {
-                        return Err(Error::Parquet {
-                            path: file.display().to_string(),
+                    let other = csv_file::columns(path)?;
+                    let names = |columns: &[Column]| {
+                        columns
+                            .iter()
+                            .map(|column| column.name.clone())
+                            .collect::<Vec<_>>()
+                    };
+                    if names(&other) != names(&columns) {
+                        return Err(Error::Dataset {
+                            location: label,
                             reason: format!(
-                                "its schema differs from {}'s: column {} is missing or of another type",
-                                self.files[0].display(),
-                                column.name
+                                "{}'s header differs from {}'s: every CSV file of a dataset must have the same columns",
+                                file.name, first.name
                             ),
                         });
                     }
                 }
-                Ok(first)
+                columns
             }
+            FileFormat::Parquet => parquet_columns(&listing.files)?,
+        };
+        for name in &listing.partitions {
+            if columns
+                .iter()
+                .any(|column| column.name.eq_ignore_ascii_case(name))
+            {
+                return Err(Error::Dataset {
+                    location: label,
+                    reason: format!(
+                        "{name} is both a column of the files and a partition directory ({name}=…)\nhint: a dataset's partition columns must not be in its files"
+                    ),
+                });
+            }
+            columns.push(Column {
+                name: name.clone(),
+                type_name: "partition text".to_owned(),
+                logical_type: Some(LogicalType::Text),
+                nullable: true,
+                default: None,
+            });
         }
+        Ok(FileSource {
+            label,
+            format: listing.format,
+            files: Arc::new(listing.files),
+            partitions: listing.partitions,
+            columns,
+        })
+    }
+
+    /// The files read, in order, by name (local paths, or URLs without credentials).
+    pub fn files(&self) -> Vec<String> {
+        self.files.iter().map(|file| file.name.clone()).collect()
+    }
+
+    /// The location as given, without query or credentials.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The files' format.
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// The partition columns (hive `NAME=VALUE` directories), last among [`FileSource::columns`].
+    pub fn partitions(&self) -> &[String] {
+        &self.partitions
+    }
+
+    /// The columns: CSV header names (typed as text), or the Parquet
+    /// schema's columns with their logical types (`None` where
+    /// unsupported); then the partition columns (text).
+    pub fn columns(&self) -> Result<Vec<Column>> {
+        Ok(self.columns.clone())
     }
 
     /// Streams the named columns of every row, in file order. A column's
     /// `logical_type` says how to read it: CSV text is parsed into it, Parquet
     /// values are converted when the file holds them as text.
     pub fn read(&self, columns: &[Column]) -> Result<RowStream> {
-        let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
-        let reader: Reader = match self.format {
-            FileFormat::Csv => csv_file::reader(&self.path, columns)?,
+        match self.format {
+            FileFormat::Csv => self.read_csv(columns),
             FileFormat::Parquet => {
-                let readers = self
-                    .files
-                    .iter()
-                    .map(|file| parquet_file::reader(file, columns))
-                    .collect::<Result<Vec<Reader>>>()?;
-                Box::new(move |sink: &Sender| {
-                    for reader in readers {
-                        reader(sink)?;
-                    }
-                    Ok(())
-                })
+                let wanted = columns.to_vec();
+                let map: BatchFn<Vec<Row>> = Arc::new(move |arrays, _| {
+                    let rows = arrays.first().map_or(0, |array| array.len());
+                    (0..rows)
+                        .map(|row| {
+                            wanted
+                                .iter()
+                                .zip(arrays)
+                                .enumerate()
+                                .map(|(column, (wanted, array))| {
+                                    cutover_db::arrow::cell(array, row, wanted.logical_type)
+                                        .ok_or(Unreadable { row, column })
+                                })
+                                .collect::<std::result::Result<Row, Unreadable>>()
+                        })
+                        .collect()
+                });
+                let batches = self.scan(columns, 1, map)?;
+                let rows = batches
+                    .map(|batch| match batch {
+                        Ok(rows) => {
+                            futures_util::stream::iter(rows.into_iter().map(Ok)).left_stream()
+                        }
+                        Err(error) => futures_util::stream::iter([Err(cutover_db::Error::Source(
+                            error.to_string(),
+                        ))])
+                        .right_stream(),
+                    })
+                    .flatten();
+                Ok(RowStream::new(columns.to_vec(), rows))
             }
-        };
+        }
+    }
+
+    fn read_csv(&self, columns: &[Column]) -> Result<RowStream> {
+        let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
+        let readers = self
+            .files
+            .iter()
+            .map(|file| match &file.place {
+                Place::Local(path) => {
+                    csv_file::reader(path, columns, &self.partitions, &file.partition)
+                }
+                Place::Remote { .. } => {
+                    Err(Error::Internal(format!("{}: a remote CSV file", file.name)))
+                }
+            })
+            .collect::<Result<Vec<Reader>>>()?;
         tokio::task::spawn_blocking(move || {
             let sink = Sender { sender };
-            if let Err(error) = reader(&sink) {
-                let _ = sink.sender.blocking_send(Err(error));
+            for reader in readers {
+                if let Err(error) = reader(&sink) {
+                    let _ = sink.sender.blocking_send(Err(error));
+                    return;
+                }
             }
         });
         let rows = cutover_db::from_batches(receiver)
             .map(|row| row.map_err(|error| cutover_db::Error::Source(error.to_string())));
         Ok(RowStream::new(columns.to_vec(), rows))
     }
-}
 
-impl FileSource {
-    /// The file's row count when its format records it (Parquet's footer).
+    /// The row count when the format records it (Parquet's footers).
     pub fn row_count(&self) -> Option<u64> {
         match self.format {
             FileFormat::Parquet => self
                 .files
                 .iter()
-                .map(|file| parquet_file::row_count(file))
+                .map(|file| {
+                    file.metadata.as_ref().and_then(|metadata| {
+                        u64::try_from(metadata.metadata().file_metadata().num_rows()).ok()
+                    })
+                })
                 .sum(),
             FileFormat::Csv => None,
         }
@@ -211,7 +322,7 @@ impl FileSource {
             return Ok(());
         }
         Err(Error::Parquet {
-            path: self.path.display().to_string(),
+            path: self.label.clone(),
             reason: "only Parquet files are read by columns".to_owned(),
         })
     }
@@ -223,8 +334,9 @@ impl FileSource {
 
     /// Reads the named columns of every row as Arrow arrays, `jobs` row
     /// groups at a time on threads of their own, and streams what `map`
-    /// makes of each batch (in no particular order). Parquet only
-    /// ([`FileSource::scannable`]); memory holds a few batches per thread.
+    /// makes of each batch (in no particular order; in file order when
+    /// `jobs` is 1). Parquet only ([`FileSource::scannable`]); memory holds
+    /// a few batches per thread.
     pub fn scan<T: Send + 'static>(
         &self,
         columns: &[Column],
@@ -232,7 +344,7 @@ impl FileSource {
         map: BatchFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
         self.require_scannable()?;
-        scan::scan(&self.files, columns, jobs, map)
+        scan::scan(&self.files, &self.partitions, columns, jobs, map)
     }
 
     /// Like [`FileSource::scan`], for a few rows: reads the first `key_len`
@@ -248,38 +360,49 @@ impl FileSource {
         map: KeptFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
         self.require_scannable()?;
-        scan::scan_selected(&self.files, columns, key_len, jobs, select, map)
+        scan::scan_selected(
+            &self.files,
+            &self.partitions,
+            columns,
+            key_len,
+            jobs,
+            select,
+            map,
+        )
     }
 }
 
-/// The Parquet files under `directory`, at any depth (hidden and `_`-prefixed
-/// entries, such as `_delta_log` and `_SUCCESS`, left out).
-fn parquet_files(directory: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(directory).map_err(|source| Error::Io {
-        path: directory.display().to_string(),
-        source,
-    })?;
-    for entry in entries {
-        let path = entry
-            .map_err(|source| Error::Io {
-                path: directory.display().to_string(),
-                source,
-            })?
-            .path();
-        let name = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or_default();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        if path.is_dir() {
-            parquet_files(&path, files)?;
-        } else if FileFormat::from_path(&path) == Some(FileFormat::Parquet) {
-            files.push(path);
+/// The columns every Parquet file shares (the first file's), or an error
+/// naming the file and column that differ.
+fn parquet_columns(files: &[DataFile]) -> Result<Vec<Column>> {
+    let footer = |file: &DataFile| {
+        file.metadata
+            .as_ref()
+            .map(dataset::footer_columns)
+            .ok_or_else(|| Error::Internal(format!("{}: footer not read", file.name)))
+    };
+    let first = footer(&files[0])?;
+    for file in &files[1..] {
+        let columns = footer(file)?;
+        let differs = |column: &Column| {
+            !columns
+                .iter()
+                .any(|other| other.name == column.name && other.logical_type == column.logical_type)
+        };
+        let extra = columns
+            .iter()
+            .find(|column| !first.iter().any(|other| other.name == column.name));
+        if let Some(column) = first.iter().find(|column| differs(column)).or(extra) {
+            return Err(Error::Parquet {
+                path: file.name.clone(),
+                reason: format!(
+                    "its schema differs from {}'s: column {} is missing, extra or of another type\nhint: a dataset's files must share one schema",
+                    files[0].name, column.name
+                ),
+            });
         }
     }
-    Ok(())
+    Ok(first)
 }
 
 /// The work of a reading thread: reads the file and sends its rows.
@@ -295,14 +418,6 @@ impl Sender {
     pub(crate) fn send(&self, batch: Vec<Row>) -> bool {
         self.sender.blocking_send(Ok(batch)).is_ok()
     }
-}
-
-/// The position in `names` of each wanted column.
-fn column_indices(path: &Path, names: &[String], wanted: &[Column]) -> Result<Vec<usize>> {
-    wanted
-        .iter()
-        .map(|column| column_index(path, names, column))
-        .collect()
 }
 
 fn column_index(path: &Path, names: &[String], wanted: &Column) -> Result<usize> {

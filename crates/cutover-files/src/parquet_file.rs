@@ -1,48 +1,21 @@
-//! Parquet: columns and types from the file's schema, read a record batch at
-//! a time with only the wanted columns decoded; and a small writer for delta files.
+//! Parquet helpers for the scan, and a small writer for delta files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use cutover_db::arrow::{cell, prepare};
-use cutover_db::{Column, LogicalType, Row, Value};
+use cutover_db::{LogicalType, Row, Value};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::BATCH_ROWS;
 use crate::error::{Error, Result};
-use crate::{BATCH_ROWS, Reader, Sender, column_indices};
 
 pub(crate) fn parquet_error(path: &Path, error: impl std::fmt::Display) -> Error {
     Error::Parquet {
         path: path.display().to_string(),
         reason: error.to_string(),
     }
-}
-
-fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|error| parquet_error(path, error))
-}
-
-pub(crate) fn columns(path: &Path) -> Result<Vec<Column>> {
-    let builder = builder(path)?;
-    Ok(builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| cutover_db::arrow::column(field))
-        .collect())
-}
-
-pub(crate) fn row_count(path: &Path) -> Option<u64> {
-    let builder = builder(path).ok()?;
-    u64::try_from(builder.metadata().file_metadata().num_rows()).ok()
 }
 
 /// The file columns to decode for the wanted columns at file `indices`
@@ -61,62 +34,6 @@ pub(crate) fn projected(indices: &[usize]) -> (Vec<usize>, Vec<usize>) {
         })
         .collect();
     (projection, positions)
-}
-
-pub(crate) fn reader(path: &Path, columns: &[Column]) -> Result<Reader> {
-    let names: Vec<String> = builder(path)?
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| field.name().clone())
-        .collect();
-    let indices = column_indices(path, &names, columns)?;
-    let columns = columns.to_vec();
-    let path = path.to_path_buf();
-    Ok(Box::new(move |sink: &Sender| {
-        let builder = builder(&path)?;
-        let (projection, positions) = projected(&indices);
-        let mask = ProjectionMask::roots(builder.parquet_schema(), projection.iter().copied());
-        let batches = builder
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|error| parquet_error(&path, error))?;
-        let mut row_number = 0u64;
-        for batch in batches {
-            let batch = batch.map_err(|error| parquet_error(&path, error))?;
-            let arrays = positions
-                .iter()
-                .map(|position| {
-                    let array = batch.column(*position);
-                    prepare(array).map_err(|error| parquet_error(&path, error))
-                })
-                .collect::<Result<Vec<ArrayRef>>>()?;
-            let mut rows: Vec<Row> = Vec::with_capacity(batch.num_rows());
-            for index in 0..batch.num_rows() {
-                row_number += 1;
-                let mut row = Vec::with_capacity(columns.len());
-                for (column, array) in columns.iter().zip(&arrays) {
-                    let value =
-                        cell(array, index, column.logical_type).ok_or_else(|| Error::Field {
-                            path: path.display().to_string(),
-                            line: row_number,
-                            column: column.name.clone(),
-                            expected: column
-                                .logical_type
-                                .map_or("supported value", LogicalType::name)
-                                .to_owned(),
-                        })?;
-                    row.push(value);
-                }
-                rows.push(row);
-            }
-            if !sink.send(rows) {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }))
 }
 
 /// Writes rows to a Parquet file a batch at a time: integers and booleans as

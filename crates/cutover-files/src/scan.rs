@@ -10,20 +10,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow_array::ArrayRef;
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use cutover_db::arrow::prepare;
 use cutover_db::{Column, LogicalType};
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderBuilder, ArrowReaderMetadata, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
+use parquet::arrow::async_reader::{ParquetRecordBatchStream, SpawnedReader};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use tokio::sync::mpsc;
 
-use crate::column_indices;
+use crate::column_index;
+use crate::dataset::{DataFile, Place};
 use crate::error::{Error, Result};
 use crate::parquet_file::{parquet_error, projected};
+use crate::store::{ObjectReader, io, scrub};
 
 /// Rows per batch handed to the caller's function.
 const SCAN_BATCH_ROWS: usize = 8_192;
@@ -83,16 +87,18 @@ impl<T> Clone for Work<T> {
 }
 
 pub(crate) fn scan<T: Send + 'static>(
-    paths: &[PathBuf],
+    files: &[DataFile],
+    partitions: &[String],
     columns: &[Column],
     jobs: usize,
     map: BatchFn<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
-    start(paths, columns, jobs, Work::All(map))
+    start(files, partitions, columns, jobs, Work::All(map))
 }
 
 pub(crate) fn scan_selected<T: Send + 'static>(
-    paths: &[PathBuf],
+    files: &[DataFile],
+    partitions: &[String],
     columns: &[Column],
     key_len: usize,
     jobs: usize,
@@ -100,7 +106,8 @@ pub(crate) fn scan_selected<T: Send + 'static>(
     map: KeptFn<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
     start(
-        paths,
+        files,
+        partitions,
         columns,
         jobs,
         Work::Selected {
@@ -112,14 +119,15 @@ pub(crate) fn scan_selected<T: Send + 'static>(
 }
 
 fn start<T: Send + 'static>(
-    paths: &[PathBuf],
+    files: &[DataFile],
+    partitions: &[String],
     columns: &[Column],
     jobs: usize,
     work: Work<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
-    let parts = paths
+    let parts = files
         .iter()
-        .map(|path| Part::open(path, columns))
+        .map(|file| Part::open(file, partitions, columns))
         .collect::<Result<Vec<Part>>>()?;
     let units: Vec<(usize, usize)> = parts
         .iter()
@@ -189,33 +197,111 @@ fn open(path: &Path) -> Result<std::fs::File> {
     })
 }
 
+/// Where a wanted column comes from.
+#[derive(Clone)]
+enum Slot {
+    /// The file's column at this index.
+    File(usize),
+    /// A partition column: one value for every row of the file.
+    Constant(Option<String>),
+}
+
+/// A wanted column within a decoded batch.
+#[derive(Clone)]
+enum Placed {
+    /// The batch's column at this position.
+    Column(usize),
+    Constant(Option<String>),
+}
+
+/// The file columns to decode for `slots` (sorted, each once), and where
+/// each slot is in the decoded batch.
+fn placed(slots: &[Slot]) -> (Vec<usize>, Vec<Placed>) {
+    let indices: Vec<usize> = slots
+        .iter()
+        .filter_map(|slot| match slot {
+            Slot::File(index) => Some(*index),
+            Slot::Constant(_) => None,
+        })
+        .collect();
+    let (projection, positions) = projected(&indices);
+    let mut positions = positions.into_iter();
+    let placed = slots
+        .iter()
+        .map(|slot| match slot {
+            Slot::File(_) => Placed::Column(positions.next().unwrap_or_default()),
+            Slot::Constant(value) => Placed::Constant(value.clone()),
+        })
+        .collect();
+    (projection, placed)
+}
+
+/// A row group's batches, decoded on the calling thread: from a local
+/// file, or from an object store (its requests waited for on the IO runtime).
+enum Batches {
+    Local(ParquetRecordBatchReader),
+    Remote(Box<ParquetRecordBatchStream<SpawnedReader<ObjectReader>>>),
+}
+
+impl Iterator for Batches {
+    type Item = std::result::Result<RecordBatch, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Batches::Local(reader) => reader
+                .next()
+                .map(|batch| batch.map_err(|error| error.to_string())),
+            Batches::Remote(stream) => match io() {
+                Ok(runtime) => runtime
+                    .block_on(stream.next())
+                    .map(|batch| batch.map_err(|error| scrub(&error.to_string()))),
+                Err(error) => Some(Err(error.to_string())),
+            },
+        }
+    }
+}
+
 /// One file of a scan: its metadata, and where the wanted columns are.
 struct Part {
-    path: PathBuf,
+    file: DataFile,
+    name: PathBuf,
     columns: Vec<Column>,
     metadata: ArrowReaderMetadata,
-    /// The file column index of each wanted column.
-    indices: Vec<usize>,
+    /// Where each wanted column comes from.
+    slots: Vec<Slot>,
     projection: Vec<usize>,
-    /// Position of each wanted column within the projected batch.
-    positions: Vec<usize>,
+    /// Each wanted column within the projected batch.
+    placed: Vec<Placed>,
     /// Rows before each row group.
     first_rows: Vec<u64>,
 }
 
 impl Part {
-    fn open(path: &Path, columns: &[Column]) -> Result<Part> {
-        let file = open(path)?;
-        let metadata = ArrowReaderMetadata::load(&file, Default::default())
-            .map_err(|error| parquet_error(path, error))?;
+    fn open(file: &DataFile, partitions: &[String], columns: &[Column]) -> Result<Part> {
+        let name = PathBuf::from(&file.name);
+        let metadata = file
+            .metadata
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("{}: footer not read", file.name)))?;
         let names: Vec<String> = metadata
             .schema()
             .fields()
             .iter()
             .map(|field| field.name().clone())
             .collect();
-        let indices = column_indices(path, &names, columns)?;
-        let (projection, positions) = projected(&indices);
+        let slots = columns
+            .iter()
+            .map(|column| {
+                match partitions
+                    .iter()
+                    .position(|partition| partition == &column.name)
+                {
+                    Some(at) => Ok(Slot::Constant(file.partition.get(at).cloned().flatten())),
+                    None => column_index(&name, &names, column).map(Slot::File),
+                }
+            })
+            .collect::<Result<Vec<Slot>>>()?;
+        let (projection, placed) = placed(&slots);
         let mut first_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
         let mut before = 0u64;
         for group in metadata.metadata().row_groups() {
@@ -223,12 +309,13 @@ impl Part {
             before += u64::try_from(group.num_rows()).unwrap_or_default();
         }
         Ok(Part {
-            path: path.to_path_buf(),
+            file: file.clone(),
+            name,
             columns: columns.to_vec(),
             metadata,
-            indices,
+            slots,
             projection,
-            positions,
+            placed,
             first_rows,
         })
     }
@@ -240,30 +327,66 @@ impl Part {
         group: usize,
         projection: &[usize],
         selection: Option<RowSelection>,
-    ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            open(&self.path)?,
-            self.metadata.clone(),
-        );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), projection.iter().copied());
-        let mut builder = builder
-            .with_projection(mask)
-            .with_row_groups(vec![group])
-            .with_batch_size(SCAN_BATCH_ROWS);
-        if let Some(selection) = selection {
-            builder = builder.with_row_selection(selection);
+    ) -> Result<Batches> {
+        fn configure<I>(
+            builder: ArrowReaderBuilder<I>,
+            group: usize,
+            projection: &[usize],
+            selection: Option<RowSelection>,
+        ) -> ArrowReaderBuilder<I> {
+            let mask = ProjectionMask::roots(builder.parquet_schema(), projection.iter().copied());
+            let builder = builder
+                .with_projection(mask)
+                .with_row_groups(vec![group])
+                .with_batch_size(SCAN_BATCH_ROWS);
+            match selection {
+                Some(selection) => builder.with_row_selection(selection),
+                None => builder,
+            }
         }
-        builder
-            .build()
-            .map_err(|error| parquet_error(&self.path, error))
+        match &self.file.place {
+            Place::Local(path) => {
+                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                    open(path)?,
+                    self.metadata.clone(),
+                );
+                configure(builder, group, projection, selection)
+                    .build()
+                    .map(Batches::Local)
+                    .map_err(|error| parquet_error(&self.name, error))
+            }
+            Place::Remote { store, path, size } => {
+                let reader = SpawnedReader::new(
+                    ObjectReader {
+                        store: store.clone(),
+                        path: path.clone(),
+                        size: *size,
+                    },
+                    io()?.handle().clone(),
+                );
+                let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+                    reader,
+                    self.metadata.clone(),
+                );
+                configure(builder, group, projection, selection)
+                    .build()
+                    .map(|stream| Batches::Remote(Box::new(stream)))
+                    .map_err(|error| parquet_error(&self.name, error))
+            }
+        }
     }
 
-    /// A batch's arrays for `positions` (within the projected batch), prepared.
-    fn arrays(&self, batch: &RecordBatch, positions: &[usize]) -> Result<Vec<ArrayRef>> {
-        positions
+    /// A batch's arrays for `placed` wanted columns, prepared.
+    fn arrays(&self, batch: &RecordBatch, placed: &[Placed]) -> Result<Vec<ArrayRef>> {
+        placed
             .iter()
-            .map(|position| {
-                prepare(batch.column(*position)).map_err(|error| parquet_error(&self.path, error))
+            .map(|placed| match placed {
+                Placed::Column(position) => prepare(batch.column(*position))
+                    .map_err(|error| parquet_error(&self.name, error)),
+                Placed::Constant(value) => Ok(Arc::new(StringArray::from_iter(std::iter::repeat_n(
+                    value.as_deref(),
+                    batch.num_rows(),
+                ))) as ArrayRef),
             })
             .collect()
     }
@@ -271,7 +394,7 @@ impl Part {
     fn unreadable(&self, unreadable: Unreadable, row: u64) -> Error {
         let column = &self.columns[unreadable.column];
         Error::Field {
-            path: self.path.display().to_string(),
+            path: self.file.name.clone(),
             line: row + 1,
             column: column.name.clone(),
             expected: column
@@ -290,8 +413,8 @@ impl Part {
     ) -> Result<bool> {
         let mut before = self.first_rows[group];
         for batch in self.batches(group, &self.projection, None)? {
-            let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
-            let arrays = self.arrays(&batch, &self.positions)?;
+            let batch = batch.map_err(|error| parquet_error(&self.name, error))?;
+            let arrays = self.arrays(&batch, &self.placed)?;
             let made = map(&arrays, before)
                 .map_err(|unreadable| self.unreadable(unreadable, before + unreadable.row as u64));
             let failed = made.is_err();
@@ -313,13 +436,13 @@ impl Part {
         map: &KeptFn<T>,
         sender: &mpsc::Sender<Result<T>>,
     ) -> Result<bool> {
-        let (key_projection, key_positions) = projected(&self.indices[..key_len]);
+        let (key_projection, key_placed) = placed(&self.slots[..key_len]);
         let mut selectors: Vec<RowSelector> = Vec::new();
         let mut kept_rows: Vec<u64> = Vec::new();
         let mut before = self.first_rows[group];
         for batch in self.batches(group, &key_projection, None)? {
-            let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
-            let arrays = self.arrays(&batch, &key_positions)?;
+            let batch = batch.map_err(|error| parquet_error(&self.name, error))?;
+            let arrays = self.arrays(&batch, &key_placed)?;
             let keep = match select(&arrays) {
                 Ok(keep) => keep,
                 Err(unreadable) => {
@@ -348,8 +471,8 @@ impl Part {
         }
         let mut done = 0;
         for batch in self.batches(group, &self.projection, Some(RowSelection::from(selectors)))? {
-            let batch = batch.map_err(|error| parquet_error(&self.path, error))?;
-            let arrays = self.arrays(&batch, &self.positions)?;
+            let batch = batch.map_err(|error| parquet_error(&self.name, error))?;
+            let arrays = self.arrays(&batch, &self.placed)?;
             let rows = &kept_rows[done..(done + batch.num_rows()).min(kept_rows.len())];
             let made = map(&arrays, rows).map_err(|unreadable| {
                 self.unreadable(
@@ -386,7 +509,7 @@ mod tests {
             Field::new("text", DataType::Utf8, true),
         ]));
         let properties = WriterProperties::builder()
-            .set_max_row_group_size(64)
+            .set_max_row_group_row_count(Some(64))
             .build();
         let file = std::fs::File::create(path).expect("fixture");
         let mut writer =
@@ -442,7 +565,10 @@ mod tests {
             Ok((values, placed && ids.null_count() == 0))
         });
         let columns = [column("id", LogicalType::Integer)];
-        let mut batches = scan(std::slice::from_ref(&path), &columns, 3, map).expect("scan");
+        let mut batches = crate::FileSource::open(&path)
+            .expect("open")
+            .scan(&columns, 3, map)
+            .expect("scan");
         let mut seen = Vec::new();
         while let Some(batch) = batches.next().await {
             let (ids, placed) = batch.expect("a batch");
@@ -467,7 +593,10 @@ mod tests {
             column("id", LogicalType::Integer),
             column("text", LogicalType::Integer),
         ];
-        let mut batches = scan(std::slice::from_ref(&path), &columns, 2, map).expect("scan");
+        let mut batches = crate::FileSource::open(&path)
+            .expect("open")
+            .scan(&columns, 2, map)
+            .expect("scan");
         let mut failure = None;
         while let Some(batch) = batches.next().await {
             if let Err(error) = batch {
@@ -513,8 +642,10 @@ mod tests {
             column("id", LogicalType::Integer),
             column("text", LogicalType::Text),
         ];
-        let mut batches =
-            scan_selected(std::slice::from_ref(&path), &columns, 1, 3, select, map).expect("scan");
+        let mut batches = crate::FileSource::open(&path)
+            .expect("open")
+            .scan_selected(&columns, 1, 3, select, map)
+            .expect("scan");
         let mut seen = Vec::new();
         while let Some(batch) = batches.next().await {
             seen.extend(batch.expect("a batch"));

@@ -157,3 +157,33 @@ pub fn sqlite_path(file_name: &str) -> (tempfile::TempDir, PathBuf) {
     let path = directory.path().join(file_name);
     (directory, path)
 }
+
+/// The variable `scripts/test.sh` sets to moto's S3 endpoint.
+pub const S3_ENDPOINT_VARIABLE: &str = "CUTOVER_TEST_S3_ENDPOINT";
+
+/// The variable `scripts/test.sh` sets to Azurite's blob endpoint.
+pub const AZURE_ENDPOINT_VARIABLE: &str = "CUTOVER_TEST_AZURE_ENDPOINT";
+
+/// The storage account Azurite serves, and its published development key.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's published development key (not a secret: the emulator's own).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The test S3 server's endpoint (`http://127.0.0.1:PORT`, moto), or `None`
+/// (after saying so) when there is none outside CI.
+///
+/// # Panics
+/// When `CI=true` and no server is configured.
+pub fn s3_endpoint() -> Option<String> {
+    service_url(S3_ENDPOINT_VARIABLE)
+}
+
+/// The test Azure blob endpoint (`http://127.0.0.1:PORT`, Azurite), or
+/// `None` (after saying so) when there is none outside CI.
+///
+/// # Panics
+/// When `CI=true` and no server is configured.
+pub fn azure_endpoint() -> Option<String> {
+    service_url(AZURE_ENDPOINT_VARIABLE)
+}

@@ -196,18 +196,22 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn side(role: &str, text: &str, query: Option<&String>) -> anyhow::Result<Source> {
-    let is_url =
-        text.contains("://") || text.starts_with("sqlite:") || text.starts_with("postgres");
-    let is_file = cutover_files::FileFormat::from_path(text.as_ref()).is_some()
-        || std::path::Path::new(text).is_dir();
-    if !is_url && is_file {
+async fn side(
+    role: &str,
+    text: &str,
+    query: Option<&String>,
+    condition: Option<&str>,
+) -> anyhow::Result<Source> {
+    if cutover_files::FileSource::names_files(text) {
         if query.is_some() {
-            bail!("{role} {text}: --{role}-query needs a database URL, not a file");
+            bail!(
+                "{role} {}: --{role}-query needs a database URL, not files",
+                cutover_files::redact(text)
+            );
         }
-        return Ok(Source::File(cutover_files::FileSource::open(
-            text.as_ref(),
-        )?));
+        return Ok(Source::File(
+            cutover_files::FileSource::open_location(text, condition).await?,
+        ));
     }
     let url = DatabaseUrl::parse(text)?;
     match (query, url.table.clone()) {
@@ -237,8 +241,22 @@ fn combine(both: &Option<String>, one: &Option<String>) -> Option<String> {
 }
 
 pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    let source = side("source", &args.source, args.source_query.as_ref())?;
-    let target = side("target", &args.target, args.target_query.as_ref())?;
+    let source_where = combine(&args.where_both, &args.source_where);
+    let target_where = combine(&args.where_both, &args.target_where);
+    let source = side(
+        "source",
+        &args.source,
+        args.source_query.as_ref(),
+        source_where.as_deref(),
+    )
+    .await?;
+    let target = side(
+        "target",
+        &args.target,
+        args.target_query.as_ref(),
+        target_where.as_deref(),
+    )
+    .await?;
     let output_format = match &args.output {
         Some(path) => Some(DeltaFormat::from_path(path).with_context(|| {
             format!(
@@ -272,8 +290,8 @@ pub async fn run(args: DiffArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
         columns: args.columns.clone(),
         exclude: args.exclude.clone(),
         map: args.map.clone(),
-        source_where: combine(&args.where_both, &args.source_where),
-        target_where: combine(&args.where_both, &args.target_where),
+        source_where,
+        target_where,
         normalise: Normalise {
             float_tolerance: args.float_tolerance,
             timestamp_precision: args.timestamp_precision.map(|precision| match precision {

@@ -10,7 +10,7 @@ use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
 use crate::output::{print, print_json, thousands};
 
-/// Summarise a database's schema.
+/// Summarise a database's schema, or a file or dataset's columns.
 ///
 /// Shows every table with its row count (the engine's estimate, or exact
 /// with --count), columns and their types, primary and unique keys, foreign
@@ -18,16 +18,23 @@ use crate::output::{print, print_json, thousands};
 /// functions and triggers. Columns whose type cutover cannot compare are
 /// marked "unsupported". The database is opened read-only.
 ///
+/// A CSV or Parquet file, a directory or glob of them, or an object-store
+/// location (s3://, az://, abfss://) shows its files, partition columns
+/// (hive NAME=VALUE directories), columns and row count (exact for
+/// Parquet, from the footers; CSV with --count).
+///
 /// Examples:
 ///   cutover inspect sqlite:examples/lab-results.db
 ///   cutover inspect postgres://reader@db.internal/lab --count
 ///   cutover inspect 'postgres://reader@db.internal/lab#reporting.lab_results' --format json
 ///   cutover inspect 'sc://spark.internal:15002#lake.lab_results' --count
+///   cutover inspect 's3://lab-exports/results/' --format json
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The database: postgres://user@host:port/dbname, sqlite:PATH or sc://host:port (Spark
     /// Connect; its token from CUTOVER_SPARK_TOKEN), optionally ending in #table to show one
-    /// table only.
+    /// table only; or files: a .csv/.parquet file, a directory or quoted glob of them, or
+    /// s3://bucket/prefix, az://container/prefix, abfss://container@account.dfs.core.windows.net/prefix.
     #[arg(value_name = "URL")]
     pub url: String,
 
@@ -37,6 +44,9 @@ pub struct InspectArgs {
 }
 
 pub async fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    if cutover_files::FileSource::names_files(&args.url) {
+        return inspect_files(&args, global).await;
+    }
     let url = DatabaseUrl::parse(&args.url)?;
     let options = cutover_db::ConnectOptions {
         read_only: true,
@@ -74,6 +84,57 @@ pub async fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     match global.format {
         Format::Json => print_json(&schema)?,
         Format::Text => print(&render(&schema))?,
+    }
+    Ok(Outcome::Success)
+}
+
+/// A file, dataset or object-store location: its files, partition
+/// columns and columns, and its row count (Parquet footers; CSV with --count).
+async fn inspect_files(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let source = cutover_files::FileSource::open_location(&args.url, None).await?;
+    let columns = source.columns()?;
+    let mut row_count = source.row_count();
+    if row_count.is_none() && args.count {
+        let mut rows = source.read(&columns)?;
+        let mut count = 0u64;
+        while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
+            row?;
+            count += 1;
+        }
+        row_count = Some(count);
+    }
+    let format = match source.format() {
+        cutover_files::FileFormat::Csv => "CSV",
+        cutover_files::FileFormat::Parquet => "Parquet",
+    };
+    let table = Table {
+        name: cutover_db::TableName::new(source.label()),
+        columns,
+        primary_key: None,
+        unique_constraints: Vec::new(),
+        foreign_keys: Vec::new(),
+        indexes: Vec::new(),
+        row_estimate: None,
+        row_count,
+    };
+    match global.format {
+        Format::Json => print_json(&serde_json::json!({
+            "location": source.label(),
+            "format": format,
+            "files": source.files(),
+            "partitions": source.partitions(),
+            "table": table,
+        }))?,
+        Format::Text => {
+            let files = source.files().len();
+            let mut out = format!("{}  ({format}, {})", source.label(), plural(files, "file"));
+            if !source.partitions().is_empty() {
+                let _ = write!(out, ", partitioned by {}", source.partitions().join(", "));
+            }
+            out.push_str("\n\n");
+            render_table(&mut out, &table);
+            print(&out)?;
+        }
     }
     Ok(Outcome::Success)
 }

@@ -6,6 +6,7 @@ mod drain;
 mod exchange;
 mod hold;
 mod inspect;
+mod lake;
 mod receive;
 mod refresh;
 mod report;
