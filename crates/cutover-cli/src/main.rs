@@ -33,6 +33,9 @@ const EXIT_WAITING: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
+    // One TLS implementation for every client (PostgreSQL, Spark, HTTP, object stores),
+    // whichever providers the dependencies compile in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

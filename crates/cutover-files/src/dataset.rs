@@ -14,10 +14,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 
-use crate::FileFormat;
 use crate::error::{Error, Result};
 use crate::parquet_file::parquet_error;
 use crate::store::{self, ObjectReader, Remote, on_io, store_error};
+use crate::{FileFormat, delta};
 
 /// The value hive writes for a NULL partition value.
 const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -92,12 +92,22 @@ fn dataset_error(location: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-const DELTA_REFUSED: &str = "this is a Delta table, which cutover does not read yet: its directory holds the files of every version\nhint: export the version to compare as Parquet, or read it through Spark (sc://…)";
+const DELTA_REFUSED: &str = "this is a Delta table: its directory holds the files of every version, so it is read through its log\nhint: name the table's directory itself (PATH, PATH@vN or PATH@TIMESTAMP), not a glob or a subdirectory of it";
 
 /// Lists what `text` names: a local path or glob, or an object-store URL;
 /// with a `condition` on its partition columns, only the files it keeps
 /// (their footers alone are read).
 pub(crate) async fn list(text: &str, condition: Option<&str>) -> Result<Listing> {
+    let (location, version) = delta::split_version(text);
+    if version.is_some() || delta::is_table(location).await? {
+        let mut listing = delta::list(text, location, version, condition).await?;
+        listing.files = if store::is_remote(location) {
+            remote_footers(listing.files).await?
+        } else {
+            local_footers(listing.files)?
+        };
+        return Ok(listing);
+    }
     if !store::is_remote(text) {
         return list_local(text, condition);
     }

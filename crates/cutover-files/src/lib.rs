@@ -21,6 +21,7 @@
 
 mod csv_file;
 mod dataset;
+mod delta;
 mod error;
 mod parquet_file;
 mod prune;
@@ -128,9 +129,12 @@ impl FileSource {
         }
         let is_url =
             text.contains("://") || text.starts_with("sqlite:") || text.starts_with("postgres");
+        // A Delta table's snapshot: PATH@vN or PATH@TIMESTAMP.
+        let (location, version) = delta::split_version(text);
         !is_url
             && (FileFormat::from_path(text.as_ref()).is_some()
                 || Path::new(text).is_dir()
+                || version.is_some() && Path::new(location).is_dir()
                 || text.contains(['*', '?', '[']))
     }
 
@@ -139,7 +143,7 @@ impl FileSource {
         let Some(first) = listing.files.first() else {
             return Err(Error::Dataset {
                 location: label,
-                reason: "--where rules out every file of the dataset\nhint: check the partition values (cutover inspect lists the files)".to_owned(),
+                reason: "no data file to read: the table is empty, or --where rules out every file\nhint: check the partition values (cutover inspect lists the files)".to_owned(),
             });
         };
         let mut columns = match listing.format {

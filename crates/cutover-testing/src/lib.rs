@@ -187,3 +187,15 @@ pub fn s3_endpoint() -> Option<String> {
 pub fn azure_endpoint() -> Option<String> {
     service_url(AZURE_ENDPOINT_VARIABLE)
 }
+
+/// The variable `scripts/test.sh` sets to a Python with PyPI's deltalake and pyarrow.
+pub const LAKE_PYTHON_VARIABLE: &str = "CUTOVER_TEST_LAKE_PYTHON";
+
+/// A Python with PyPI's deltalake and pyarrow (for `interop/delta-fixture.py`),
+/// or `None` (after saying so) when there is none outside CI.
+///
+/// # Panics
+/// When `CI=true` and none is configured.
+pub fn lake_python() -> Option<String> {
+    service_url(LAKE_PYTHON_VARIABLE)
+}

@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 const SITES: [&str; 3] = ["north", "south", "west"];
 
 /// (id, site, code, result): 90 rows, 30 per site.
-fn rows(changed: bool) -> Vec<Vec<Value>> {
+pub(crate) fn rows(changed: bool) -> Vec<Vec<Value>> {
     (1..=90i64)
         .filter(|id| !(changed && *id == 7))
         .map(|id| {
@@ -49,7 +49,7 @@ fn rows(changed: bool) -> Vec<Vec<Value>> {
         .collect()
 }
 
-fn write_parquet(path: &Path, with_site: bool, rows: &[Vec<Value>]) {
+pub(crate) fn write_parquet(path: &Path, with_site: bool, rows: &[Vec<Value>]) {
     let mut columns = vec![("id".to_owned(), LogicalType::Integer)];
     if with_site {
         columns.push(("site".to_owned(), LogicalType::Text));
@@ -99,7 +99,7 @@ fn write_dataset(directory: &Path, rows: &[Vec<Value>]) {
 }
 
 /// Uploads every file under `directory` to `store` under `prefix`.
-async fn upload(store: &Arc<dyn ObjectStore>, directory: &Path, prefix: &str) {
+pub(crate) async fn upload(store: &Arc<dyn ObjectStore>, directory: &Path, prefix: &str) {
     let mut pending = vec![directory.to_path_buf()];
     while let Some(folder) = pending.pop() {
         for entry in std::fs::read_dir(&folder).expect("a folder") {
@@ -126,7 +126,7 @@ async fn upload(store: &Arc<dyn ObjectStore>, directory: &Path, prefix: &str) {
 }
 
 /// Environment variables for a run.
-type Environment = Vec<(&'static str, String)>;
+pub(crate) type Environment = Vec<(&'static str, String)>;
 
 fn s3_environment(endpoint: &str) -> Environment {
     vec![
@@ -138,7 +138,7 @@ fn s3_environment(endpoint: &str) -> Environment {
     ]
 }
 
-fn azure_environment(endpoint: &str) -> Environment {
+pub(crate) fn azure_environment(endpoint: &str) -> Environment {
     vec![
         (
             "AZURE_STORAGE_ACCOUNT_NAME",
@@ -179,7 +179,7 @@ async fn s3_bucket(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
 
 /// A container of its own in Azurite (created with a Shared Key request,
 /// as the Blob service documents it), and a store on it.
-async fn azure_container(endpoint: &str, container: &str) -> Arc<dyn ObjectStore> {
+pub(crate) async fn azure_container(endpoint: &str, container: &str) -> Arc<dyn ObjectStore> {
     let account = cutover_testing::AZURITE_ACCOUNT;
     let date = chrono::Utc::now()
         .format("%a, %d %b %Y %H:%M:%S GMT")
@@ -224,17 +224,21 @@ async fn azure_container(endpoint: &str, container: &str) -> Arc<dyn ObjectStore
 }
 
 /// A name no other test run uses, for buckets and containers (lower case, digits, dashes).
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     cutover_testing::unique_name(prefix).replace('_', "-")
 }
 
 /// Runs a diff with `--format json` and returns what must agree across
 /// formats and places: counts, per-column counts and the sample keys.
-async fn findings(source: &str, target: &str, environment: &[(&str, String)]) -> serde_json::Value {
+pub(crate) async fn findings(
+    source: &str,
+    target: &str,
+    environment: &[(&str, String)],
+) -> serde_json::Value {
     findings_with(source, target, environment, &[]).await
 }
 
-async fn findings_with(
+pub(crate) async fn findings_with(
     source: &str,
     target: &str,
     environment: &[(&str, String)],

@@ -7,6 +7,7 @@ mod exchange;
 mod hold;
 mod inspect;
 mod lake;
+mod lake_delta;
 mod receive;
 mod refresh;
 mod report;
