@@ -63,6 +63,9 @@ pub(crate) struct Listing {
     pub format: FileFormat,
     pub files: Vec<DataFile>,
     pub partitions: Vec<String>,
+    /// Whether files may lack columns that others have (read as NULL): a
+    /// Delta table whose schema grew. A plain dataset's files must agree.
+    pub evolving: bool,
 }
 
 /// A file found under a location: its path relative to the location's
@@ -171,6 +174,7 @@ fn assemble(text: &str, mut found: Vec<Found>) -> Result<Listing> {
         format,
         files,
         partitions,
+        evolving: false,
     })
 }
 

@@ -273,6 +273,7 @@ pub(crate) async fn list(
         format: FileFormat::Parquet,
         files,
         partitions,
+        evolving: true,
     };
     if let Some(condition) = condition {
         listing.files = crate::dataset::prune(text, &listing, condition)?;

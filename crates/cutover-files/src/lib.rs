@@ -82,6 +82,8 @@ pub struct FileSource {
     partitions: Vec<String>,
     /// The files' own columns and then the partition columns.
     columns: Vec<Column>,
+    /// Whether a file may lack a column (a Delta table's added columns: NULL there).
+    evolving: bool,
 }
 
 impl FileSource {
@@ -113,6 +115,7 @@ impl FileSource {
             format: self.format,
             files: self.files.to_vec(),
             partitions: self.partitions.clone(),
+            evolving: self.evolving,
         };
         let files = dataset::prune(&self.label, &listing, condition)?;
         Ok(FileSource {
@@ -178,6 +181,7 @@ impl FileSource {
                 }
                 columns
             }
+            FileFormat::Parquet if listing.evolving => evolved_columns(&listing.files)?,
             FileFormat::Parquet => parquet_columns(&listing.files)?,
         };
         for name in &listing.partitions {
@@ -205,6 +209,7 @@ impl FileSource {
             format: listing.format,
             files: Arc::new(listing.files),
             partitions: listing.partitions,
+            evolving: listing.evolving,
             columns,
         })
     }
@@ -348,7 +353,14 @@ impl FileSource {
         map: BatchFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
         self.require_scannable()?;
-        scan::scan(&self.files, &self.partitions, columns, jobs, map)
+        scan::scan(
+            &self.files,
+            &self.partitions,
+            self.evolving,
+            columns,
+            jobs,
+            map,
+        )
     }
 
     /// Like [`FileSource::scan`], for a few rows: reads the first `key_len`
@@ -367,6 +379,7 @@ impl FileSource {
         scan::scan_selected(
             &self.files,
             &self.partitions,
+            self.evolving,
             columns,
             key_len,
             jobs,
@@ -374,6 +387,33 @@ impl FileSource {
             map,
         )
     }
+}
+
+/// The columns of a table whose schema grew: every column of any file, in
+/// the order they first appear, each of one type in every file that has it.
+fn evolved_columns(files: &[DataFile]) -> Result<Vec<Column>> {
+    let mut columns: Vec<Column> = Vec::new();
+    for file in files {
+        let Some(metadata) = &file.metadata else {
+            return Err(Error::Internal(format!("{}: footer not read", file.name)));
+        };
+        for column in dataset::footer_columns(metadata) {
+            match columns.iter().find(|known| known.name == column.name) {
+                Some(known) if known.logical_type != column.logical_type => {
+                    return Err(Error::Parquet {
+                        path: file.name.clone(),
+                        reason: format!(
+                            "column {} is of another type here than in the table's other files\nhint: a column whose type changed needs the table's own reader (Spark, sc://…)",
+                            column.name
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => columns.push(column),
+            }
+        }
+    }
+    Ok(columns)
 }
 
 /// The columns every Parquet file shares (the first file's), or an error

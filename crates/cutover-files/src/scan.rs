@@ -89,16 +89,19 @@ impl<T> Clone for Work<T> {
 pub(crate) fn scan<T: Send + 'static>(
     files: &[DataFile],
     partitions: &[String],
+    evolving: bool,
     columns: &[Column],
     jobs: usize,
     map: BatchFn<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
-    start(files, partitions, columns, jobs, Work::All(map))
+    start(files, (partitions, evolving), columns, jobs, Work::All(map))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_selected<T: Send + 'static>(
     files: &[DataFile],
     partitions: &[String],
+    evolving: bool,
     columns: &[Column],
     key_len: usize,
     jobs: usize,
@@ -107,7 +110,7 @@ pub(crate) fn scan_selected<T: Send + 'static>(
 ) -> Result<BoxStream<'static, Result<T>>> {
     start(
         files,
-        partitions,
+        (partitions, evolving),
         columns,
         jobs,
         Work::Selected {
@@ -118,16 +121,19 @@ pub(crate) fn scan_selected<T: Send + 'static>(
     )
 }
 
+/// The partition columns of a scan's files, and whether a file may lack a column.
+type Shape<'a> = (&'a [String], bool);
+
 fn start<T: Send + 'static>(
     files: &[DataFile],
-    partitions: &[String],
+    shape: Shape<'_>,
     columns: &[Column],
     jobs: usize,
     work: Work<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
     let parts = files
         .iter()
-        .map(|file| Part::open(file, partitions, columns))
+        .map(|file| Part::open(file, shape, columns))
         .collect::<Result<Vec<Part>>>()?;
     let units: Vec<(usize, usize)> = parts
         .iter()
@@ -277,7 +283,11 @@ struct Part {
 }
 
 impl Part {
-    fn open(file: &DataFile, partitions: &[String], columns: &[Column]) -> Result<Part> {
+    fn open(
+        file: &DataFile,
+        (partitions, evolving): Shape<'_>,
+        columns: &[Column],
+    ) -> Result<Part> {
         let name = PathBuf::from(&file.name);
         let metadata = file
             .metadata
@@ -297,7 +307,12 @@ impl Part {
                     .position(|partition| partition == &column.name)
                 {
                     Some(at) => Ok(Slot::Constant(file.partition.get(at).cloned().flatten())),
-                    None => column_index(&name, &names, column).map(Slot::File),
+                    None => match column_index(&name, &names, column) {
+                        Ok(index) => Ok(Slot::File(index)),
+                        // A column the table gained after this file was written: NULL here.
+                        Err(_) if evolving => Ok(Slot::Constant(None)),
+                        Err(error) => Err(error),
+                    },
                 }
             })
             .collect::<Result<Vec<Slot>>>()?;

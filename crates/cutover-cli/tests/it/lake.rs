@@ -336,6 +336,46 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
         let found = findings(&source, &target, &environment).await;
         assert_eq!(found, expected, "{target}");
     }
+    // The source as a PostgreSQL table against the dataset in each store.
+    if let Some(postgres) = cutover_testing::postgres().await {
+        let values: Vec<String> = rows(false)
+            .iter()
+            .map(|row| {
+                let text = |value: &Value| match value.to_text() {
+                    Some(text) => format!("'{text}'"),
+                    None => "NULL".to_owned(),
+                };
+                format!(
+                    "({}, {}, {}, {})",
+                    text(&row[0]),
+                    text(&row[1]),
+                    text(&row[2]),
+                    text(&row[3])
+                )
+            })
+            .collect();
+        cutover_testing::postgres_execute(
+            &postgres.url,
+            &format!(
+                "CREATE TABLE results (id bigint PRIMARY KEY, site text, code text, result text);
+                 INSERT INTO results VALUES {};",
+                values.join(", ")
+            ),
+        )
+        .await;
+        let table = postgres.table_url("results");
+        for (target, environment) in [
+            (format!("s3://{bucket}/exports/results"), s3_env.clone()),
+            (
+                format!("az://{container}/exports/results"),
+                azure_env.clone(),
+            ),
+        ] {
+            let found = findings(&table, &target, &environment).await;
+            assert_eq!(found, expected, "PostgreSQL vs {target}");
+        }
+    }
+
     // Keys from an AWS profile (the shared credentials file) instead of the environment.
     let profiles = directory.path().join("aws-credentials");
     std::fs::write(
