@@ -44,13 +44,19 @@ use crate::output::{print, print_json, thousands};
 ///   cutover diff postgres://old/lab postgres://new/lab --source-query 'SELECT ...' --target-query 'SELECT ...' --key id
 ///   cutover diff sqlite:old.db#t sqlite:new.db#t --output delta.jsonl --state diff.state
 ///   cutover diff sc://spark.internal:15002#lake.lab_results postgres://new/lab#public.lab_results --key message_id
+///   cutover diff s3://lab-exports/2024/results/ 'abfss://lake@labdata.dfs.core.windows.net/results@v12' \
+///       --key message_id --target-where "month >= '2024-06'"
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct DiffArgs {
     /// The reference side: a database URL with #table (postgres://host/db#schema.table,
     /// sqlite:file.db#table, sc://spark:15002#catalog.schema.table), a URL alone with
-    /// --source-query (in that engine's SQL), a .csv or .parquet file, or a directory of
-    /// Parquet files (an export) read as one table.
+    /// --source-query (in that engine's SQL), a .csv or .parquet file, or a dataset read as one
+    /// table: a directory or quoted glob of Parquet or CSV files (hive NAME=VALUE directories
+    /// become columns), a Delta table's directory (PATH, PATH@vN, PATH@2024-01-31), or the same
+    /// in S3 (s3://bucket/prefix) or Azure (az://container/prefix,
+    /// abfss://container@account.dfs.core.windows.net/prefix), credentials from the
+    /// environment (AWS_*, AZURE_STORAGE_*).
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -74,7 +80,8 @@ pub struct DiffArgs {
     #[arg(long, value_name = "SOURCE=TARGET", value_parser = parse_mapping)]
     pub map: Vec<(String, String)>,
 
-    /// A SQL condition applied to both sides (e.g. "reported_at >= '2024-01-01'").
+    /// A SQL condition applied to both sides (e.g. "reported_at >= '2024-01-01'"). On a dataset
+    /// it may name partition columns only, and prunes files before any is opened.
     #[arg(long = "where", value_name = "SQL")]
     pub where_both: Option<String>,
 
