@@ -67,12 +67,18 @@ pub(crate) fn write_parquet(path: &Path, with_site: bool, rows: &[Vec<Value>]) {
     writer.finish().expect("the footer");
 }
 
-fn write_csv(path: &Path, rows: &[Vec<Value>]) {
-    let mut text = String::from("id,site,code,result\n");
+fn write_csv(path: &Path, with_site: bool, rows: &[Vec<Value>]) {
+    let mut text = String::from(if with_site {
+        "id,site,code,result\n"
+    } else {
+        "id,code,result\n"
+    });
     for row in rows {
         let fields: Vec<String> = row
             .iter()
-            .map(|value| value.to_text().unwrap_or_default())
+            .enumerate()
+            .filter(|(column, _)| with_site || *column != 1)
+            .map(|(_, value)| value.to_text().unwrap_or_default())
             .collect();
         text.push_str(&fields.join(","));
         text.push('\n');
@@ -297,7 +303,19 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
     let target_file = directory.path().join("target.parquet");
     write_parquet(&target_file, true, &target_rows);
     let target_csv = directory.path().join("target.csv");
-    write_csv(&target_csv, &target_rows);
+    write_csv(&target_csv, true, &target_rows);
+    // The target as hive-partitioned CSV files too.
+    let csv_dataset = directory.path().join("csv-dataset");
+    for site in SITES {
+        let folder = csv_dataset.join(format!("site={site}"));
+        std::fs::create_dir_all(&folder).expect("a partition folder");
+        let part: Vec<Vec<Value>> = target_rows
+            .iter()
+            .filter(|row| row[1] == Value::Text(site.to_owned()))
+            .cloned()
+            .collect();
+        write_csv(&folder.join("part-0.csv"), false, &part);
+    }
     let dataset = directory.path().join("dataset");
     write_dataset(&dataset, &target_rows);
 
@@ -317,6 +335,7 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
     let azure_env = azure_environment(&azure);
     for (target, environment) in [
         (target_csv.display().to_string(), Vec::new()),
+        (csv_dataset.display().to_string(), Vec::new()),
         (dataset.display().to_string(), Vec::new()),
         (
             format!("{}/site=*/*.parquet", dataset.display()),
