@@ -1,19 +1,30 @@
 //! CSV: a header line naming the columns, then one record per line (quoted
 //! fields may span lines). Empty fields are NULL.
 
+use std::io::Read;
 use std::path::Path;
 
 use cutover_db::{Column, LogicalType, Value};
 
+use crate::dataset::{DataFile, Place};
 use crate::error::{Error, Result};
+use crate::store::ObjectRead;
 use crate::{BATCH_ROWS, Reader, Sender, column_index};
 
-fn open(path: &Path) -> Result<csv::Reader<std::fs::File>> {
-    csv::ReaderBuilder::new()
+/// A reader of the file's records, from disk or streamed from its store
+/// (on a thread that may block: never from async code).
+fn open(file: &DataFile) -> Result<csv::Reader<Box<dyn Read + Send>>> {
+    let input: Box<dyn Read + Send> = match &file.place {
+        Place::Local(path) => Box::new(std::fs::File::open(path).map_err(|source| Error::Io {
+            path: file.name.clone(),
+            source,
+        })?),
+        Place::Remote { store, path, .. } => Box::new(ObjectRead::open(store, path, &file.name)?),
+    };
+    Ok(csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_path(path)
-        .map_err(|error| csv_error(path, error))
+        .from_reader(input))
 }
 
 fn csv_error(path: &Path, error: csv::Error) -> Error {
@@ -43,14 +54,17 @@ fn csv_error(path: &Path, error: csv::Error) -> Error {
     }
 }
 
-fn header(path: &Path) -> Result<Vec<String>> {
-    let mut reader = open(path)?;
-    let names = reader.headers().map_err(|error| csv_error(path, error))?;
+fn header(file: &DataFile) -> Result<Vec<String>> {
+    let mut reader = open(file)?;
+    let names = reader
+        .headers()
+        .map_err(|error| csv_error(Path::new(&file.name), error))?;
     Ok(names.iter().map(|name| name.trim().to_owned()).collect())
 }
 
-pub(crate) fn columns(path: &Path) -> Result<Vec<Column>> {
-    Ok(header(path)?
+/// The file's columns, from its header (a blocking read).
+pub(crate) fn columns(file: &DataFile) -> Result<Vec<Column>> {
+    Ok(header(file)?
         .into_iter()
         .map(|name| Column {
             name,
@@ -70,28 +84,31 @@ enum Field {
     Constant(Option<String>),
 }
 
-/// Reads `columns` of every line; a column among `partitions` takes the
-/// file's value in `values` instead of a field.
+/// Reads `columns` of every line of a file whose header is `names`; a
+/// column among `partitions` takes the file's partition value instead of
+/// a field. Nothing is read until the reader runs.
 pub(crate) fn reader(
-    path: &Path,
+    file: &DataFile,
+    names: &[String],
     columns: &[Column],
     partitions: &[String],
-    values: &[Option<String>],
 ) -> Result<Reader> {
-    let names = header(path)?;
+    let path = Path::new(&file.name);
+    let values = &file.partition;
     let fields = columns
         .iter()
         .map(
             |column| match partitions.iter().position(|name| name == &column.name) {
                 Some(at) => Ok(Field::Constant(values.get(at).cloned().flatten())),
-                None => column_index(path, &names, column).map(Field::Index),
+                None => column_index(path, names, column).map(Field::Index),
             },
         )
         .collect::<Result<Vec<Field>>>()?;
     let columns = columns.to_vec();
+    let file = file.clone();
     let path = path.to_path_buf();
     Ok(Box::new(move |sink: &Sender| {
-        let mut reader = open(&path)?;
+        let mut reader = open(&file)?;
         let mut record = csv::StringRecord::new();
         let mut batch = Vec::with_capacity(BATCH_ROWS);
         while reader

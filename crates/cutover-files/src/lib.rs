@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cutover_db::{Column, LogicalType, Row, RowStream};
-use dataset::{DataFile, Listing, Place};
+use dataset::{DataFile, Listing};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -103,7 +103,11 @@ impl FileSource {
     /// the files it rules out are never opened.
     pub async fn open_location(text: &str, condition: Option<&str>) -> Result<FileSource> {
         let listing = dataset::list(text, condition).await?;
-        FileSource::assemble(text, listing)
+        // CSV headers are read with blocking reads (streamed from a store).
+        let text = text.to_owned();
+        tokio::task::spawn_blocking(move || FileSource::assemble(&text, listing))
+            .await
+            .map_err(|error| Error::Internal(error.to_string()))?
     }
 
     /// The files whose partition values meet `condition`, SQL on the
@@ -151,18 +155,9 @@ impl FileSource {
         };
         let mut columns = match listing.format {
             FileFormat::Csv => {
-                let Place::Local(path) = &first.place else {
-                    return Err(Error::Dataset {
-                        location: label,
-                        reason: "CSV files are read from local disk only\nhint: copy them locally, or export them as Parquet".to_owned(),
-                    });
-                };
-                let columns = csv_file::columns(path)?;
+                let columns = csv_file::columns(first)?;
                 for file in &listing.files[1..] {
-                    let Place::Local(path) = &file.place else {
-                        continue;
-                    };
-                    let other = csv_file::columns(path)?;
+                    let other = csv_file::columns(file)?;
                     let names = |columns: &[Column]| {
                         columns
                             .iter()
@@ -284,17 +279,17 @@ impl FileSource {
 
     fn read_csv(&self, columns: &[Column]) -> Result<RowStream> {
         let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
+        // The files' own columns: every file's header (checked at open).
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|column| !self.partitions.contains(&column.name))
+            .map(|column| column.name.clone())
+            .collect();
         let readers = self
             .files
             .iter()
-            .map(|file| match &file.place {
-                Place::Local(path) => {
-                    csv_file::reader(path, columns, &self.partitions, &file.partition)
-                }
-                Place::Remote { .. } => {
-                    Err(Error::Internal(format!("{}: a remote CSV file", file.name)))
-                }
-            })
+            .map(|file| csv_file::reader(file, &names, columns, &self.partitions))
             .collect::<Result<Vec<Reader>>>()?;
         tokio::task::spawn_blocking(move || {
             let sink = Sender { sender };

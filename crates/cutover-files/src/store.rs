@@ -112,6 +112,48 @@ impl AsyncFileReader for ObjectReader {
     }
 }
 
+/// One object's bytes as a blocking reader: its GET response streamed a
+/// chunk at a time, each waited for on the IO runtime. For threads that
+/// may block (never async code).
+pub(crate) struct ObjectRead {
+    stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl ObjectRead {
+    pub(crate) fn open(
+        store: &Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        name: &str,
+    ) -> Result<ObjectRead> {
+        let runtime = io()?;
+        let result = runtime
+            .block_on(store.get(path))
+            .map_err(|error| store_error(name, &error))?;
+        Ok(ObjectRead {
+            stream: result.into_stream(),
+            chunk: Bytes::new(),
+        })
+    }
+}
+
+impl std::io::Read for ObjectRead {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        use futures_util::StreamExt;
+        while self.chunk.is_empty() {
+            let runtime = io().map_err(std::io::Error::other)?;
+            match runtime.block_on(self.stream.next()) {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(error)) => return Err(std::io::Error::other(scrub(&error.to_string()))),
+                None => return Ok(0),
+            }
+        }
+        let length = buffer.len().min(self.chunk.len());
+        buffer[..length].copy_from_slice(&self.chunk.split_to(length));
+        Ok(length)
+    }
+}
+
 /// The clouds a location can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cloud {

@@ -325,6 +325,8 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
     let container = unique("lake");
     let blobs = azure_container(&azure, &container).await;
     upload(&blobs, &dataset, "exports/results").await;
+    upload(&store, &csv_dataset, "exports/csv").await;
+    upload(&blobs, &csv_dataset, "exports/csv").await;
 
     let source = source.display().to_string();
     let expected = findings(&source, &target_file.display().to_string(), &[]).await;
@@ -343,6 +345,11 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
         ),
         (format!("s3://{bucket}/exports/results"), s3_env.clone()),
         (format!("s3://{bucket}/exports/results/"), s3_env.clone()),
+        (format!("s3://{bucket}/exports/csv"), s3_env.clone()),
+        (
+            format!("az://{container}/exports/csv/site=*/*.csv"),
+            azure_env.clone(),
+        ),
         (
             format!("az://{container}/exports/results"),
             azure_env.clone(),
