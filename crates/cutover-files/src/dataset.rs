@@ -66,6 +66,8 @@ pub(crate) struct Listing {
     /// Whether files may lack columns that others have (read as NULL): a
     /// Delta table whose schema grew. A plain dataset's files must agree.
     pub evolving: bool,
+    /// The snapshot's version, for a Delta table.
+    pub delta_version: Option<u64>,
 }
 
 /// A file found under a location: its path relative to the location's
@@ -175,6 +177,7 @@ fn assemble(text: &str, mut found: Vec<Found>) -> Result<Listing> {
         files,
         partitions,
         evolving: false,
+        delta_version: None,
     })
 }
 

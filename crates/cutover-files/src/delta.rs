@@ -274,6 +274,7 @@ pub(crate) async fn list(
         files,
         partitions,
         evolving: true,
+        delta_version: Some(snapshot.version()),
     };
     if let Some(condition) = condition {
         listing.files = crate::dataset::prune(text, &listing, condition)?;

@@ -84,6 +84,8 @@ pub struct FileSource {
     columns: Vec<Column>,
     /// Whether a file may lack a column (a Delta table's added columns: NULL there).
     evolving: bool,
+    /// The snapshot read, for a Delta table.
+    delta_version: Option<u64>,
 }
 
 impl FileSource {
@@ -120,6 +122,7 @@ impl FileSource {
             files: self.files.to_vec(),
             partitions: self.partitions.clone(),
             evolving: self.evolving,
+            delta_version: self.delta_version,
         };
         let files = dataset::prune(&self.label, &listing, condition)?;
         Ok(FileSource {
@@ -205,6 +208,7 @@ impl FileSource {
             files: Arc::new(listing.files),
             partitions: listing.partitions,
             evolving: listing.evolving,
+            delta_version: listing.delta_version,
             columns,
         })
     }
@@ -217,6 +221,11 @@ impl FileSource {
     /// The location as given, without query or credentials.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The version of the snapshot read, when this is a Delta table.
+    pub fn delta_version(&self) -> Option<u64> {
+        self.delta_version
     }
 
     /// The files' format.

@@ -121,13 +121,22 @@ async fn inspect_files(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Resul
         Format::Json => print_json(&serde_json::json!({
             "location": source.label(),
             "format": format,
+            "delta_version": source.delta_version(),
             "files": source.files(),
             "partitions": source.partitions(),
             "table": table,
         }))?,
         Format::Text => {
             let files = source.files().len();
-            let mut out = format!("{}  ({format}, {})", source.label(), plural(files, "file"));
+            let delta = source
+                .delta_version()
+                .map(|version| format!("Delta table at version {version}, "))
+                .unwrap_or_default();
+            let mut out = format!(
+                "{}  ({delta}{format}, {})",
+                source.label(),
+                plural(files, "file")
+            );
             if !source.partitions().is_empty() {
                 let _ = write!(out, ", partitioned by {}", source.partitions().join(", "));
             }

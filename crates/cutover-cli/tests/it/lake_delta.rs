@@ -84,6 +84,14 @@ async fn a_delta_version_diffs_against_another_on_disk_and_in_azure() {
         serde_json::json!(["site"]),
         "{inspected}"
     );
+    assert_eq!(inspected["delta_version"], 1, "{inspected}");
+    let run = crate::cutover_async(&["inspect", &format!("{table}@v0")]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Delta table at version 0, Parquet"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(inspected["table"]["row_count"], 90, "{inspected}");
 
     // A version that does not exist; a timestamp before the table; a glob into it.
