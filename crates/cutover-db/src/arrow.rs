@@ -164,18 +164,28 @@ pub fn batch_rows(
             })
         })
         .collect::<Result<_, _>>()?;
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    for index in 0..batch.num_rows() {
+    arrays_rows(&arrays, columns).map_err(|(index, column)| {
+        let column = &columns[column];
+        CellError {
+            row: rows_before + index as u64 + 1,
+            column: column.name.clone(),
+            expected: column
+                .logical_type
+                .map_or("supported value", LogicalType::name),
+        }
+    })
+}
+
+/// The rows of [`prepare`]d `arrays` (one per column of `columns`, in
+/// order); on failure, the row and column index of a cell that cannot be
+/// read as its column's type.
+pub fn arrays_rows(arrays: &[ArrayRef], columns: &[Column]) -> Result<Vec<Row>, (usize, usize)> {
+    let count = arrays.first().map_or(0, |array| array.len());
+    let mut rows = Vec::with_capacity(count);
+    for index in 0..count {
         let mut row = Vec::with_capacity(columns.len());
-        for (column, array) in columns.iter().zip(&arrays) {
-            let value = cell(array, index, column.logical_type).ok_or_else(|| CellError {
-                row: rows_before + index as u64 + 1,
-                column: column.name.clone(),
-                expected: column
-                    .logical_type
-                    .map_or("supported value", LogicalType::name),
-            })?;
-            row.push(value);
+        for (position, (column, array)) in columns.iter().zip(arrays).enumerate() {
+            row.push(cell(array, index, column.logical_type).ok_or((index, position))?);
         }
         rows.push(row);
     }

@@ -245,6 +245,21 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table known by its columns alone: no keys, indexes or row counts
+    /// (a Spark table, a file).
+    pub fn new(name: TableName, columns: Vec<Column>) -> Table {
+        Table {
+            name,
+            columns,
+            primary_key: None,
+            unique_constraints: Vec::new(),
+            foreign_keys: Vec::new(),
+            indexes: Vec::new(),
+            row_estimate: None,
+            row_count: None,
+        }
+    }
+
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|column| column.name == name)

@@ -63,10 +63,9 @@ pub(crate) struct Listing {
     pub format: FileFormat,
     pub files: Vec<DataFile>,
     pub partitions: Vec<String>,
-    /// Whether files may lack columns that others have (read as NULL): a
-    /// Delta table whose schema grew. A plain dataset's files must agree.
-    pub evolving: bool,
-    /// The snapshot's version, for a Delta table.
+    /// The snapshot's version, for a Delta table (whose files may lack
+    /// columns the table gained later: NULL there). A plain dataset's files
+    /// must agree.
     pub delta_version: Option<u64>,
 }
 
@@ -104,19 +103,25 @@ const DELTA_REFUSED: &str = "this is a Delta table: its directory holds the file
 /// (their footers alone are read).
 pub(crate) async fn list(text: &str, condition: Option<&str>) -> Result<Listing> {
     let (location, version) = delta::split_version(text);
-    if version.is_some() || delta::is_table(location).await? {
-        let mut listing = delta::list(text, location, version, condition).await?;
-        listing.files = if store::is_remote(location) {
+    let remote = if store::is_remote(location) {
+        Some(store::connect(location)?)
+    } else {
+        None
+    };
+    if version.is_some() || delta::is_table(location, remote.as_ref()).await? {
+        let remote_table = remote.is_some();
+        let mut listing = delta::list(text, location, remote, version, condition).await?;
+        listing.files = if remote_table {
             remote_footers(listing.files).await?
         } else {
             local_footers(listing.files)?
         };
         return Ok(listing);
     }
-    if !store::is_remote(text) {
+    // Without a version, the location is the text itself.
+    let Some(remote) = remote else {
         return list_local(text, condition);
-    }
-    let remote = store::connect(text)?;
+    };
     let found = find_remote(text, remote).await?;
     let mut listing = assemble(text, found)?;
     if let Some(condition) = condition {
@@ -176,7 +181,6 @@ fn assemble(text: &str, mut found: Vec<Found>) -> Result<Listing> {
         format,
         files,
         partitions,
-        evolving: false,
         delta_version: None,
     })
 }

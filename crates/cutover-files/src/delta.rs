@@ -20,7 +20,7 @@ use url::Url;
 use crate::FileFormat;
 use crate::dataset::{DataFile, Listing, Place};
 use crate::error::{Error, Result};
-use crate::store::{self, on_io};
+use crate::store::{self, Remote, on_io};
 
 /// Which snapshot of a table to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +57,11 @@ pub(crate) fn split_version(text: &str) -> (&str, Option<Version>) {
     (text, None)
 }
 
-/// Whether `location` holds a Delta log.
-pub(crate) async fn is_table(location: &str) -> Result<bool> {
-    if !store::is_remote(location) {
+/// Whether `location` (in `remote`'s store, or on disk) holds a Delta log.
+pub(crate) async fn is_table(location: &str, remote: Option<&Remote>) -> Result<bool> {
+    let Some(remote) = remote.cloned() else {
         return Ok(Path::new(location).join("_delta_log").is_dir());
-    }
-    let remote = store::connect(location)?;
+    };
     let prefix = format!("{}/_delta_log", remote.path.trim_end_matches('/'));
     let location = location.to_owned();
     on_io(async move {
@@ -144,15 +143,11 @@ fn delta_error(location: &str, version: Option<&Version>, error: &impl std::fmt:
 pub(crate) async fn list(
     text: &str,
     location: &str,
+    remote: Option<Remote>,
     version: Option<Version>,
     condition: Option<&str>,
 ) -> Result<Listing> {
     register_schemes();
-    let remote = if store::is_remote(location) {
-        Some(store::connect(location)?)
-    } else {
-        None
-    };
     let (url, local_root) = match &remote {
         Some(remote) => (
             Url::parse(&format!("{}{}", remote.root, remote.path)).map_err(|error| {
@@ -273,7 +268,6 @@ pub(crate) async fn list(
         format: FileFormat::Parquet,
         files,
         partitions,
-        evolving: true,
         delta_version: Some(snapshot.version()),
     };
     if let Some(condition) = condition {

@@ -82,9 +82,8 @@ pub struct FileSource {
     partitions: Vec<String>,
     /// The files' own columns and then the partition columns.
     columns: Vec<Column>,
-    /// Whether a file may lack a column (a Delta table's added columns: NULL there).
-    evolving: bool,
-    /// The snapshot read, for a Delta table.
+    /// The snapshot read, for a Delta table (a file may lack a column the
+    /// table gained: NULL there).
     delta_version: Option<u64>,
 }
 
@@ -121,7 +120,6 @@ impl FileSource {
             format: self.format,
             files: self.files.to_vec(),
             partitions: self.partitions.clone(),
-            evolving: self.evolving,
             delta_version: self.delta_version,
         };
         let files = dataset::prune(&self.label, &listing, condition)?;
@@ -179,7 +177,9 @@ impl FileSource {
                 }
                 columns
             }
-            FileFormat::Parquet if listing.evolving => evolved_columns(&listing.files)?,
+            FileFormat::Parquet if listing.delta_version.is_some() => {
+                evolved_columns(&listing.files)?
+            }
             FileFormat::Parquet => parquet_columns(&listing.files)?,
         };
         for name in &listing.partitions {
@@ -207,7 +207,6 @@ impl FileSource {
             format: listing.format,
             files: Arc::new(listing.files),
             partitions: listing.partitions,
-            evolving: listing.evolving,
             delta_version: listing.delta_version,
             columns,
         })
@@ -254,20 +253,8 @@ impl FileSource {
             FileFormat::Parquet => {
                 let wanted = columns.to_vec();
                 let map: BatchFn<Vec<Row>> = Arc::new(move |arrays, _| {
-                    let rows = arrays.first().map_or(0, |array| array.len());
-                    (0..rows)
-                        .map(|row| {
-                            wanted
-                                .iter()
-                                .zip(arrays)
-                                .enumerate()
-                                .map(|(column, (wanted, array))| {
-                                    cutover_db::arrow::cell(array, row, wanted.logical_type)
-                                        .ok_or(Unreadable { row, column })
-                                })
-                                .collect::<std::result::Result<Row, Unreadable>>()
-                        })
-                        .collect()
+                    cutover_db::arrow::arrays_rows(arrays, &wanted)
+                        .map_err(|(row, column)| Unreadable { row, column })
                 });
                 let batches = self.scan(columns, 1, map)?;
                 let rows = batches
@@ -360,7 +347,7 @@ impl FileSource {
         scan::scan(
             &self.files,
             &self.partitions,
-            self.evolving,
+            self.delta_version.is_some(),
             columns,
             jobs,
             map,
@@ -383,7 +370,7 @@ impl FileSource {
         scan::scan_selected(
             &self.files,
             &self.partitions,
-            self.evolving,
+            self.delta_version.is_some(),
             columns,
             key_len,
             jobs,

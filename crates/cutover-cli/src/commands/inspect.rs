@@ -107,16 +107,8 @@ async fn inspect_files(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Resul
         cutover_files::FileFormat::Csv => "CSV",
         cutover_files::FileFormat::Parquet => "Parquet",
     };
-    let table = Table {
-        name: cutover_db::TableName::new(source.label()),
-        columns,
-        primary_key: None,
-        unique_constraints: Vec::new(),
-        foreign_keys: Vec::new(),
-        indexes: Vec::new(),
-        row_estimate: None,
-        row_count,
-    };
+    let mut table = Table::new(cutover_db::TableName::new(source.label()), columns);
+    table.row_count = row_count;
     match global.format {
         Format::Json => print_json(&serde_json::json!({
             "location": source.label(),

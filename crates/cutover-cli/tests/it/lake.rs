@@ -244,16 +244,21 @@ pub(crate) async fn findings(
     findings_with(source, target, environment, &[]).await
 }
 
+/// Runs `cutover` with `args` and the variables of `environment`.
+async fn cutover_in(args: &[&str], environment: &[(&str, String)]) -> crate::Run {
+    let environment: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    crate::cutover_async_with_env(args, &environment).await
+}
+
 pub(crate) async fn findings_with(
     source: &str,
     target: &str,
     environment: &[(&str, String)],
     extra: &[&str],
 ) -> serde_json::Value {
-    let environment: Vec<(&str, &str)> = environment
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
     let mut args = vec![
         "diff",
         source,
@@ -266,17 +271,9 @@ pub(crate) async fn findings_with(
         "site",
     ];
     args.extend_from_slice(extra);
-    let run = crate::cutover_async_with_env(&args, &environment).await;
+    let run = cutover_in(&args, environment).await;
     assert_eq!(run.code, 1, "{source} vs {target}: {}", run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect(&run.stdout);
-    let mut samples = report["samples"].clone();
-    if let Some(categories) = samples.as_object_mut() {
-        for list in categories.values_mut() {
-            if let Some(items) = list.as_array_mut() {
-                items.sort_by_key(|item| item.to_string());
-            }
-        }
-    }
     serde_json::json!({
         "source_rows": report["summary"]["source_rows"],
         "target_rows": report["summary"]["target_rows"],
@@ -284,7 +281,7 @@ pub(crate) async fn findings_with(
         "extra": report["summary"]["extra"],
         "changed": report["summary"]["changed"],
         "columns": report["columns"],
-        "samples": samples,
+        "samples": crate::sorted_samples(&report),
     })
 }
 
@@ -458,20 +455,14 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
         assert_eq!(only_north["target_rows"], 30, "{target}");
         only_north["target_rows"] = expected["target_rows"].clone();
         assert_ne!(only_north, expected, "{target}");
-        let environment: Vec<(&str, &str)> = environment
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        let run =
-            crate::cutover_async_with_env(&["diff", &source, &target, "--key", "id"], &environment)
-                .await;
+        let run = cutover_in(&["diff", &source, &target, "--key", "id"], &environment).await;
         assert_eq!(run.code, 2, "{}", run.stderr);
         assert!(
             run.stderr.contains("site=east/part-0.parquet"),
             "{}",
             run.stderr
         );
-        let run = crate::cutover_async_with_env(
+        let run = cutover_in(
             &[
                 "diff",
                 &source,
@@ -495,14 +486,7 @@ async fn a_dataset_on_disk_in_s3_and_in_azure_diffs_as_its_files_do() {
 
     // A single object.
     let one = format!("s3://{bucket}/exports/results/site=north/part-0.parquet");
-    let run = crate::cutover_async_with_env(
-        &["inspect", &one],
-        &s3_env
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    let run = cutover_in(&["inspect", &one], &s3_env).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("result"), "{}", run.stdout);
 }
@@ -566,13 +550,9 @@ async fn a_wrong_location_or_credential_is_one_line_and_exit_2() {
         ),
     ];
     for (target, environment, expected) in cases {
-        let environment: Vec<(&str, &str)> = environment
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
         let output = directory.path().join("delta.jsonl");
         let output = output.display().to_string();
-        let run = crate::cutover_async_with_env(
+        let run = cutover_in(
             &["diff", &source, &target, "--key", "id", "--output", &output],
             &environment,
         )

@@ -98,6 +98,20 @@ pub fn spawn_announcing(command: &mut Command, word: usize) -> (std::process::Ch
     (child, announced)
 }
 
+/// A diff report's sample keys, each category's sorted (every strategy and
+/// engine finds them in its own order).
+pub fn sorted_samples(report: &serde_json::Value) -> serde_json::Value {
+    let mut samples = report["samples"].clone();
+    if let Some(categories) = samples.as_object_mut() {
+        for list in categories.values_mut() {
+            if let Some(items) = list.as_array_mut() {
+                items.sort_by_key(|item| item.to_string());
+            }
+        }
+    }
+    samples
+}
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -27,14 +27,6 @@ fn diff_json(source: &str, target: &str, extra: &[&str]) -> (i32, serde_json::Va
 /// keys (in key order: each strategy finds them in its own bucket order).
 fn findings(report: &serde_json::Value) -> serde_json::Value {
     let summary = &report["summary"];
-    let mut samples = report["samples"].clone();
-    if let Some(categories) = samples.as_object_mut() {
-        for list in categories.values_mut() {
-            if let Some(items) = list.as_array_mut() {
-                items.sort_by_key(|item| item.to_string());
-            }
-        }
-    }
     serde_json::json!({
         "missing": summary["missing"],
         "extra": summary["extra"],
@@ -42,7 +34,7 @@ fn findings(report: &serde_json::Value) -> serde_json::Value {
         "duplicate_keys": summary["duplicate_keys"],
         "null_keys": summary["null_keys"],
         "columns": report["columns"],
-        "samples": samples,
+        "samples": crate::sorted_samples(report),
     })
 }
 

@@ -248,16 +248,7 @@ impl SparkDatabase {
                 }
                 Err(error) => return Err(error),
             };
-            tables.push(Table {
-                name,
-                columns,
-                primary_key: None,
-                unique_constraints: Vec::new(),
-                foreign_keys: Vec::new(),
-                indexes: Vec::new(),
-                row_estimate: None,
-                row_count: None,
-            });
+            tables.push(Table::new(name, columns));
         }
         Ok(tables)
     }
