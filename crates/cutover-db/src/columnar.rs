@@ -173,24 +173,28 @@ fn decimal_into(digits: i128, scale: i8, out: &mut Vec<u8>) {
     reversed.copy_within(zeros..length, 0);
     length -= zeros;
     scale -= zeros as i32;
-    let mut text = Vec::with_capacity(length + 3 + scale.unsigned_abs() as usize);
+    // The text is written in place after its tag and a length filled in last.
+    out.push(tag::NUMBER);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
     if digits < 0 {
-        text.push(b'-');
+        out.push(b'-');
     }
     let fraction = scale.max(0) as usize;
     if fraction >= length {
-        text.extend_from_slice(b"0.");
-        text.extend(std::iter::repeat_n(b'0', fraction - length));
-        text.extend(reversed[..length].iter().rev());
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', fraction - length));
+        out.extend(reversed[..length].iter().rev());
     } else {
-        text.extend(reversed[fraction..length].iter().rev());
+        out.extend(reversed[fraction..length].iter().rev());
         if fraction > 0 {
-            text.push(b'.');
-            text.extend(reversed[..fraction].iter().rev());
+            out.push(b'.');
+            out.extend(reversed[..fraction].iter().rev());
         }
-        text.extend(std::iter::repeat_n(b'0', (-scale).max(0) as usize));
+        out.extend(std::iter::repeat_n(b'0', (-scale).max(0) as usize));
     }
-    with_length(out, tag::NUMBER, &text);
+    let written = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&written.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::compare::Shared;
 use crate::digests::{BucketDigests, compare_digests};
 use crate::engine::{Layout, PartitionStats};
 use crate::error::{Error, Result};
+use crate::kept::KeptRows;
 use crate::plan::{Opened, SidePlan};
 use crate::spill::{SpillSender, spill_and_compare};
 
@@ -57,16 +58,39 @@ pub(crate) async fn client_partition(
         return crate::columnar::both_files(shared, (source, target), layout, partition, rows_read)
             .await;
     }
+    // A file read by columns keeps its rows on disk in the first pass where
+    // they fit the page cache, for the second pass to read back.
+    let directory = crate::spill::spill_directory()?;
+    let budget = shared
+        .options
+        .kept_bytes
+        .unwrap_or_else(crate::kept::keep_budget)
+        / 2;
+    let kept = |side: &SidePlan, opened: &Opened| -> Result<Option<Arc<KeptRows>>> {
+        let Some(file) = crate::columnar::columnar_file(shared, opened).filter(|_| budget > 0)
+        else {
+            return Ok(None);
+        };
+        let rows = file.row_count().unwrap_or_default();
+        Ok(Some(Arc::new(KeptRows::new(
+            directory.path(),
+            side.role,
+            rows,
+            budget,
+        )?)))
+    };
+    let source_kept = kept(&plan.source, &source_db)?;
+    let target_kept = kept(&plan.target, &target_db)?;
     let source_db = Arc::new(source_db);
     let target_db = Arc::new(target_db);
     let key_len = plan.key_len;
-    let digest_side = |side: SidePlan, opened: Arc<Opened>| {
+    let digest_side = |side: SidePlan, opened: Arc<Opened>, kept: Option<Arc<KeptRows>>| {
         let shared = shared.clone();
         let rows_read = rows_read.clone();
         tokio::spawn(async move {
             if let Some(file) = crate::columnar::columnar_file(&shared, &opened) {
                 return crate::columnar::digests(
-                    &shared, &side, file, layout, partition, &rows_read,
+                    &shared, &side, file, layout, partition, &rows_read, kept,
                 )
                 .await;
             }
@@ -95,8 +119,16 @@ pub(crate) async fn client_partition(
             .map_err(|error| Error::Internal(format!("hashing task: {error}")))?
     };
     let (source_digests, target_digests) = tokio::try_join!(
-        joined(digest_side(plan.source.clone(), source_db.clone())),
-        joined(digest_side(plan.target.clone(), target_db.clone()))
+        joined(digest_side(
+            plan.source.clone(),
+            source_db.clone(),
+            source_kept.clone()
+        )),
+        joined(digest_side(
+            plan.target.clone(),
+            target_db.clone(),
+            target_kept.clone()
+        ))
     )?;
     let (mut stats, mismatched) = compare_digests(&source_digests, &target_digests);
     tracing::debug!(
@@ -111,14 +143,60 @@ pub(crate) async fn client_partition(
     if !mismatched.iter().any(|mismatch| *mismatch) {
         return Ok(stats);
     }
+    let bits = Arc::new(Bits::from(&mismatched));
+    if let (Some(source_kept), Some(target_kept)) = (
+        source_kept.clone().filter(|kept| kept.complete()),
+        target_kept.clone().filter(|kept| kept.complete()),
+    ) {
+        let more_matched = Arc::new(AtomicU64::new(0));
+        let compared = spill_and_compare(shared, partition, |source, target| {
+            let more_matched = more_matched.clone();
+            let bits = bits.clone();
+            async move {
+                let keep = move |key_hash| bits.get(layout.bucket_of(key_hash) as usize);
+                let matched = tokio::task::spawn_blocking(move || {
+                    crate::kept::second_pass(
+                        [&source_kept, &target_kept],
+                        layout,
+                        &keep,
+                        [&source, &target],
+                    )
+                })
+                .await
+                .map_err(|error| Error::Internal(format!("kept rows: {error}")))??;
+                more_matched.store(matched, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .await?;
+        stats.matched += compared.matched + more_matched.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(partition, elapsed = ?started.elapsed(), "mismatching buckets compared");
+        return Ok(stats);
+    }
     let mismatched = Arc::new(mismatched);
-    let spill_side = |side: SidePlan, opened: Arc<Opened>, sender: SpillSender| {
+    let spill_side = |side: SidePlan,
+                      opened: Arc<Opened>,
+                      kept: Option<Arc<KeptRows>>,
+                      sender: SpillSender| {
         let shared = shared.clone();
         let mismatched = mismatched.clone();
+        let bits = bits.clone();
         tokio::spawn(async move {
+            let keep: crate::columnar::KeyFilter =
+                Arc::new(move |key_hash| bits.get(layout.bucket_of(key_hash) as usize));
+            if let Some(kept) = kept.filter(|kept| kept.complete()) {
+                return tokio::task::spawn_blocking(move || {
+                    let offsets = kept
+                        .candidates(keep.as_ref())?
+                        .into_iter()
+                        .map(|row| row.2)
+                        .collect();
+                    kept.send(layout, offsets, &sender)
+                })
+                .await
+                .map_err(|error| Error::Internal(format!("kept rows: {error}")))?;
+            }
             if let Some(file) = crate::columnar::columnar_file(&shared, &opened) {
-                let keep: crate::columnar::KeyFilter =
-                    Arc::new(move |key_hash| mismatched[layout.bucket_of(key_hash) as usize]);
                 return crate::columnar::candidates(
                     &shared, &side, file, layout, partition, keep, &sender,
                 )
@@ -160,8 +238,18 @@ pub(crate) async fn client_partition(
     };
     let compared = spill_and_compare(shared, partition, |source, target| async move {
         tokio::try_join!(
-            joined(spill_side(plan.source.clone(), source_db, source)),
-            joined(spill_side(plan.target.clone(), target_db, target))
+            joined(spill_side(
+                plan.source.clone(),
+                source_db,
+                source_kept,
+                source
+            )),
+            joined(spill_side(
+                plan.target.clone(),
+                target_db,
+                target_kept,
+                target
+            ))
         )?;
         Ok(())
     })
@@ -169,4 +257,26 @@ pub(crate) async fn client_partition(
     stats.matched += compared.matched;
     tracing::debug!(partition, elapsed = ?started.elapsed(), "mismatching buckets compared");
     Ok(stats)
+}
+
+/// Which buckets mismatched, a bit each (small enough to stay in cache
+/// while every row's bucket is looked up).
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn from(flags: &[bool]) -> Bits {
+        let mut words = vec![0u64; flags.len().div_ceil(64)];
+        for (index, flag) in flags.iter().enumerate() {
+            if *flag {
+                words[index / 64] |= 1 << (index % 64);
+            }
+        }
+        Bits(words)
+    }
+
+    fn get(&self, index: usize) -> bool {
+        self.0
+            .get(index / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
 }

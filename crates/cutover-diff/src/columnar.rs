@@ -20,6 +20,7 @@ use crate::compare::Shared;
 use crate::digests::BucketDigests;
 use crate::engine::{Layout, PartitionStats};
 use crate::error::{Error, Result};
+use crate::kept::KeptRows;
 use crate::normalise::Normalise;
 use crate::plan::{Opened, SidePlan};
 use crate::spill::{SpillSender, spill_and_compare, spill_directory};
@@ -52,6 +53,7 @@ fn hashed_rows(
     file: &FileSource,
     layout: Layout,
     partition: i64,
+    kept: Option<Arc<KeptRows>>,
 ) -> Result<Hashed> {
     let plan = &shared.plan;
     let (key_len, hashed) = (plan.key_len, plan.key_len + plan.compared);
@@ -62,6 +64,8 @@ fn hashed_rows(
         let mut pairs = Vec::with_capacity(rows);
         let mut null_keys = 0;
         let mut buffer = Vec::with_capacity(256);
+        let kept = kept.as_ref().filter(|kept| kept.keeping());
+        let mut records = Vec::with_capacity(if kept.is_some() { rows * 128 } else { 0 });
         for row in 0..rows {
             if encoders[..key_len]
                 .iter()
@@ -80,9 +84,22 @@ fn hashed_rows(
                     key_hash = xxhash_rust::xxh3::xxh3_64(&buffer);
                 }
             }
-            if layout.partition_of(key_hash) == partition {
-                pairs.push((key_hash, xxhash_rust::xxh3::xxh3_64(&buffer)));
+            if layout.partition_of(key_hash) != partition {
+                continue;
             }
+            let row_hash = xxhash_rust::xxh3::xxh3_64(&buffer);
+            pairs.push((key_hash, row_hash));
+            if kept.is_some() {
+                for (column, encoder) in encoders.iter().enumerate().skip(hashed) {
+                    if !encoder.encode(row, &mut buffer) {
+                        return Err(Unreadable { row, column });
+                    }
+                }
+                crate::kept::record(&mut records, key_hash, row_hash, &buffer);
+            }
+        }
+        if let Some(kept) = kept {
+            kept.keep(pairs.len() as u64, &records);
         }
         Ok((pairs, null_keys))
     });
@@ -99,8 +116,9 @@ pub(crate) async fn digests(
     layout: Layout,
     partition: i64,
     rows_read: &AtomicU64,
+    kept: Option<Arc<KeptRows>>,
 ) -> Result<BucketDigests> {
-    let mut batches = hashed_rows(shared, side, file, layout, partition)?;
+    let mut batches = hashed_rows(shared, side, file, layout, partition, kept)?;
     let mut digests = BucketDigests::new(layout);
     while let Some(batch) = batches.next().await {
         let (pairs, null_keys) = batch.map_err(Error::File)?;
@@ -125,7 +143,7 @@ async fn spill_pairs(
     directory: PathBuf,
     rows_read: &AtomicU64,
 ) -> Result<(u64, u64)> {
-    let mut batches = hashed_rows(shared, side, file, layout, partition)?;
+    let mut batches = hashed_rows(shared, side, file, layout, partition, None)?;
     let (sender, receiver) = mpsc::channel::<Vec<(u64, u64)>>(4);
     let name = side.role;
     let writer =

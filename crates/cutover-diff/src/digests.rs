@@ -30,28 +30,32 @@ pub(crate) fn compare_digests(
         ..PartitionStats::default()
     };
     let mismatched = source
-        .counts
+        .cells
         .iter()
-        .zip(&target.counts)
-        .zip(source.digests.iter().zip(&target.digests))
-        .map(
-            |((source_count, target_count), (source_digest, target_digest))| {
-                let equal = source_count == target_count && source_digest == target_digest;
-                if equal {
-                    stats.matched += u64::from(*source_count);
-                }
-                !equal
-            },
-        )
+        .zip(&target.cells)
+        .map(|(source, target)| {
+            let equal = source == target;
+            if equal {
+                stats.matched += u64::from(source.count);
+            }
+            !equal
+        })
         .collect();
     (stats, mismatched)
+}
+
+/// A bucket's rows and the XOR of their [`mix`]es, side by side so that
+/// adding a row touches one cache line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cell {
+    pub digest: u64,
+    pub count: u32,
 }
 
 /// One side's bucket digests for a partition: rows per bucket, and the XOR of
 /// each row's [`mix`] of key hash and row hash.
 pub(crate) struct BucketDigests {
-    pub counts: Vec<u32>,
-    pub digests: Vec<u64>,
+    pub cells: Vec<Cell>,
     pub rows: u64,
     /// Rows skipped for a NULL in the key (files; databases filter them in SQL).
     pub null_keys: u64,
@@ -59,10 +63,8 @@ pub(crate) struct BucketDigests {
 
 impl BucketDigests {
     pub(crate) fn new(layout: Layout) -> BucketDigests {
-        let buckets = layout.buckets() as usize;
         BucketDigests {
-            counts: vec![0; buckets],
-            digests: vec![0; buckets],
+            cells: vec![Cell::default(); layout.buckets() as usize],
             rows: 0,
             null_keys: 0,
         }
@@ -75,9 +77,9 @@ impl BucketDigests {
         row_hash: u64,
         rows_read: &AtomicU64,
     ) {
-        let bucket = layout.bucket_of(key_hash) as usize;
-        self.counts[bucket] = self.counts[bucket].wrapping_add(1);
-        self.digests[bucket] ^= mix(key_hash, row_hash);
+        let cell = &mut self.cells[layout.bucket_of(key_hash) as usize];
+        cell.count = cell.count.wrapping_add(1);
+        cell.digest ^= mix(key_hash, row_hash);
         self.rows += 1;
         if self.rows % PROGRESS_EVERY == 0 {
             rows_read.fetch_add(PROGRESS_EVERY, Ordering::Relaxed);

@@ -32,6 +32,7 @@ mod engine;
 mod error;
 mod hybrid;
 mod json;
+mod kept;
 mod normalise;
 mod pairs;
 mod plan;
@@ -165,6 +166,10 @@ pub struct DiffOptions {
     /// Two files read by columns with more rows than this (the larger side)
     /// compare every row's hashes through disk instead of bucket digests.
     pub pairs_above_rows: u64,
+    /// Bytes of rows a first pass over files read by columns may keep on
+    /// disk for the second pass, both sides together (`None`: a quarter of
+    /// the memory available, so that they stay in the page cache; 0: none).
+    pub kept_bytes: Option<u64>,
 }
 
 impl Default for DiffOptions {
@@ -189,6 +194,7 @@ impl Default for DiffOptions {
             rows_per_bucket: 2,
             grouped_above_rows: 256 << 20,
             pairs_above_rows: 16 << 20,
+            kept_bytes: None,
         }
     }
 }

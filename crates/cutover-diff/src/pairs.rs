@@ -96,31 +96,48 @@ pub(crate) fn differing(directory: &Path) -> Result<(HashSet<u64>, u64)> {
     for part in 0..PARTS {
         let source = read_part(directory, "source", part)?;
         let target = read_part(directory, "target", part)?;
-        let (mut left, mut right) = (0, 0);
-        while left < source.len() || right < target.len() {
-            let key = match (source.get(left), target.get(right)) {
-                (Some(a), Some(b)) => a.0.min(b.0),
-                (Some(a), None) => a.0,
-                (None, Some(b)) => b.0,
-                (None, None) => break,
-            };
-            let left_end = left
-                + source[left..]
-                    .iter()
-                    .take_while(|pair| pair.0 == key)
-                    .count();
-            let right_end = right
-                + target[right..]
-                    .iter()
-                    .take_while(|pair| pair.0 == key)
-                    .count();
-            if left_end - left == 1 && right_end - right == 1 && source[left].1 == target[right].1 {
-                matched += 1;
-            } else {
-                differing.insert(key);
-            }
-            (left, right) = (left_end, right_end);
-        }
+        matched += merge(&source, &target, |pair| *pair, &mut differing);
     }
     Ok((differing, matched))
+}
+
+/// Merges two sides' rows sorted by (key hash, row hash), as `hashes`
+/// reads them: the key hashes that are not on both sides once with the
+/// same row hash go into `differing`; returns how many matched.
+pub(crate) fn merge<T>(
+    source: &[T],
+    target: &[T],
+    hashes: impl Fn(&T) -> (u64, u64),
+    differing: &mut HashSet<u64>,
+) -> u64 {
+    let mut matched = 0;
+    let (mut left, mut right) = (0, 0);
+    loop {
+        let key = match (source.get(left), target.get(right)) {
+            (Some(a), Some(b)) => hashes(a).0.min(hashes(b).0),
+            (Some(a), None) => hashes(a).0,
+            (None, Some(b)) => hashes(b).0,
+            (None, None) => break,
+        };
+        let left_end = left
+            + source[left..]
+                .iter()
+                .take_while(|row| hashes(row).0 == key)
+                .count();
+        let right_end = right
+            + target[right..]
+                .iter()
+                .take_while(|row| hashes(row).0 == key)
+                .count();
+        if left_end - left == 1
+            && right_end - right == 1
+            && hashes(&source[left]).1 == hashes(&target[right]).1
+        {
+            matched += 1;
+        } else {
+            differing.insert(key);
+        }
+        (left, right) = (left_end, right_end);
+    }
+    matched
 }

@@ -710,24 +710,30 @@ async fn a_directory_of_parquet_files_is_one_table() {
         }
         assert_eq!(report.summary.source_rows, rows.len() as u64);
     }
-    // Against the target's rows as one Parquet file: through bucket digests, and
-    // through every row's hashes on disk (as for tens of millions of rows).
+    // Against the target's rows as one Parquet file: through bucket digests
+    // with the rows kept on disk by the first pass (unlimited, none, and so
+    // few bytes that a side gives up keeping midway and reads its file
+    // again), and through every row's hashes on disk (as for tens of
+    // millions of rows).
     let parquet = directory.path().join("target.parquet");
     write_parquet(&parquet, types, &target_rows());
-    for pairs_above_rows in [u64::MAX, 0] {
+    for (pairs_above_rows, kept_bytes) in [
+        (u64::MAX, None),
+        (u64::MAX, Some(0)),
+        (u64::MAX, Some(400)),
+        (0, None),
+    ] {
         let options = DiffOptions {
             key: vec!["region".into(), "id".into()],
             read_threads: 2,
             pairs_above_rows,
+            kept_bytes,
             ..DiffOptions::default()
         };
+        let case = format!("{pairs_above_rows} {kept_bytes:?}");
         let (report, found) = diff(&source, &file_source(&parquet), &options).await;
-        assert_eq!(
-            found,
-            findings(&expected_by_default()),
-            "{pairs_above_rows}"
-        );
-        assert_eq!(report.summary.matched, 5, "{pairs_above_rows}");
+        assert_eq!(found, findings(&expected_by_default()), "{case}");
+        assert_eq!(report.summary.matched, 5, "{case}");
     }
 
     // A part with another schema is named, with the column.
