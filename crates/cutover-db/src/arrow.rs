@@ -4,7 +4,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Float64Type, Int64Type, Time64MicrosecondType,
+    Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Time64MicrosecondType,
     TimestampMicrosecondType,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -33,6 +33,7 @@ pub fn logical_type(data_type: &DataType) -> Option<LogicalType> {
         DataType::Timestamp(_, None) => LogicalType::Timestamp,
         DataType::Timestamp(_, Some(_)) => LogicalType::TimestampTz,
         DataType::Time32(_) | DataType::Time64(_) => LogicalType::Time,
+        DataType::Dictionary(_, value) => return logical_type(value),
         _ => return None,
     })
 }
@@ -64,6 +65,9 @@ pub fn read_as(data_type: &DataType) -> DataType {
         DataType::Date64 => DataType::Date32,
         DataType::Timestamp(_, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
         DataType::Time32(_) => DataType::Time64(TimeUnit::Microsecond),
+        DataType::Dictionary(_, value) => {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(read_as(value)))
+        }
         other => other.clone(),
     }
 }
@@ -108,6 +112,15 @@ pub fn cell(array: &ArrayRef, index: usize, wanted: Option<LogicalType>) -> Opti
         ),
         DataType::Time64(_) => {
             Value::Time(array.as_primitive::<Time64MicrosecondType>().value(index))
+        }
+        // Dictionary-encoded text, as the scan of a Parquet file reads it.
+        DataType::Dictionary(key, _) if **key == DataType::Int32 => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            let key = usize::try_from(dictionary.keys().value(index)).ok()?;
+            if key >= dictionary.values().len() {
+                return None;
+            }
+            return cell(dictionary.values(), key, wanted);
         }
         _ => return None,
     })

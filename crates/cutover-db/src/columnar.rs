@@ -5,12 +5,12 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Float64Type, Int64Type, Time64MicrosecondType,
+    Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Time64MicrosecondType,
     TimestampMicrosecondType,
 };
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array,
-    Int64Array, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+    Int32Array, Int64Array, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray,
 };
 use arrow_schema::DataType;
 
@@ -32,6 +32,9 @@ enum Kind<'a> {
     Float(&'a Float64Array),
     Decimal(&'a Decimal128Array, i8),
     Text(&'a StringArray),
+    /// Dictionary-encoded text (as Parquet stores repetitive text): each
+    /// row's key into the values.
+    TextDictionary(&'a Int32Array, &'a StringArray),
     Binary(&'a BinaryArray),
     Date(&'a Date32Array),
     Timestamp(&'a TimestampMicrosecondArray, u8),
@@ -62,6 +65,15 @@ impl<'a> CellEncoder<'a> {
             }
             DataType::Utf8 if matches!(wanted, None | Some(LogicalType::Text)) => {
                 Kind::Text(array.as_string::<i32>())
+            }
+            DataType::Dictionary(key, value)
+                if **key == DataType::Int32
+                    && **value == DataType::Utf8
+                    && matches!(wanted, None | Some(LogicalType::Text))
+                    && array.as_dictionary::<Int32Type>().values().null_count() == 0 =>
+            {
+                let dictionary = array.as_dictionary::<Int32Type>();
+                Kind::TextDictionary(dictionary.keys(), dictionary.values().as_string::<i32>())
             }
             DataType::Binary => Kind::Binary(array.as_binary::<i32>()),
             DataType::Date32 => Kind::Date(array.as_primitive::<Date32Type>()),
@@ -106,6 +118,13 @@ impl<'a> CellEncoder<'a> {
             Kind::Float(array) => canonical::encode_into(&Value::Float(array.value(index)), out),
             Kind::Decimal(array, scale) => decimal_into(array.value(index), *scale, out),
             Kind::Text(array) => with_length(out, tag::TEXT, array.value(index).as_bytes()),
+            Kind::TextDictionary(keys, values) => {
+                let key = keys.value(index) as usize;
+                if key >= values.len() {
+                    return false;
+                }
+                with_length(out, tag::TEXT, values.value(key).as_bytes());
+            }
             Kind::Binary(array) => with_length(out, tag::BYTES, array.value(index)),
             Kind::Date(array) => {
                 out.push(tag::DATE);
@@ -203,8 +222,10 @@ mod tests {
 
     use arrow_array::builder::{
         BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
-        Int64Builder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+        Int64Builder, StringBuilder, StringDictionaryBuilder, Time64MicrosecondBuilder,
+        TimestampMicrosecondBuilder,
     };
+    use arrow_array::types::Int8Type;
     use proptest::prelude::*;
 
     use super::*;
@@ -224,6 +245,18 @@ mod tests {
                 None => assert!(!read),
             }
         }
+    }
+
+    /// Each cell's columnar encoding (None when unreadable).
+    fn encoded(array: &ArrayRef, wanted: Option<LogicalType>) -> Vec<Option<Vec<u8>>> {
+        let array = crate::arrow::prepare(array).expect("prepare");
+        let encoder = CellEncoder::new(&array, wanted);
+        (0..array.len())
+            .map(|index| {
+                let mut bytes = Vec::new();
+                encoder.encode(index, &mut bytes).then_some(bytes)
+            })
+            .collect()
     }
 
     proptest! {
@@ -259,7 +292,21 @@ mod tests {
             let strings: ArrayRef = Arc::new(builder.finish());
             agrees(strings.clone(), Some(LogicalType::Text));
             // Text parsed into another type: through the value path, unreadable cells refused.
-            agrees(strings, Some(LogicalType::Integer));
+            agrees(strings.clone(), Some(LogicalType::Integer));
+            // Dictionary-encoded text (as Parquet scans read it, with keys of
+            // any width): the very bytes of the plain text.
+            let mut narrow = StringDictionaryBuilder::<Int8Type>::new();
+            let mut wide = StringDictionaryBuilder::<Int32Type>::new();
+            for text in &texts {
+                narrow.append_option(text.as_deref());
+                wide.append_option(text.as_deref());
+            }
+            let plain = encoded(&strings, Some(LogicalType::Text));
+            for dictionary in [Arc::new(narrow.finish()) as ArrayRef, Arc::new(wide.finish())] {
+                agrees(dictionary.clone(), Some(LogicalType::Text));
+                agrees(dictionary.clone(), Some(LogicalType::Integer));
+                prop_assert_eq!(&encoded(&dictionary, Some(LogicalType::Text)), &plain);
+            }
             let mut binary = BinaryBuilder::new();
             for text in &texts {
                 binary.append_option(text.as_ref().map(String::as_bytes));

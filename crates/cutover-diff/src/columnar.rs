@@ -65,7 +65,11 @@ fn hashed_rows(
         let mut null_keys = 0;
         let mut buffer = Vec::with_capacity(256);
         let kept = kept.as_ref().filter(|kept| kept.keeping());
-        let mut records = Vec::with_capacity(if kept.is_some() { rows * 128 } else { 0 });
+        let mut records = if kept.is_some() {
+            crate::kept::buffer()
+        } else {
+            Vec::new()
+        };
         for row in 0..rows {
             if encoders[..key_len]
                 .iter()
@@ -100,6 +104,7 @@ fn hashed_rows(
         }
         if let Some(kept) = kept {
             kept.keep(pairs.len() as u64, &records);
+            crate::kept::give_back(records);
         }
         Ok((pairs, null_keys))
     });

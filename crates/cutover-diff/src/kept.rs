@@ -221,7 +221,7 @@ pub(crate) fn second_pass(
         })
     });
     let (source, target) = (source?, target?);
-    let mut differing = std::collections::HashSet::new();
+    let mut differing = rustc_hash::FxHashSet::default();
     let matched = crate::pairs::merge(&source, &target, |row| (row.0, row.1), &mut differing);
     for ((side, rows), sender) in sides.iter().zip([source, target]).zip(senders) {
         let offsets = rows
@@ -241,6 +241,23 @@ fn parse_header(header: &[u8; HEADER]) -> (u64, u64, usize) {
         u64::from_le_bytes(bytes)
     };
     (word(0..8), word(8..16), word(16..20) as usize)
+}
+
+thread_local! {
+    /// A reading thread's records buffer, used batch after batch (a fresh
+    /// megabyte per batch would cost page faults each time).
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The calling thread's empty records buffer.
+pub(crate) fn buffer() -> Vec<u8> {
+    BUFFER.with(|buffer| std::mem::take(&mut *buffer.borrow_mut()))
+}
+
+/// Gives a records buffer back to the calling thread, emptied.
+pub(crate) fn give_back(mut records: Vec<u8>) {
+    records.clear();
+    BUFFER.with(|buffer| *buffer.borrow_mut() = records);
 }
 
 /// Appends a kept row's record to a batch's records: key hash, row hash,

@@ -7,10 +7,10 @@
 //! differences, never a bucket's worth of equal neighbours), and memory
 //! holds one part at a time.
 
-use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashSet;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -90,8 +90,8 @@ fn read_part(directory: &Path, side: &str, part: usize) -> Result<Vec<(u64, u64)
 
 /// The key hashes whose rows differ (on one side only, more than once on a
 /// side, or with another row hash), and how many source rows matched.
-pub(crate) fn differing(directory: &Path) -> Result<(HashSet<u64>, u64)> {
-    let mut differing = HashSet::new();
+pub(crate) fn differing(directory: &Path) -> Result<(FxHashSet<u64>, u64)> {
+    let mut differing = FxHashSet::default();
     let mut matched = 0u64;
     for part in 0..PARTS {
         let source = read_part(directory, "source", part)?;
@@ -108,7 +108,7 @@ pub(crate) fn merge<T>(
     source: &[T],
     target: &[T],
     hashes: impl Fn(&T) -> (u64, u64),
-    differing: &mut HashSet<u64>,
+    differing: &mut FxHashSet<u64>,
 ) -> u64 {
     let mut matched = 0;
     let (mut left, mut right) = (0, 0);

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
 use cutover_db::arrow::prepare;
 use cutover_db::{Column, LogicalType};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderBuilder, ArrowReaderMetadata, ParquetRecordBatchReader,
+    ArrowReaderBuilder, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, SpawnedReader};
@@ -242,6 +244,72 @@ fn placed(slots: &[Slot]) -> (Vec<usize>, Vec<Placed>) {
     (projection, placed)
 }
 
+/// A partition column's value for `rows` rows: a dictionary of one value
+/// (or NULL keys), so that no text is copied per row.
+fn constant(value: Option<&str>, rows: usize) -> std::result::Result<ArrayRef, ArrowError> {
+    let keys = match value {
+        Some(_) => Int32Array::from(vec![0; rows]),
+        None => Int32Array::new_null(rows),
+    };
+    let values = StringArray::from_iter_values(value);
+    Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+        keys,
+        Arc::new(values),
+    )?))
+}
+
+/// The file's reader metadata with the text columns that are
+/// dictionary-encoded in every row group read as Arrow dictionaries (each
+/// row a key into the row group's values, no text copied per row). A flat
+/// schema only; anything unexpected keeps the file's own.
+fn dictionary_hinted(metadata: &ArrowReaderMetadata, slots: &[Slot]) -> ArrowReaderMetadata {
+    let schema = metadata.schema();
+    let parquet = metadata.metadata();
+    if parquet.file_metadata().schema_descr().num_columns() != schema.fields().len() {
+        return metadata.clone();
+    }
+    let dictionary_everywhere = |index: usize| {
+        parquet
+            .row_groups()
+            .iter()
+            .all(|group| group.column(index).dictionary_page_offset().is_some())
+    };
+    let mut changed = false;
+    let fields: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let wanted = slots
+                .iter()
+                .any(|slot| matches!(slot, Slot::File(at) if *at == index));
+            let text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8);
+            if wanted && text && dictionary_everywhere(index) {
+                changed = true;
+                Arc::new(
+                    Field::new(
+                        field.name(),
+                        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                        field.is_nullable(),
+                    )
+                    .with_metadata(field.metadata().clone()),
+                )
+            } else {
+                field.clone()
+            }
+        })
+        .collect();
+    if !changed {
+        return metadata.clone();
+    }
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(
+        parquet.clone(),
+        ArrowReaderOptions::new().with_schema(hinted),
+    )
+    .unwrap_or_else(|_| metadata.clone())
+}
+
 /// A row group's batches, decoded on the calling thread: from a local
 /// file, or from an object store (its requests waited for on the IO runtime).
 enum Batches {
@@ -316,6 +384,7 @@ impl Part {
                 }
             })
             .collect::<Result<Vec<Slot>>>()?;
+        let metadata = dictionary_hinted(&metadata, &slots);
         let (projection, placed) = placed(&slots);
         let mut first_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
         let mut before = 0u64;
@@ -398,10 +467,8 @@ impl Part {
             .map(|placed| match placed {
                 Placed::Column(position) => prepare(batch.column(*position))
                     .map_err(|error| parquet_error(&self.name, error)),
-                Placed::Constant(value) => Ok(Arc::new(StringArray::from_iter(std::iter::repeat_n(
-                    value.as_deref(),
-                    batch.num_rows(),
-                ))) as ArrayRef),
+                Placed::Constant(value) => constant(value.as_deref(), batch.num_rows())
+                    .map_err(|error| parquet_error(&self.name, error)),
             })
             .collect()
     }
@@ -517,6 +584,17 @@ mod tests {
 
     use super::*;
 
+    /// A text column's values, however the scan hands them over (plain, or
+    /// as a dictionary where the file's column is dictionary-encoded).
+    fn texts(array: &ArrayRef) -> Vec<String> {
+        (0..array.len())
+            .map(|row| match cutover_db::arrow::cell(array, row, None) {
+                Some(cutover_db::Value::Text(text)) => text,
+                other => panic!("text expected, got {other:?}"),
+            })
+            .collect()
+    }
+
     /// 1,000 rows in row groups of 64: (id, text), the text `"bad"` at id 700.
     fn fixture(path: &Path) {
         let schema = Arc::new(Schema::new(vec![
@@ -595,11 +673,8 @@ mod tests {
 
         // The text column read as integers: row 700 cannot be, and the error says so.
         let map: BatchFn<()> = Arc::new(|arrays, _| {
-            let texts = arrays[1]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("texts");
-            match (0..texts.len()).find(|row| texts.value(*row).parse::<i64>().is_err()) {
+            let texts = texts(&arrays[1]);
+            match (0..texts.len()).find(|row| texts[*row].parse::<i64>().is_err()) {
                 Some(row) => Err(Unreadable { row, column: 1 }),
                 None => Ok(()),
             }
@@ -645,12 +720,9 @@ mod tests {
                 .as_any()
                 .downcast_ref::<Int64Array>()
                 .expect("ids");
-            let texts = arrays[1]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("texts");
+            let texts = texts(&arrays[1]);
             Ok((0..ids.len())
-                .map(|row| (ids.value(row), rows[row], texts.value(row).to_owned()))
+                .map(|row| (ids.value(row), rows[row], texts[row].clone()))
                 .collect())
         });
         let columns = [
