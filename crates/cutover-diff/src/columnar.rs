@@ -1,4 +1,4 @@
-//! File sides read by columns (Parquet): the client strategy's two passes
+//! File sides read by columns (Parquet, CSV): the client strategy's two passes
 //! over Arrow arrays instead of rows of values. Row groups are read on
 //! `--jobs` threads; each cell's canonical encoding comes straight from its
 //! array ([`cutover_db::columnar::CellEncoder`]), so the hashes are those
@@ -25,15 +25,12 @@ use crate::normalise::Normalise;
 use crate::plan::{Opened, SidePlan};
 use crate::spill::{SpillSender, spill_and_compare, spill_directory};
 
-/// The side's file when it is read by columns: a Parquet file, and no
-/// leniency to apply to values before hashing (leniencies work on values).
+/// The side's file when it is read by columns: a Parquet or CSV file or
+/// dataset, with no leniency to apply to values before hashing (leniencies
+/// work on values).
 pub(crate) fn columnar_file<'a>(shared: &Shared, opened: &'a Opened) -> Option<&'a FileSource> {
     match opened {
-        Opened::File(file)
-            if file.scannable() && shared.options.normalise == Normalise::default() =>
-        {
-            Some(file)
-        }
+        Opened::File(file) if shared.options.normalise == Normalise::default() => Some(file),
         _ => None,
     }
 }

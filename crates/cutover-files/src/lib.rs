@@ -34,7 +34,6 @@ use std::sync::Arc;
 use cutover_db::{Column, LogicalType, Row, RowStream};
 use dataset::{DataFile, Listing};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 pub use parquet_file::ParquetWriter;
@@ -42,10 +41,8 @@ pub use scan::{BatchFn, KeptFn, SelectFn, Unreadable};
 
 pub use store::redact;
 
-/// Rows per batch passed from the reading thread.
+/// Rows per batch a Parquet writer holds.
 const BATCH_ROWS: usize = 1_024;
-/// Batches in flight between the reading thread and the consumer.
-const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,57 +245,34 @@ impl FileSource {
     /// `logical_type` says how to read it: CSV text is parsed into it, Parquet
     /// values are converted when the file holds them as text.
     pub fn read(&self, columns: &[Column]) -> Result<RowStream> {
-        match self.format {
-            FileFormat::Csv => self.read_csv(columns),
-            FileFormat::Parquet => {
-                let wanted = columns.to_vec();
-                let map: BatchFn<Vec<Row>> = Arc::new(move |arrays, _| {
-                    cutover_db::arrow::arrays_rows(arrays, &wanted)
-                        .map_err(|(row, column)| Unreadable { row, column })
-                });
-                let batches = self.scan(columns, 1, map)?;
-                let rows = batches
-                    .map(|batch| match batch {
-                        Ok(rows) => {
-                            futures_util::stream::iter(rows.into_iter().map(Ok)).left_stream()
-                        }
-                        Err(error) => futures_util::stream::iter([Err(cutover_db::Error::Source(
-                            error.to_string(),
-                        ))])
-                        .right_stream(),
-                    })
-                    .flatten();
-                Ok(RowStream::new(columns.to_vec(), rows))
-            }
-        }
+        let wanted = columns.to_vec();
+        let map: BatchFn<Vec<Row>> = Arc::new(move |arrays, _| {
+            cutover_db::arrow::arrays_rows(arrays, &wanted)
+                .map_err(|(row, column)| Unreadable { row, column })
+        });
+        let batches = self.scan(columns, 1, map)?;
+        let rows = batches
+            .map(|batch| match batch {
+                Ok(rows) => futures_util::stream::iter(rows.into_iter().map(Ok)).left_stream(),
+                Err(error) => {
+                    futures_util::stream::iter([Err(cutover_db::Error::Source(error.to_string()))])
+                        .right_stream()
+                }
+            })
+            .flatten();
+        Ok(RowStream::new(columns.to_vec(), rows))
     }
 
-    fn read_csv(&self, columns: &[Column]) -> Result<RowStream> {
-        let (sender, receiver) = mpsc::channel::<Result<Vec<Row>>>(BATCHES_IN_FLIGHT);
-        // The files' own columns: every file's header (checked at open).
-        let names: Vec<String> = self
+    /// What the scans of this source's files need to know of them.
+    fn shape(&self) -> (Vec<String>, bool) {
+        // A CSV file's own columns: every file's header (checked at open).
+        let header = self
             .columns
             .iter()
             .filter(|column| !self.partitions.contains(&column.name))
             .map(|column| column.name.clone())
             .collect();
-        let readers = self
-            .files
-            .iter()
-            .map(|file| csv_file::reader(file, &names, columns, &self.partitions))
-            .collect::<Result<Vec<Reader>>>()?;
-        tokio::task::spawn_blocking(move || {
-            let sink = Sender { sender };
-            for reader in readers {
-                if let Err(error) = reader(&sink) {
-                    let _ = sink.sender.blocking_send(Err(error));
-                    return;
-                }
-            }
-        });
-        let rows = cutover_db::from_batches(receiver)
-            .map(|row| row.map_err(|error| cutover_db::Error::Source(error.to_string())));
-        Ok(RowStream::new(columns.to_vec(), rows))
+        (header, self.format == FileFormat::Csv)
     }
 
     /// The row count when the format records it (Parquet's footers).
@@ -317,25 +291,10 @@ impl FileSource {
         }
     }
 
-    fn require_scannable(&self) -> Result<()> {
-        if self.scannable() {
-            return Ok(());
-        }
-        Err(Error::Parquet {
-            path: self.label.clone(),
-            reason: "only Parquet files are read by columns".to_owned(),
-        })
-    }
-
-    /// Whether [`FileSource::scan`] can read this file (Parquet).
-    pub fn scannable(&self) -> bool {
-        self.format == FileFormat::Parquet
-    }
-
     /// Reads the named columns of every row as Arrow arrays, `jobs` row
     /// groups at a time on threads of their own, and streams what `map`
     /// makes of each batch (in no particular order; in file order when
-    /// `jobs` is 1). Parquet only ([`FileSource::scannable`]); memory holds
+    /// `jobs` is 1); memory holds
     /// a few batches per thread.
     pub fn scan<T: Send + 'static>(
         &self,
@@ -343,15 +302,13 @@ impl FileSource {
         jobs: usize,
         map: BatchFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
-        self.require_scannable()?;
-        scan::scan(
-            &self.files,
-            &self.partitions,
-            self.delta_version.is_some(),
-            columns,
-            jobs,
-            map,
-        )
+        let (header, csv) = self.shape();
+        let shape = scan::Shape {
+            partitions: &self.partitions,
+            evolving: self.delta_version.is_some(),
+            csv_header: csv.then_some(&header[..]),
+        };
+        scan::scan(&self.files, shape, columns, jobs, map)
     }
 
     /// Like [`FileSource::scan`], for a few rows: reads the first `key_len`
@@ -366,17 +323,13 @@ impl FileSource {
         select: SelectFn,
         map: KeptFn<T>,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<T>>> {
-        self.require_scannable()?;
-        scan::scan_selected(
-            &self.files,
-            &self.partitions,
-            self.delta_version.is_some(),
-            columns,
-            key_len,
-            jobs,
-            select,
-            map,
-        )
+        let (header, csv) = self.shape();
+        let shape = scan::Shape {
+            partitions: &self.partitions,
+            evolving: self.delta_version.is_some(),
+            csv_header: csv.then_some(&header[..]),
+        };
+        scan::scan_selected(&self.files, shape, columns, key_len, jobs, select, map)
     }
 }
 
@@ -438,21 +391,6 @@ fn parquet_columns(files: &[DataFile]) -> Result<Vec<Column>> {
         }
     }
     Ok(first)
-}
-
-/// The work of a reading thread: reads the file and sends its rows.
-pub(crate) type Reader = Box<dyn FnOnce(&Sender) -> Result<()> + Send>;
-
-/// Where a reading thread sends its batches.
-pub(crate) struct Sender {
-    sender: mpsc::Sender<Result<Vec<Row>>>,
-}
-
-impl Sender {
-    /// Sends a full batch; false when the consumer has gone (stop reading).
-    pub(crate) fn send(&self, batch: Vec<Row>) -> bool {
-        self.sender.blocking_send(Ok(batch)).is_ok()
-    }
 }
 
 fn column_index(path: &Path, names: &[String], wanted: &Column) -> Result<usize> {

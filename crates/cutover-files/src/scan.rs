@@ -26,13 +26,14 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use tokio::sync::mpsc;
 
 use crate::column_index;
+use crate::csv_file::CsvPart;
 use crate::dataset::{DataFile, Place};
 use crate::error::{Error, Result};
 use crate::parquet_file::{parquet_error, projected};
 use crate::store::{ObjectReader, io, scrub};
 
 /// Rows per batch handed to the caller's function.
-const SCAN_BATCH_ROWS: usize = 8_192;
+pub(crate) const SCAN_BATCH_ROWS: usize = 8_192;
 
 /// A cell the caller's function could not read: the row within the batch
 /// and the column's position among the wanted columns.
@@ -90,20 +91,17 @@ impl<T> Clone for Work<T> {
 
 pub(crate) fn scan<T: Send + 'static>(
     files: &[DataFile],
-    partitions: &[String],
-    evolving: bool,
+    shape: Shape<'_>,
     columns: &[Column],
     jobs: usize,
     map: BatchFn<T>,
 ) -> Result<BoxStream<'static, Result<T>>> {
-    start(files, (partitions, evolving), columns, jobs, Work::All(map))
+    start(files, shape, columns, jobs, Work::All(map))
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_selected<T: Send + 'static>(
     files: &[DataFile],
-    partitions: &[String],
-    evolving: bool,
+    shape: Shape<'_>,
     columns: &[Column],
     key_len: usize,
     jobs: usize,
@@ -112,7 +110,7 @@ pub(crate) fn scan_selected<T: Send + 'static>(
 ) -> Result<BoxStream<'static, Result<T>>> {
     start(
         files,
-        (partitions, evolving),
+        shape,
         columns,
         jobs,
         Work::Selected {
@@ -123,8 +121,16 @@ pub(crate) fn scan_selected<T: Send + 'static>(
     )
 }
 
-/// The partition columns of a scan's files, and whether a file may lack a column.
-type Shape<'a> = (&'a [String], bool);
+/// What a scan's files are like.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape<'a> {
+    /// The partition columns (from the files' directories).
+    pub partitions: &'a [String],
+    /// Whether a file may lack a column (a Delta table whose schema grew).
+    pub evolving: bool,
+    /// CSV files, with their header's names; Parquet otherwise.
+    pub csv_header: Option<&'a [String]>,
+}
 
 fn start<T: Send + 'static>(
     files: &[DataFile],
@@ -140,7 +146,7 @@ fn start<T: Send + 'static>(
     let units: Vec<(usize, usize)> = parts
         .iter()
         .enumerate()
-        .flat_map(|(part, file)| (0..file.first_rows.len()).map(move |group| (part, group)))
+        .flat_map(|(part, file)| (0..file.units()).map(move |group| (part, group)))
         .collect();
     let jobs = jobs.clamp(1, units.len().max(1));
     let scan = Arc::new(Scan {
@@ -207,7 +213,7 @@ fn open(path: &Path) -> Result<std::fs::File> {
 
 /// Where a wanted column comes from.
 #[derive(Clone)]
-enum Slot {
+pub(crate) enum Slot {
     /// The file's column at this index.
     File(usize),
     /// A partition column: one value for every row of the file.
@@ -216,7 +222,7 @@ enum Slot {
 
 /// A wanted column within a decoded batch.
 #[derive(Clone)]
-enum Placed {
+pub(crate) enum Placed {
     /// The batch's column at this position.
     Column(usize),
     Constant(Option<String>),
@@ -224,7 +230,7 @@ enum Placed {
 
 /// The file columns to decode for `slots` (sorted, each once), and where
 /// each slot is in the decoded batch.
-fn placed(slots: &[Slot]) -> (Vec<usize>, Vec<Placed>) {
+pub(crate) fn placed(slots: &[Slot]) -> (Vec<usize>, Vec<Placed>) {
     let indices: Vec<usize> = slots
         .iter()
         .filter_map(|slot| match slot {
@@ -335,8 +341,101 @@ impl Iterator for Batches {
     }
 }
 
-/// One file of a scan: its metadata, and where the wanted columns are.
-struct Part {
+/// One file of a scan.
+enum Part {
+    Parquet(ParquetPart),
+    Csv(CsvPart),
+}
+
+impl Part {
+    fn open(file: &DataFile, shape: Shape<'_>, columns: &[Column]) -> Result<Part> {
+        Ok(match shape.csv_header {
+            Some(names) => Part::Csv(CsvPart::open(file, names, shape, columns)?),
+            None => Part::Parquet(ParquetPart::open(file, shape, columns)?),
+        })
+    }
+
+    /// The units its rows are read in: row groups, or the whole CSV file.
+    fn units(&self) -> usize {
+        match self {
+            Part::Parquet(part) => part.first_rows.len(),
+            Part::Csv(_) => 1,
+        }
+    }
+
+    fn all<T>(
+        &self,
+        unit: usize,
+        map: &BatchFn<T>,
+        sender: &mpsc::Sender<Result<T>>,
+    ) -> Result<bool> {
+        match self {
+            Part::Parquet(part) => part.all(unit, map, sender),
+            Part::Csv(part) => part.all(map, sender),
+        }
+    }
+
+    fn selected<T>(
+        &self,
+        unit: usize,
+        key_len: usize,
+        select: &SelectFn,
+        map: &KeptFn<T>,
+        sender: &mpsc::Sender<Result<T>>,
+    ) -> Result<bool> {
+        match self {
+            Part::Parquet(part) => part.selected(unit, key_len, select, map, sender),
+            Part::Csv(part) => part.selected(key_len, select, map, sender),
+        }
+    }
+}
+
+/// Where each wanted column of a file comes from, the file's columns being
+/// `names`: a file column, or a constant (a partition's value, or NULL for
+/// a column an evolving table's older file lacks).
+pub(crate) fn slots(
+    file: &DataFile,
+    names: &[String],
+    shape: Shape<'_>,
+    columns: &[Column],
+) -> Result<Vec<Slot>> {
+    let name = PathBuf::from(&file.name);
+    columns
+        .iter()
+        .map(|column| {
+            match shape
+                .partitions
+                .iter()
+                .position(|partition| partition == &column.name)
+            {
+                Some(at) => Ok(Slot::Constant(file.partition.get(at).cloned().flatten())),
+                None => match column_index(&name, names, column) {
+                    Ok(index) => Ok(Slot::File(index)),
+                    // A column the table gained after this file was written: NULL here.
+                    Err(_) if shape.evolving => Ok(Slot::Constant(None)),
+                    Err(error) => Err(error),
+                },
+            }
+        })
+        .collect()
+}
+
+/// A batch's arrays for `placed` wanted columns, prepared.
+pub(crate) fn arrays(
+    batch: &RecordBatch,
+    placed: &[Placed],
+) -> std::result::Result<Vec<ArrayRef>, ArrowError> {
+    placed
+        .iter()
+        .map(|placed| match placed {
+            Placed::Column(position) => prepare(batch.column(*position)),
+            Placed::Constant(value) => constant(value.as_deref(), batch.num_rows()),
+        })
+        .collect()
+}
+
+/// One Parquet file of a scan: its metadata, and where the wanted columns are.
+struct ParquetPart {
     file: DataFile,
     name: PathBuf,
     columns: Vec<Column>,
@@ -350,12 +449,8 @@ struct Part {
     first_rows: Vec<u64>,
 }
 
-impl Part {
-    fn open(
-        file: &DataFile,
-        (partitions, evolving): Shape<'_>,
-        columns: &[Column],
-    ) -> Result<Part> {
+impl ParquetPart {
+    fn open(file: &DataFile, shape: Shape<'_>, columns: &[Column]) -> Result<ParquetPart> {
         let name = PathBuf::from(&file.name);
         let metadata = file
             .metadata
@@ -367,23 +462,7 @@ impl Part {
             .iter()
             .map(|field| field.name().clone())
             .collect();
-        let slots = columns
-            .iter()
-            .map(|column| {
-                match partitions
-                    .iter()
-                    .position(|partition| partition == &column.name)
-                {
-                    Some(at) => Ok(Slot::Constant(file.partition.get(at).cloned().flatten())),
-                    None => match column_index(&name, &names, column) {
-                        Ok(index) => Ok(Slot::File(index)),
-                        // A column the table gained after this file was written: NULL here.
-                        Err(_) if evolving => Ok(Slot::Constant(None)),
-                        Err(error) => Err(error),
-                    },
-                }
-            })
-            .collect::<Result<Vec<Slot>>>()?;
+        let slots = slots(file, &names, shape, columns)?;
         let metadata = dictionary_hinted(&metadata, &slots);
         let (projection, placed) = placed(&slots);
         let mut first_rows = Vec::with_capacity(metadata.metadata().num_row_groups());
@@ -392,7 +471,7 @@ impl Part {
             first_rows.push(before);
             before += u64::try_from(group.num_rows()).unwrap_or_default();
         }
-        Ok(Part {
+        Ok(ParquetPart {
             file: file.clone(),
             name,
             columns: columns.to_vec(),
@@ -462,15 +541,7 @@ impl Part {
 
     /// A batch's arrays for `placed` wanted columns, prepared.
     fn arrays(&self, batch: &RecordBatch, placed: &[Placed]) -> Result<Vec<ArrayRef>> {
-        placed
-            .iter()
-            .map(|placed| match placed {
-                Placed::Column(position) => prepare(batch.column(*position))
-                    .map_err(|error| parquet_error(&self.name, error)),
-                Placed::Constant(value) => constant(value.as_deref(), batch.num_rows())
-                    .map_err(|error| parquet_error(&self.name, error)),
-            })
-            .collect()
+        arrays(batch, placed).map_err(|error| parquet_error(&self.name, error))
     }
 
     fn unreadable(&self, unreadable: Unreadable, row: u64) -> Error {
