@@ -203,9 +203,10 @@ pub(crate) async fn both_files(
             rows_read
         )
     )?;
+    tracing::debug!(partition, elapsed = ?started.elapsed(), "row hashes written");
     let (differing, matched) = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || crate::pairs::differing(&path))
+        let (path, threads) = (path.clone(), threads(shared));
+        tokio::task::spawn_blocking(move || crate::pairs::differing(&path, threads))
             .await
             .map_err(|error| Error::Internal(format!("pair merge: {error}")))??
     };

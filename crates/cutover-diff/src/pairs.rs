@@ -1,14 +1,16 @@
 //! Row hashes compared row by row through disk, for two sides that can be
 //! read again by key hash (files read by columns): the first pass writes each
 //! row's (key hash, row hash) to one of [`PARTS`] files per side by its key
-//! hash; then each pair of part files is sorted and merged, and only the key
-//! hashes that are not on both sides once with the same row hash are kept.
+//! hash; then each pair of part files is sorted and merged (on `--jobs`
+//! threads), and only the key hashes that are not on both sides once with
+//! the same row hash are kept.
 //! The second pass reads exactly those rows (whatever the rate of
 //! differences, never a bucket's worth of equal neighbours), and memory
-//! holds one part at a time.
+//! holds one pair of parts per thread.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustc_hash::FxHashSet;
 use tokio::sync::mpsc;
@@ -70,33 +72,60 @@ pub(crate) fn write(
 
 fn read_part(directory: &Path, side: &str, part: usize) -> Result<Vec<(u64, u64)>> {
     let path = part_path(directory, side, part);
-    let file = std::fs::File::open(&path).map_err(io(&path))?;
-    let length = file.metadata().map_err(io(&path))?.len() as usize;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut pairs = Vec::with_capacity(length / 16);
-    let mut bytes = [0u8; 16];
-    for _ in 0..length / 16 {
-        reader.read_exact(&mut bytes).map_err(io(&path))?;
-        let mut key = [0u8; 8];
-        let mut row = [0u8; 8];
-        key.copy_from_slice(&bytes[..8]);
-        row.copy_from_slice(&bytes[8..]);
-        pairs.push((u64::from_le_bytes(key), u64::from_le_bytes(row)));
-    }
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
     std::fs::remove_file(&path).map_err(io(&path))?;
-    pairs.sort_unstable();
-    Ok(pairs)
+    let word = |bytes: &[u8]| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        u64::from_le_bytes(word)
+    };
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|pair| (word(&pair[..8]), word(&pair[8..])))
+        .collect())
 }
 
 /// The key hashes whose rows differ (on one side only, more than once on a
-/// side, or with another row hash), and how many source rows matched.
-pub(crate) fn differing(directory: &Path) -> Result<(FxHashSet<u64>, u64)> {
+/// side, or with another row hash), and how many source rows matched. Each
+/// pair of parts is sorted and merged, one pair per thread at a time, on
+/// `threads` threads.
+pub(crate) fn differing(directory: &Path, threads: usize) -> Result<(FxHashSet<u64>, u64)> {
+    let next = AtomicUsize::new(0);
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, PARTS))
+            .map(|_| {
+                scope.spawn(|| -> Result<(FxHashSet<u64>, u64)> {
+                    let mut differing = FxHashSet::default();
+                    let mut matched = 0;
+                    loop {
+                        let part = next.fetch_add(1, Ordering::Relaxed);
+                        if part >= PARTS {
+                            return Ok((differing, matched));
+                        }
+                        let mut source = read_part(directory, "source", part)?;
+                        let mut target = read_part(directory, "target", part)?;
+                        source.sort_unstable();
+                        target.sort_unstable();
+                        matched += merge(&source, &target, |pair| *pair, &mut differing);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker.join().unwrap_or_else(|_| {
+                    Err(Error::Internal("pair merge: a thread panicked".into()))
+                })
+            })
+            .collect::<Vec<_>>()
+    });
     let mut differing = FxHashSet::default();
-    let mut matched = 0u64;
-    for part in 0..PARTS {
-        let source = read_part(directory, "source", part)?;
-        let target = read_part(directory, "target", part)?;
-        matched += merge(&source, &target, |pair| *pair, &mut differing);
+    let mut matched = 0;
+    for result in results {
+        let (part, part_matched) = result?;
+        differing.extend(part);
+        matched += part_matched;
     }
     Ok((differing, matched))
 }
