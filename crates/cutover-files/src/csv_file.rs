@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::dataset::{DataFile, Place};
 use crate::error::{Error, Result};
-use crate::scan::{self, BatchFn, KeptFn, Placed, SelectFn, Shape, Unreadable};
+use crate::scan::{self, BatchFn, KeptFn, Placed, SelectFn, Shape, Unreadable, deliver};
 use crate::store::ObjectRead;
 
 /// The file's bytes, from disk or streamed from its store (on a thread
@@ -152,8 +152,7 @@ impl CsvPart {
             let (arrays, rows) = self.arrays(batch)?;
             let made = map(&arrays, before)
                 .map_err(|unreadable| self.unreadable(unreadable, before + unreadable.row as u64));
-            let failed = made.is_err();
-            if sender.blocking_send(made).is_err() || failed {
+            if !deliver(sender, made) {
                 return Ok(false);
             }
             before += rows as u64;
@@ -201,8 +200,7 @@ impl CsvPart {
                     kept_rows.get(unreadable.row).copied().unwrap_or_default(),
                 )
             });
-            let failed = made.is_err();
-            if sender.blocking_send(made).is_err() || failed {
+            if !deliver(sender, made) {
                 return Ok(false);
             }
         }

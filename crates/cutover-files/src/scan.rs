@@ -45,6 +45,13 @@ pub struct Unreadable {
     pub column: usize,
 }
 
+/// Sends what the caller's function made of a batch; false when it failed
+/// or the consumer has gone (stop reading).
+pub(crate) fn deliver<T>(sender: &mpsc::Sender<Result<T>>, made: Result<T>) -> bool {
+    let failed = made.is_err();
+    sender.blocking_send(made).is_ok() && !failed
+}
+
 /// What a scan does with each batch: its arrays in the wanted columns'
 /// order, and how many rows of the file came before it.
 pub type BatchFn<T> =
@@ -570,8 +577,7 @@ impl ParquetPart {
             let arrays = self.arrays(&batch, &self.placed)?;
             let made = map(&arrays, before)
                 .map_err(|unreadable| self.unreadable(unreadable, before + unreadable.row as u64));
-            let failed = made.is_err();
-            if sender.blocking_send(made).is_err() || failed {
+            if !deliver(sender, made) {
                 return Ok(false);
             }
             before += batch.num_rows() as u64;
@@ -633,8 +639,7 @@ impl ParquetPart {
                     rows.get(unreadable.row).copied().unwrap_or_default(),
                 )
             });
-            let failed = made.is_err();
-            if sender.blocking_send(made).is_err() || failed {
+            if !deliver(sender, made) {
                 return Ok(false);
             }
             done += batch.num_rows();
