@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use cutover_db::{ConnectOptions, Value, canonical};
+use cutover_files::FileSource;
 
 use crate::compare::Shared;
 use crate::digests::{BucketDigests, compare_digests};
@@ -60,15 +61,19 @@ pub(crate) async fn client_partition(
     }
     // A file read by columns keeps its rows on disk in the first pass where
     // they fit the page cache, for the second pass to read back.
-    let directory = crate::spill::spill_directory()?;
     let budget = shared
         .options
         .kept_bytes
         .unwrap_or_else(crate::kept::keep_budget)
         / 2;
-    let kept = |side: &SidePlan, opened: &Opened| -> Result<Option<Arc<KeptRows>>> {
-        let Some(file) = crate::columnar::columnar_file(shared, opened).filter(|_| budget > 0)
-        else {
+    let source_file = crate::columnar::columnar_file(shared, &source_db).filter(|_| budget > 0);
+    let target_file = crate::columnar::columnar_file(shared, &target_db).filter(|_| budget > 0);
+    let directory = match source_file.or(target_file) {
+        Some(_) => Some(crate::spill::spill_directory()?),
+        None => None,
+    };
+    let kept = |side: &SidePlan, file: Option<&FileSource>| -> Result<Option<Arc<KeptRows>>> {
+        let (Some(file), Some(directory)) = (file, &directory) else {
             return Ok(None);
         };
         let rows = file.row_count().unwrap_or_default();
@@ -79,8 +84,8 @@ pub(crate) async fn client_partition(
             budget,
         )?)))
     };
-    let source_kept = kept(&plan.source, &source_db)?;
-    let target_kept = kept(&plan.target, &target_db)?;
+    let source_kept = kept(&plan.source, source_file)?;
+    let target_kept = kept(&plan.target, target_file)?;
     let source_db = Arc::new(source_db);
     let target_db = Arc::new(target_db);
     let key_len = plan.key_len;
@@ -143,22 +148,23 @@ pub(crate) async fn client_partition(
     if !mismatched.iter().any(|mismatch| *mismatch) {
         return Ok(stats);
     }
-    let bits = Arc::new(Bits::from(&mismatched));
+    let keep: crate::columnar::KeyFilter = {
+        let bits = Bits::from(&mismatched);
+        Arc::new(move |key_hash| bits.get(layout.bucket_of(key_hash) as usize))
+    };
     if let (Some(source_kept), Some(target_kept)) = (
         source_kept.clone().filter(|kept| kept.complete()),
         target_kept.clone().filter(|kept| kept.complete()),
     ) {
         let more_matched = Arc::new(AtomicU64::new(0));
         let compared = spill_and_compare(shared, partition, |source, target| {
-            let more_matched = more_matched.clone();
-            let bits = bits.clone();
+            let (more_matched, keep) = (more_matched.clone(), keep.clone());
             async move {
-                let keep = move |key_hash| bits.get(layout.bucket_of(key_hash) as usize);
                 let matched = tokio::task::spawn_blocking(move || {
                     crate::kept::second_pass(
                         [&source_kept, &target_kept],
                         layout,
-                        &keep,
+                        keep.as_ref(),
                         [&source, &target],
                     )
                 })
@@ -173,17 +179,12 @@ pub(crate) async fn client_partition(
         tracing::debug!(partition, elapsed = ?started.elapsed(), "mismatching buckets compared");
         return Ok(stats);
     }
-    let mismatched = Arc::new(mismatched);
     let spill_side = |side: SidePlan,
                       opened: Arc<Opened>,
                       kept: Option<Arc<KeptRows>>,
                       sender: SpillSender| {
-        let shared = shared.clone();
-        let mismatched = mismatched.clone();
-        let bits = bits.clone();
+        let (shared, keep) = (shared.clone(), keep.clone());
         tokio::spawn(async move {
-            let keep: crate::columnar::KeyFilter =
-                Arc::new(move |key_hash| bits.get(layout.bucket_of(key_hash) as usize));
             if let Some(kept) = kept.filter(|kept| kept.complete()) {
                 return tokio::task::spawn_blocking(move || {
                     let offsets = kept
@@ -214,10 +215,10 @@ pub(crate) async fn client_partition(
                 if layout.partition_of(key_hash) != partition {
                     continue;
                 }
-                let bucket = layout.bucket_of(key_hash);
-                if !mismatched[bucket as usize] {
+                if !keep(key_hash) {
                     continue;
                 }
+                let bucket = layout.bucket_of(key_hash);
                 let mut encoded = Vec::with_capacity(128);
                 canonical::encode_row_into(&row, &mut encoded);
                 batch.push((bucket, encoded));

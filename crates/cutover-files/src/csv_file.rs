@@ -234,17 +234,8 @@ impl CsvPart {
     /// A field of the 0-based `record` that cannot be read as its type,
     /// named by the record's line.
     fn unreadable(&self, unreadable: Unreadable, record: u64) -> Error {
-        let column = &self.columns[unreadable.column];
         let line = line_of(&self.file, record).unwrap_or(record + 2);
-        Error::Field {
-            path: self.file.name.clone(),
-            line,
-            column: column.name.clone(),
-            expected: column
-                .logical_type
-                .map_or("supported value", LogicalType::name)
-                .to_owned(),
-        }
+        scan::field_error(&self.file, &self.columns[unreadable.column], line)
     }
 }
 

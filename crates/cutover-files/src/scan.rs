@@ -45,6 +45,20 @@ pub struct Unreadable {
     pub column: usize,
 }
 
+/// A cell of `file` that cannot be read as its column's type, named by
+/// the 1-based row (or line) it is on.
+pub(crate) fn field_error(file: &DataFile, column: &Column, line: u64) -> Error {
+    Error::Field {
+        path: file.name.clone(),
+        line,
+        column: column.name.clone(),
+        expected: column
+            .logical_type
+            .map_or("supported value", LogicalType::name)
+            .to_owned(),
+    }
+}
+
 /// Sends what the caller's function made of a batch; false when it failed
 /// or the consumer has gone (stop reading).
 pub(crate) fn deliver<T>(sender: &mpsc::Sender<Result<T>>, made: Result<T>) -> bool {
@@ -552,16 +566,7 @@ impl ParquetPart {
     }
 
     fn unreadable(&self, unreadable: Unreadable, row: u64) -> Error {
-        let column = &self.columns[unreadable.column];
-        Error::Field {
-            path: self.file.name.clone(),
-            line: row + 1,
-            column: column.name.clone(),
-            expected: column
-                .logical_type
-                .map_or("supported value", LogicalType::name)
-                .to_owned(),
-        }
+        field_error(&self.file, &self.columns[unreadable.column], row + 1)
     }
 
     /// Every row of a row group; false when the consumer has gone or failed.
