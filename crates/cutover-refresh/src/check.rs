@@ -64,6 +64,19 @@ pub enum Problem {
         /// The referenced column's rule.
         rule: String,
     },
+    /// A rule that can make two rows of a unique key equal.
+    UniqueClash {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The rule.
+        rule: String,
+        /// The key's columns.
+        key: Vec<String>,
+        /// Why the rule cannot keep it unique.
+        reason: String,
+    },
     /// Rules need the masking secret and it is not set.
     MissingSecret {
         /// The environment variable.
@@ -113,6 +126,17 @@ impl fmt::Display for Problem {
             } => write!(
                 formatter,
                 "table {table}: column {column} references {referenced}, whose rule is {rule}: give {column} the same rule so the reference still matches"
+            ),
+            Problem::UniqueClash {
+                table,
+                column,
+                rule,
+                key,
+                reason,
+            } => write!(
+                formatter,
+                "table {table}: column {column} is in the unique key ({}) and its rule {rule} cannot keep it unique: {reason}; use hash, keep, or a fake kind with a unique form",
+                key.join(", ")
             ),
             Problem::MissingSecret { variable } => write!(
                 formatter,
@@ -218,6 +242,18 @@ pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Prob
                             reason,
                         });
                     }
+                    if matches!(rule, Rule::Fake(crate::policy::FakeKind::HealthCard))
+                        && !policy.locale.has_health_cards()
+                    {
+                        problems.push(Problem::RuleMismatch {
+                            table: table_key(table),
+                            column: column.name.clone(),
+                            reason: format!(
+                                "fake:health-card has no shape in locale {} (set locale = \"en-CA\" or \"fr-CA\", or use hash)",
+                                policy.locale.name()
+                            ),
+                        });
+                    }
                     if let Some(problem) =
                         rule_details(rule, table, &column.name, column.logical_type)
                     {
@@ -234,6 +270,7 @@ pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Prob
                 });
             }
         }
+        problems.extend(unique_problems(table, table_policy));
         problems.extend(foreign_key_problems(policy, schema, table, table_policy));
     }
     for name in policy.tables.keys() {
@@ -287,6 +324,36 @@ fn rule_details(
             .then(|| mismatch(format!("shift-date by {by}: the table has no column {by}"))),
         _ => None,
     }
+}
+
+/// Every column of a unique key must keep distinct values distinct: a key
+/// broken by masking would fail the load, hours in, instead of here.
+fn unique_problems(table: &Table, table_policy: &crate::policy::TablePolicy) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut named = BTreeSet::new();
+    for key in crate::unique::unique_keys(table) {
+        for column in &key {
+            let Some(rule) = table_policy.columns.get(column) else {
+                continue;
+            };
+            if let Some(reason) = crate::unique::clashes(rule)
+                && named.insert(column.clone())
+            {
+                let rule = match rule {
+                    Rule::Fake(kind) => format!("fake:{}", kind.name()),
+                    other => other.name().to_owned(),
+                };
+                problems.push(Problem::UniqueClash {
+                    table: table_key(table),
+                    column: column.clone(),
+                    rule,
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    problems
 }
 
 /// A referencing column must be masked like the column it references, or

@@ -101,7 +101,14 @@ fn guess(column: &Column, is_key: bool, is_reference: bool) -> Option<Guess> {
     if text {
         if joined_has(
             &words,
-            &["first_name", "given_name", "forename", "firstname"],
+            &[
+                "first_name",
+                "given_name",
+                "forename",
+                "firstname",
+                "prenom",
+                "prénom",
+            ],
         ) {
             return Some(Guess {
                 rule: "\"fake:first-name\"".into(),
@@ -116,6 +123,8 @@ fn guess(column: &Column, is_key: bool, is_reference: bool) -> Option<Guess> {
                 "surname",
                 "lastname",
                 "maiden_name",
+                "nom_famille",
+                "nom_de_famille",
             ],
         ) {
             return Some(Guess {
@@ -139,25 +148,39 @@ fn guess(column: &Column, is_key: bool, is_reference: bool) -> Option<Guess> {
                 reason: "an account name, which may identify a person",
             });
         }
-        if has(&words, &["email", "mail"]) {
+        if has(&words, &["email", "mail", "courriel"]) {
             return Some(Guess {
                 rule: "\"fake:email\"".into(),
                 reason: "contact details",
             });
         }
-        if has(&words, &["phone", "mobile", "telephone", "fax", "cell"]) {
+        if has(
+            &words,
+            &[
+                "phone",
+                "mobile",
+                "telephone",
+                "téléphone",
+                "fax",
+                "cell",
+                "cellulaire",
+            ],
+        ) {
             return Some(Guess {
                 rule: "\"fake:phone\"".into(),
                 reason: "contact details",
             });
         }
-        if has(&words, &["address", "street", "addr"]) {
+        if has(&words, &["address", "street", "addr", "adresse", "rue"]) {
             return Some(Guess {
                 rule: "\"fake:address\"".into(),
                 reason: "an address",
             });
         }
-        if has(&words, &["city", "town"]) {
+        if has(
+            &words,
+            &["city", "town", "ville", "municipalite", "municipalité"],
+        ) {
             return Some(Guess {
                 rule: "\"fake:city\"".into(),
                 reason: "part of an address",
@@ -267,11 +290,11 @@ pub fn initial_policy(schema: &Schema, source: &str, written_on: &str) -> String
     );
     let _ = writeln!(
         text,
-        "# full-name, email, phone, address, city, postal-code, date), {{ rule = \"fixed\", value = \"...\" }},"
+        "# full-name, email, phone, address, city, province, postal-code, health-card, date),"
     );
     let _ = writeln!(
         text,
-        "# {{ rule = \"regex\", pattern = \"...\", replacement = \"...\" }}, {{ rule = \"shift-date\", by = \"patient_id\" }}."
+        "# {{ rule = \"fixed\", value = \"...\" }}, {{ rule = \"regex\", pattern = \"...\", replacement = \"...\" }},\n# {{ rule = \"shift-date\", by = \"patient_id\" }}. On a unique key, fakes carry a unique tag."
     );
     text.push('\n');
     let _ = writeln!(
@@ -279,6 +302,12 @@ pub fn initial_policy(schema: &Schema, source: &str, written_on: &str) -> String
         "# The masking secret comes from this environment variable, never from this file."
     );
     let _ = writeln!(text, "secret_env = \"CUTOVER_MASK_SECRET\"");
+    let (locale, why) = guess_locale(schema);
+    let _ = writeln!(
+        text,
+        "# The locale fakes look like: en-CA, fr-CA, en-US (or nl-NL)."
+    );
+    let _ = writeln!(text, "locale = \"{}\"  # guess: {why}", locale.name());
     let _ = writeln!(
         text,
         "# Host patterns of production: the target may not match one, nor point at one afterwards."
@@ -306,6 +335,44 @@ pub fn initial_policy(schema: &Schema, source: &str, written_on: &str) -> String
             );
             if let Some(guess) = guessed {
                 rules.insert((table_key(table), column.name.clone()), guess);
+            }
+        }
+        // A column of a unique key gets a rule that keeps it unique.
+        for column in crate::unique::unique_keys(table).into_iter().flatten() {
+            let entry = (table_key(table), column.clone());
+            let clashes = rules.get(&entry).is_some_and(|guess| {
+                crate::policy::Policy::parse(&format!(
+                    "[tables.t]\naction = \"copy\"\n[tables.t.columns]\nc = {}",
+                    guess.rule
+                ))
+                .ok()
+                .and_then(|policy| policy.tables["t"].columns.get("c").cloned())
+                .is_none_or(|rule| crate::unique::clashes(&rule).is_some())
+            });
+            if clashes {
+                let hashable = table
+                    .column(&column)
+                    .and_then(|column| column.logical_type)
+                    .is_some_and(|logical| {
+                        matches!(
+                            logical,
+                            LogicalType::Text
+                                | LogicalType::Integer
+                                | LogicalType::Uuid
+                                | LogicalType::Bytes
+                        )
+                    });
+                if hashable {
+                    rules.insert(
+                        entry,
+                        Guess {
+                            rule: "\"hash\"".into(),
+                            reason: "personal data in a unique key (keyed hash keeps it unique)",
+                        },
+                    );
+                } else {
+                    rules.remove(&entry);
+                }
             }
         }
     }
@@ -343,6 +410,49 @@ pub fn initial_policy(schema: &Schema, source: &str, written_on: &str) -> String
         write_table(&mut text, table, &rules);
     }
     text
+}
+
+/// The locale the schema's column names suggest, and why.
+fn guess_locale(schema: &Schema) -> (crate::fakes::Locale, &'static str) {
+    use crate::fakes::Locale;
+    let names: Vec<Vec<String>> = schema
+        .tables
+        .iter()
+        .flat_map(|table| table.columns.iter().map(|column| words(&column.name)))
+        .collect();
+    let any = |markers: &[&str]| {
+        names
+            .iter()
+            .any(|words| has(words, markers) || joined_has(words, markers))
+    };
+    if any(&[
+        "courriel",
+        "prenom",
+        "prénom",
+        "adresse",
+        "ville",
+        "naissance",
+        "ramq",
+        "nom_famille",
+        "code_postal",
+        "téléphone",
+    ]) {
+        (Locale::FrCa, "column names in French")
+    } else if any(&["zip", "zipcode", "ssn", "zip_code", "state"]) {
+        (Locale::EnUs, "ZIP codes, states or social security numbers")
+    } else if any(&[
+        "province",
+        "ohip",
+        "hcn",
+        "phn",
+        "health_card",
+        "postal_code",
+        "sin",
+    ]) {
+        (Locale::EnCa, "provinces, postal codes or health cards")
+    } else {
+        (Locale::EnCa, "nothing in the column names said otherwise")
+    }
 }
 
 fn toml_key(name: &str) -> String {

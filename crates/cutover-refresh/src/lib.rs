@@ -18,6 +18,7 @@
 
 mod check;
 mod error;
+mod fakes;
 mod fingerprint;
 mod init;
 mod mask;
@@ -29,10 +30,12 @@ mod sqlite_refresh;
 mod subset;
 mod targets;
 mod transform;
+mod unique;
 mod verify;
 
 pub use check::{Problem, check, check_filters, table_key};
 pub use error::{Error, Result};
+pub use fakes::Locale;
 pub use fingerprint::{Fingerprint, Preserved};
 pub use init::initial_policy;
 pub use mask::{MaskError, Masker};

@@ -11,6 +11,7 @@ use cutover_db::{LogicalType, Value, canonical};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::fakes::{Locale, Uniqueness};
 use crate::policy::{FakeKind, Rule};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -18,58 +19,12 @@ type HmacSha256 = Hmac<Sha256>;
 /// Rounds of the Feistel permutation for integers.
 const FEISTEL_ROUNDS: u8 = 8;
 
-const FIRST_NAMES: &[&str] = &[
-    "Ada", "Bram", "Chioma", "Daan", "Elif", "Femke", "Goran", "Hana", "Ivo", "Joost", "Kaja",
-    "Lars", "Mila", "Noor", "Omar", "Pia", "Quinten", "Rosa", "Sem", "Tess", "Umut", "Vera",
-    "Wout", "Xena", "Yara", "Zeno",
-];
-const LAST_NAMES: &[&str] = &[
-    "Jansen",
-    "de Vries",
-    "Bakker",
-    "Visser",
-    "Smit",
-    "Meijer",
-    "Mulder",
-    "de Boer",
-    "Bos",
-    "Vos",
-    "Peters",
-    "Hendriks",
-    "Dekker",
-    "Brouwer",
-    "Kok",
-    "Jacobs",
-    "Vermeulen",
-    "van Dijk",
-    "Hoekstra",
-    "Koster",
-];
-const STREETS: &[&str] = &[
-    "Lindenlaan",
-    "Kerkstraat",
-    "Molenweg",
-    "Stationsplein",
-    "Dorpsstraat",
-    "Beukenlaan",
-    "Havenkade",
-    "Schoolstraat",
-];
-const CITIES: &[&str] = &[
-    "Testdorp",
-    "Voorbeeldstad",
-    "Proefwijk",
-    "Oefenburg",
-    "Demohaven",
-    "Monsterveld",
-    "Staalstad",
-    "Nepmonde",
-];
-
 /// Applies column rules with one secret.
 pub struct Masker {
     /// HMAC-SHA256 keyed with the secret, cloned for each value.
     keyed: HmacSha256,
+    /// The locale of fakes.
+    locale: Locale,
     /// Compiled `regex` rules, by pattern.
     patterns: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<regex::Regex>>>,
 }
@@ -106,8 +61,20 @@ impl Masker {
     pub fn new(secret: &[u8]) -> Masker {
         Masker {
             keyed: HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length"),
+            locale: Locale::default(),
             patterns: std::sync::Mutex::default(),
         }
+    }
+
+    /// The masker of `policy` (its locale) keyed with `secret`.
+    pub fn for_policy(policy: &crate::policy::Policy, secret: &[u8]) -> Masker {
+        Masker::new(secret).with_locale(policy.locale)
+    }
+
+    /// The masker with fakes in `locale`.
+    pub fn with_locale(mut self, locale: Locale) -> Masker {
+        self.locale = locale;
+        self
     }
 
     /// The compiled pattern, compiled once per masker.
@@ -158,6 +125,19 @@ impl Masker {
         value: &Value,
         logical: LogicalType,
         entity: Option<&Value>,
+    ) -> Result<Value, MaskError> {
+        self.apply_to_column(rule, value, logical, entity, false)
+    }
+
+    /// [`Masker::apply`] on a column that must stay unique when `unique`:
+    /// fakes then take their unique form ([`Uniqueness::Unique`]).
+    pub fn apply_to_column(
+        &self,
+        rule: &Rule,
+        value: &Value,
+        logical: LogicalType,
+        entity: Option<&Value>,
+        unique: bool,
     ) -> Result<Value, MaskError> {
         let error = || MaskError {
             rule: rule.name(),
@@ -211,7 +191,15 @@ impl Masker {
                 Value::Bytes(_) => Value::Bytes(self.mac("hash", &[&input]).to_vec()),
                 _ => return Err(error()),
             },
-            Rule::Fake(kind) => self.fake(*kind, value, &input).ok_or_else(error)?,
+            Rule::Fake(kind) => {
+                let uniqueness = if unique && kind.can_be_unique() {
+                    Uniqueness::Unique(self.tag(value, &input))
+                } else {
+                    Uniqueness::Any
+                };
+                self.fake(*kind, value, &input, uniqueness)
+                    .ok_or_else(error)?
+            }
             Rule::ShiftDate { max_days, .. } => {
                 let entity = entity
                     .map(canonical::encode)
@@ -238,7 +226,27 @@ impl Masker {
         })
     }
 
-    fn fake(&self, kind: FakeKind, value: &Value, input: &[u8]) -> Option<Value> {
+    /// A value's keyed 64-bit tag: distinct integers always have distinct
+    /// tags (the Feistel permutation); anything else has a keyed 64-bit
+    /// digest, permuted.
+    fn tag(&self, value: &Value, input: &[u8]) -> u64 {
+        let base = match value {
+            Value::Int(number) => *number,
+            _ => {
+                let digest = self.mac("fake:unique", &[input]);
+                i64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+            }
+        };
+        self.permute(base) as u64
+    }
+
+    fn fake(
+        &self,
+        kind: FakeKind,
+        value: &Value,
+        input: &[u8],
+        uniqueness: Uniqueness,
+    ) -> Option<Value> {
         // One keyed digest per value, its 8-byte windows drawn for each part.
         let digest = self.mac(kind.label(), &[input]);
         let draw = |window: usize, modulo: u64| {
@@ -246,29 +254,7 @@ impl Masker {
             u64::from_be_bytes(digest[start..start + 8].try_into().unwrap_or_default())
                 % modulo.max(1)
         };
-        let pick =
-            |window: usize, list: &[&'static str]| list[draw(window, list.len() as u64) as usize];
         Some(match kind {
-            FakeKind::FirstName => Value::Text(pick(0, FIRST_NAMES).to_owned()),
-            FakeKind::LastName => Value::Text(pick(0, LAST_NAMES).to_owned()),
-            FakeKind::FullName => {
-                Value::Text(format!("{} {}", pick(0, FIRST_NAMES), pick(1, LAST_NAMES)))
-            }
-            FakeKind::Email => Value::Text(format!(
-                "{}.{}@example.org",
-                pick(0, FIRST_NAMES).to_lowercase(),
-                draw(1, 1_000_000)
-            )),
-            // Numbers in a range reserved for fiction and tests.
-            FakeKind::Phone => Value::Text(format!("+31 6 9999 {:04}", draw(0, 10_000))),
-            FakeKind::Address => Value::Text(format!("{} {}", pick(0, STREETS), 1 + draw(1, 199))),
-            FakeKind::City => Value::Text(pick(0, CITIES).to_owned()),
-            FakeKind::PostalCode => Value::Text(format!(
-                "{:04} {}{}",
-                1000 + draw(0, 9000),
-                char::from(b'A' + draw(1, 26) as u8),
-                char::from(b'A' + draw(2, 26) as u8)
-            )),
             FakeKind::Date => {
                 // Within a year of the original, the same way every time.
                 let days = draw(0, 731) as i64 - 365;
@@ -283,6 +269,12 @@ impl Masker {
                     _ => return None,
                 }
             }
+            _ => Value::Text(crate::fakes::fake_text(
+                kind,
+                self.locale,
+                uniqueness,
+                &draw,
+            )?),
         })
     }
 }
@@ -443,6 +435,55 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for value in 0..100_000i64 {
             assert!(seen.insert(masker.permute(value)), "collision at {value}");
+        }
+    }
+
+    /// A million distinct inputs of each kind with a unique form, masked on
+    /// a unique column, give a million distinct outputs (text inputs, and
+    /// integers for one kind).
+    #[test]
+    fn fakes_on_a_unique_column_never_collide() {
+        const N: i64 = 1_000_000;
+        let masker = masker().with_locale(Locale::EnCa);
+        let kinds = [
+            FakeKind::FirstName,
+            FakeKind::LastName,
+            FakeKind::FullName,
+            FakeKind::Email,
+            FakeKind::Phone,
+            FakeKind::Address,
+            FakeKind::City,
+        ];
+        std::thread::scope(|scope| {
+            for kind in kinds {
+                let masker = &masker;
+                scope.spawn(move || {
+                    let mut seen = std::collections::HashSet::with_capacity(N as usize);
+                    for index in 0..N {
+                        let input = if kind == FakeKind::Email {
+                            Value::Int(index)
+                        } else {
+                            Value::Text(format!("person {index}"))
+                        };
+                        let rule = Rule::Fake(kind);
+                        match masker.apply_to_column(&rule, &input, LogicalType::Text, None, true) {
+                            Ok(Value::Text(text)) => {
+                                assert!(seen.insert(text), "{kind:?}: a collision at {index}")
+                            }
+                            other => panic!("{kind:?}: {other:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        // Kinds without a unique form say so, and check refuses them on unique keys.
+        for kind in [
+            FakeKind::PostalCode,
+            FakeKind::Date,
+            FakeKind::Province,
+            FakeKind::HealthCard,
+        ] {
+            assert!(!kind.can_be_unique(), "{kind:?}");
         }
     }
 }

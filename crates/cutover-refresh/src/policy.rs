@@ -29,6 +29,10 @@ pub struct Policy {
     /// fakes and date shifts); the secret itself never appears in the policy.
     #[serde(default = "default_secret_env")]
     pub secret_env: String,
+    /// The locale fakes look like (`en-CA`, `fr-CA`, `en-US`; `nl-NL`
+    /// when absent, as before locales).
+    #[serde(default)]
+    pub locale: crate::fakes::Locale,
     /// Host patterns (`*` wildcards) of production: the target must not match
     /// one, and no connection setting left in the target may point at one.
     #[serde(default)]
@@ -116,6 +120,11 @@ pub enum FakeKind {
     PostalCode,
     /// A date near the original.
     Date,
+    /// A province or state code (`ON`, `QC`, `WA`).
+    Province,
+    /// A health-card number in the locale's provincial shape, of a form no
+    /// real card has (`en-CA`: Ontario; `fr-CA`: Québec).
+    HealthCard,
 }
 
 impl FakeKind {
@@ -131,6 +140,8 @@ impl FakeKind {
             FakeKind::City => "fake:city",
             FakeKind::PostalCode => "fake:postal-code",
             FakeKind::Date => "fake:date",
+            FakeKind::Province => "fake:province",
+            FakeKind::HealthCard => "fake:health-card",
         }
     }
 }
@@ -147,6 +158,8 @@ impl FakeKind {
             "city" => FakeKind::City,
             "postal-code" => FakeKind::PostalCode,
             "date" => FakeKind::Date,
+            "province" | "state" => FakeKind::Province,
+            "health-card" => FakeKind::HealthCard,
             _ => return None,
         })
     }
@@ -163,6 +176,8 @@ impl FakeKind {
             FakeKind::City => "city",
             FakeKind::PostalCode => "postal-code",
             FakeKind::Date => "date",
+            FakeKind::Province => "province",
+            FakeKind::HealthCard => "health-card",
         }
     }
 }
@@ -290,7 +305,7 @@ impl<'de> Deserialize<'de> for Rule {
                 let kind = detailed.kind.as_deref().ok_or_else(|| missing("kind"))?;
                 Rule::Fake(FakeKind::parse(kind).ok_or_else(|| {
                     D::Error::custom(format!(
-                        "unknown fake kind {kind}: use first-name, last-name, full-name, email, phone, address, city, postal-code or date"
+                        "unknown fake kind {kind}: use first-name, last-name, full-name, email, phone, address, city, province, postal-code, health-card or date"
                     ))
                 })?)
             }

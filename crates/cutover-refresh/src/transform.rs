@@ -23,6 +23,8 @@ pub struct TableCopy {
     pub rules: Vec<Rule>,
     /// For `shift-date`: the index of the column naming the entity.
     pub entities: Vec<Option<usize>>,
+    /// Whether each column must stay unique (fakes take their unique form).
+    pub unique: Vec<bool>,
     /// Select expressions replacing plain column reads (e.g. a reference set
     /// to NULL when its row was removed), by column index.
     pub expressions: Vec<Option<String>>,
@@ -86,6 +88,12 @@ impl TableCopy {
                 _ => None,
             })
             .collect();
+        let unique_columns = crate::unique::unique_columns(table);
+        let unique = table
+            .columns
+            .iter()
+            .map(|column| unique_columns.contains(&column.name))
+            .collect();
         let mut table = table.clone();
         let mut expressions = vec![None; rules.len()];
         for (column, expression) in table.columns.iter_mut().zip(&mut expressions) {
@@ -103,6 +111,7 @@ impl TableCopy {
             expressions,
             rules,
             entities,
+            unique,
         })
     }
 
@@ -132,6 +141,7 @@ impl TableCopy {
         }
         pick(&mut self.entities, keep);
         pick(&mut self.rules, keep);
+        pick(&mut self.unique, keep);
         pick(&mut self.expressions, keep);
         pick(&mut self.table.columns, keep);
     }
@@ -232,7 +242,13 @@ impl TableCopy {
             let logical = column.logical_type.unwrap_or(LogicalType::Text);
             let entity = self.entities[index].and_then(|entity| row.get(entity));
             let masked = masker
-                .apply(&self.rules[index], value, logical, entity)
+                .apply_to_column(
+                    &self.rules[index],
+                    value,
+                    logical,
+                    entity,
+                    self.unique[index],
+                )
                 .map_err(|error| {
                     cutover_db::Error::Source(format!(
                         "table {}: column {}: {error}",

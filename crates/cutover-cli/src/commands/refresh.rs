@@ -257,7 +257,10 @@ async fn copy(
     }
     let target_url = DatabaseUrl::parse(args.to.as_deref().unwrap_or_default())?;
     let secret = std::env::var(&policy.secret_env).unwrap_or_default();
-    let masker = std::sync::Arc::new(cutover_refresh::Masker::new(secret.as_bytes()));
+    let masker = std::sync::Arc::new(cutover_refresh::Masker::for_policy(
+        policy,
+        secret.as_bytes(),
+    ));
     let started = std::time::Instant::now();
     let bar = std::sync::Arc::new(crate::progress::Bar::new(global.quiet));
     let progress: std::sync::Arc<dyn cutover_db::Progress> = bar.clone();
@@ -287,7 +290,7 @@ async fn copy(
         None
     } else {
         let target = Database::connect(&target_url, &crate::environment::connect_options()).await?;
-        let masker = cutover_refresh::Masker::new(secret.as_bytes());
+        let masker = cutover_refresh::Masker::for_policy(policy, secret.as_bytes());
         Some(
             cutover_refresh::verify(
                 source,

@@ -89,7 +89,8 @@ pub async fn run(args: VerifyRefreshArgs, global: &GlobalArgs) -> anyhow::Result
     let secret = std::env::var(&policy.secret_env)
         .ok()
         .filter(|secret| !secret.is_empty());
-    let masker = secret.map(|secret| cutover_refresh::Masker::new(secret.as_bytes()));
+    let masker =
+        secret.map(|secret| cutover_refresh::Masker::for_policy(&policy, secret.as_bytes()));
     let started = started_at();
     let verification = cutover_refresh::verify(
         &source,

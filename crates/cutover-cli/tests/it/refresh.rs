@@ -29,7 +29,7 @@ fn init_policy_then_check_then_a_new_column_fails_the_check() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("2 tables, 6 columns, 3 masking guesses to review"),
+            .contains("2 tables, 6 columns, 4 masking guesses to review"),
         "{}",
         run.stdout
     );

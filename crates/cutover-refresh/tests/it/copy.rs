@@ -383,3 +383,81 @@ async fn a_postgres_source_refreshes_a_sqlite_target() {
         .collect();
     assert_eq!(types, source_types);
 }
+
+/// Fakes on unique columns keep them unique, in the policy's locale: 300
+/// clinics whose cities, names and e-mail addresses are each unique would
+/// collide at once in the 14 cities of en-CA without the unique form.
+#[tokio::test]
+async fn fakes_on_unique_columns_stay_unique_in_the_policy_locale() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let schema_sql = "CREATE TABLE clinics (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+                      city TEXT NOT NULL, email TEXT, phone TEXT, postal_code TEXT, region TEXT, \
+                      UNIQUE (city, email)); \
+                      CREATE UNIQUE INDEX clinics_phone ON clinics (phone);";
+    let production = open(&directory.path().join("production.db"), true).await;
+    production.execute_batch(schema_sql).await.expect("schema");
+    production
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
+             INSERT INTO clinics SELECT i, 'Clinic ' || i, 'Town ' || i, 'c' || i || '@mail.test', \
+               '555' || i, 'K1A ' || i, 'R' || i FROM n;",
+        )
+        .await
+        .expect("rows");
+    let policy = Policy::parse(
+        r#"
+locale = "en-CA"
+[tables.clinics]
+action = "copy"
+[tables.clinics.columns]
+id = "keep"
+name = "fake:full-name"
+city = "fake:city"
+email = "fake:email"
+phone = "fake:phone"
+postal_code = "fake:postal-code"
+region = "fake:province"
+"#,
+    )
+    .expect("policy");
+    let schema = production
+        .introspect(&IntrospectOptions::default())
+        .await
+        .expect("schema");
+    assert_eq!(cutover_refresh::check(&policy, &schema, true), []);
+    let target = open(&directory.path().join("acceptance.db"), true).await;
+    target
+        .execute_batch(schema_sql)
+        .await
+        .expect("target schema");
+    let table = schema.table(&TableName::new("clinics")).expect("table");
+    let masker = Arc::new(Masker::for_policy(&policy, b"acceptance secret"));
+    TableCopy::plan(&policy, table)
+        .expect("copied")
+        .copy(&production, &target, &TableName::new("clinics"), masker)
+        .await
+        .expect("the unique columns stay unique through the load");
+    for column in ["name", "city", "email", "phone"] {
+        assert_eq!(
+            count(
+                &target,
+                &format!("SELECT count(DISTINCT {column}) FROM clinics")
+            )
+            .await,
+            300,
+            "{column}"
+        );
+    }
+    // Not unique: drawn from the locale's values, which repeat; in its shape.
+    assert!(count(&target, "SELECT count(DISTINCT region) FROM clinics").await <= 10);
+    assert_eq!(
+        count(
+            &target,
+            "SELECT count(*) FROM clinics WHERE postal_code GLOB '[A-Z][0-9][A-Z] [0-9][A-Z][0-9]' \
+             AND phone GLOB '[0-9][0-9][0-9]-555-01[0-9][0-9] ext. *' AND email LIKE '%@example.ca' \
+             AND region IN ('ON', 'MB', 'SK', 'AB', 'BC', 'NS', 'NB', 'PE', 'NL')"
+        )
+        .await,
+        300
+    );
+}

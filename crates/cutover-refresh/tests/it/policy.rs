@@ -156,3 +156,54 @@ async fn the_scenario_d_example_policy_passes_its_check() {
         cutover_refresh::Action::Skip
     );
 }
+
+#[tokio::test]
+async fn a_rule_that_cannot_keep_a_unique_key_unique_is_refused_by_name() {
+    let (_directory, database) = sqlite(
+        "CREATE TABLE badges (id INTEGER PRIMARY KEY, code TEXT NOT NULL, site TEXT NOT NULL, \
+         postal_code TEXT UNIQUE, card TEXT, issued DATE, UNIQUE (site, code)); \
+         CREATE UNIQUE INDEX badges_card ON badges (card);",
+    )
+    .await;
+    let schema = schema(&database).await;
+    let policy = |rules: &str| {
+        Policy::parse(&format!(
+            "locale = \"en-US\"\n[tables.badges]\naction = \"copy\"\n[tables.badges.columns]\nid = \"keep\"\nissued = \"keep\"\n{rules}"
+        ))
+        .expect("policy")
+    };
+    let problems = check(
+        &policy(
+            "code = { rule = \"fixed\", value = \"X\" }\nsite = \"keep\"\npostal_code = \"fake:postal-code\"\ncard = \"fake:health-card\"",
+        ),
+        &schema,
+        true,
+    );
+    assert_eq!(
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "table badges: column card: fake:health-card has no shape in locale en-US (set locale = \"en-CA\" or \"fr-CA\", or use hash)",
+            "table badges: column card is in the unique key (card) and its rule fake:health-card cannot keep it unique: fake:health-card has no unique form (its values repeat); use hash, keep, or a fake kind with a unique form",
+            "table badges: column postal_code is in the unique key (postal_code) and its rule fake:postal-code cannot keep it unique: fake:postal-code has no unique form (its values repeat); use hash, keep, or a fake kind with a unique form",
+            "table badges: column code is in the unique key (site, code) and its rule fixed cannot keep it unique: fixed gives every row the same value; use hash, keep, or a fake kind with a unique form",
+        ]
+    );
+    // Rules that keep keys unique pass; so does null (NULLs never clash).
+    assert_eq!(
+        check(
+            &policy(
+                "code = \"hash\"\nsite = \"fake:city\"\npostal_code = \"null\"\ncard = \"hash\""
+            ),
+            &schema,
+            true
+        ),
+        []
+    );
+    // An unknown locale is refused when the policy is read, by line.
+    let error = Policy::parse("locale = \"de-DE\"").expect_err("unknown locale");
+    assert!(
+        error.starts_with("line 1: unknown variant `de-DE`"),
+        "{error}"
+    );
+    assert!(error.contains("en-CA"), "{error}");
+}
