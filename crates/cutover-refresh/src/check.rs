@@ -77,6 +77,19 @@ pub enum Problem {
         /// Why the rule cannot keep it unique.
         reason: String,
     },
+    /// A table or column only the target has, with no decision in `[drift]`.
+    Drift {
+        /// `table` or `column`.
+        kind: &'static str,
+        /// Its policy key (`schema.table` or `schema.table.column`).
+        name: String,
+    },
+    /// `preserve` for a column only the target has: not possible, since
+    /// the table's rows are replaced.
+    DriftColumnPreserved {
+        /// The column's policy key.
+        name: String,
+    },
     /// Rules need the masking secret and it is not set.
     MissingSecret {
         /// The environment variable.
@@ -137,6 +150,19 @@ impl fmt::Display for Problem {
                 formatter,
                 "table {table}: column {column} is in the unique key ({}) and its rule {rule} cannot keep it unique: {reason}; use hash, keep, or a fake kind with a unique form",
                 key.join(", ")
+            ),
+            Problem::Drift { kind, name } => write!(
+                formatter,
+                "{kind} {name} exists only in the target (a migration applied there first?): decide under [drift]: \"{name}\" = \"preserve\" or \"drop\"{}",
+                if *kind == "column" {
+                    " (only drop: the table's rows are replaced)"
+                } else {
+                    ""
+                }
+            ),
+            Problem::DriftColumnPreserved { name } => write!(
+                formatter,
+                "column {name} exists only in the target and cannot be preserved (the table's rows come from the source): add it to the source, or decide \"drop\""
             ),
             Problem::MissingSecret { variable } => write!(
                 formatter,
@@ -397,6 +423,71 @@ fn foreign_key_problems(
         }
     }
     problems
+}
+
+/// The target's tables and columns the source lacks, and what the policy
+/// decided for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// Target-only tables kept as they are.
+    pub preserved_tables: Vec<String>,
+    /// Target-only tables dropped.
+    pub dropped_tables: Vec<String>,
+    /// Target-only columns of replaced tables, dropped with them.
+    pub dropped_columns: Vec<String>,
+    /// Target-only tables and columns without a decision (or a decision
+    /// that cannot be carried out).
+    pub problems: Vec<Problem>,
+}
+
+/// Compares the target's schema with the source's: every table and column
+/// only the target has must be decided in the policy's `[drift]`.
+pub fn drift(policy: &Policy, source: &Schema, target: &Schema) -> Drift {
+    use crate::policy::DriftDecision;
+    let mut drift = Drift::default();
+    let decision = |keys: [String; 2]| keys.iter().find_map(|key| policy.drift.get(key).copied());
+    for table in &target.tables {
+        let key = table_key(table);
+        if table
+            .name
+            .schema
+            .as_deref()
+            .is_some_and(|schema| schema.starts_with("cutover_"))
+        {
+            continue;
+        }
+        let in_source = source.tables.iter().find(|candidate| {
+            table_key(candidate) == key || candidate.name.name == table.name.name
+        });
+        let Some(in_source) = in_source else {
+            match decision([key.clone(), table.name.name.clone()]) {
+                Some(DriftDecision::Preserve) => drift.preserved_tables.push(key),
+                Some(DriftDecision::Drop) => drift.dropped_tables.push(key),
+                None => drift.problems.push(Problem::Drift {
+                    kind: "table",
+                    name: key,
+                }),
+            }
+            continue;
+        };
+        for column in &table.columns {
+            if in_source.column(&column.name).is_some() {
+                continue;
+            }
+            let name = format!("{key}.{}", column.name);
+            match decision([name.clone(), format!("{}.{}", table.name.name, column.name)]) {
+                Some(DriftDecision::Drop) => drift.dropped_columns.push(name),
+                Some(DriftDecision::Preserve) => {
+                    drift.problems.push(Problem::DriftColumnPreserved { name })
+                }
+                None => drift.problems.push(Problem::Drift {
+                    kind: "column",
+                    name,
+                }),
+            }
+        }
+    }
+    drift
 }
 
 /// Asks the source to prepare each copied table's `where` (nothing is run).

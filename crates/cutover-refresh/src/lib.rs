@@ -33,7 +33,7 @@ mod transform;
 mod unique;
 mod verify;
 
-pub use check::{Problem, check, check_filters, table_key};
+pub use check::{Drift, Problem, check, check_filters, drift, table_key};
 pub use error::{Error, Result};
 pub use fakes::Locale;
 pub use fingerprint::{Fingerprint, Preserved};
@@ -41,7 +41,7 @@ pub use init::initial_policy;
 pub use mask::{MaskError, Masker};
 pub use pg_refresh::{PostgresRefresh, refresh_postgres, staging_schema};
 pub use policy::{
-    Action, DEFAULT_SHIFT_DAYS, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
+    Action, DEFAULT_SHIFT_DAYS, DriftDecision, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
 };
 pub use report::{Baseline, BaselineTable, Report};
 pub use sqlite_refresh::{RefreshOutcome, TableOutcome, refresh_sqlite, staging_path};

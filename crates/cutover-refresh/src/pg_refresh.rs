@@ -465,6 +465,18 @@ pub async fn refresh_postgres(
             settings.target.redacted()
         )));
     }
+    // The target's own tables and columns must each be decided before
+    // anything moves.
+    let mut live_schema = target.introspect(&IntrospectOptions::default()).await?;
+    live_schema
+        .tables
+        .retain(|table| table.name.schema.as_deref() == Some(live.as_str()));
+    let drift = crate::check::drift(policy, &schema, &live_schema);
+    if let Some(problem) = drift.problems.first() {
+        return Err(Error::Unsupported(format!(
+            "{problem}; nothing was changed"
+        )));
+    }
     let stage = staging_schema(&live);
     target
         .execute_batch(&format!(
@@ -484,8 +496,8 @@ pub async fn refresh_postgres(
         &schema,
         &definitions,
         &target,
-        &live,
-        &stage,
+        (&live, &stage),
+        (&drift, &live_schema),
     )
     .await;
     if result.is_err() {
@@ -509,8 +521,8 @@ async fn build_and_swap(
     schema: &cutover_db::Schema,
     definitions: &Definitions,
     target: &Database,
-    live: &str,
-    stage: &str,
+    (live, stage): (&str, &str),
+    (drift, live_schema): (&crate::check::Drift, &cutover_db::Schema),
 ) -> Result<RefreshOutcome> {
     for sql in &definitions.before {
         target.execute_batch(sql).await?;
@@ -731,7 +743,38 @@ async fn build_and_swap(
         .into_iter()
         .map(|(table, _, name, _)| (table, name))
         .collect();
-    swap(target, live, stage, &replaced_large_objects).await?;
+    let dropped: Vec<String> = drift
+        .dropped_tables
+        .iter()
+        .filter_map(|key| {
+            live_schema
+                .tables
+                .iter()
+                .find(|table| &table.name.to_string() == key)
+        })
+        .map(|table| table.name.name.clone())
+        .collect();
+    swap(target, (live, stage), &replaced_large_objects, &dropped).await?;
+    for (keys, action) in [
+        (&drift.preserved_tables, "preserve"),
+        (&drift.dropped_tables, "drop"),
+    ] {
+        for key in keys {
+            let rows = live_schema
+                .tables
+                .iter()
+                .find(|table| &table.name.to_string() == key)
+                .and_then(|table| table.row_count.or(table.row_estimate))
+                .unwrap_or_default();
+            outcome.tables.push(crate::sqlite_refresh::TableOutcome {
+                table: key.clone(),
+                action,
+                rows,
+                preserved: None,
+                masked: Vec::new(),
+            });
+        }
+    }
     Ok(outcome)
 }
 
@@ -974,9 +1017,9 @@ async fn restore_privileges(target: &Database, live: &str, stage: &str) -> Resul
 /// a replaced one stops the swap instead of being dropped with it).
 async fn swap(
     target: &Database,
-    live: &str,
-    stage: &str,
+    (live, stage): (&str, &str),
     large_objects: &[(String, String)],
+    dropped: &[String],
 ) -> Result<()> {
     let retired = retired_schema(live);
     let objects = |schema: &str| {
@@ -1017,6 +1060,13 @@ async fn swap(
             object[0], object[1]
         ));
     }
+    // The target's own tables the policy's [drift] drops.
+    for table in dropped {
+        sql.push_str(&format!(
+            " ALTER TABLE {live_q}.{} SET SCHEMA {retired_q};",
+            quote(table)
+        ));
+    }
     for object in &staged {
         sql.push_str(&format!(
             " ALTER {} {stage_q}.{} SET SCHEMA {live_q};",
@@ -1045,11 +1095,18 @@ async fn swap(
         "PROCEDURE",
         "TYPE",
     ] {
-        let names: Vec<String> = replaced
+        let mut names: Vec<String> = replaced
             .iter()
             .filter(|object| object[0] == kind)
             .map(|object| format!("{retired_q}.{}", object[1]))
             .collect();
+        if kind == "TABLE" {
+            names.extend(
+                dropped
+                    .iter()
+                    .map(|table| format!("{retired_q}.{}", quote(table))),
+            );
+        }
         if !names.is_empty() {
             sql.push_str(&format!(" DROP {kind} {} RESTRICT;", names.join(", ")));
         }

@@ -40,6 +40,21 @@ pub struct Policy {
     /// Per table (`schema.table`, or `table` for SQLite): what to do.
     #[serde(default)]
     pub tables: BTreeMap<String, TablePolicy>,
+    /// What happens to the target's own tables and columns, those the
+    /// source lacks (`schema.table` or `schema.table.column`): each must be
+    /// decided before a refresh runs.
+    #[serde(default)]
+    pub drift: BTreeMap<String, DriftDecision>,
+}
+
+/// What happens to a table or column only the target has.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftDecision {
+    /// Kept as the target has it (tables only).
+    Preserve,
+    /// Dropped by the refresh.
+    Drop,
 }
 
 fn default_secret_env() -> String {

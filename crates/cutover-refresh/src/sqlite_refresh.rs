@@ -23,7 +23,8 @@ use crate::sql::text_column;
 pub struct TableOutcome {
     /// The table.
     pub table: String,
-    /// `copy`, `skip` or `preserve`.
+    /// `copy`, `skip` or `preserve`; for a table only the target had,
+    /// `preserve` or `drop` (the policy's `[drift]`).
     pub action: &'static str,
     /// Rows written to the target's table.
     pub rows: u64,
@@ -51,14 +52,56 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The source's own definitions (tables, then indexes, views, triggers), for a SQLite source.
 async fn sqlite_definitions(source: &Database) -> Result<Vec<(String, String)>> {
-    let sql = "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
-                   ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
-    let mut rows = source
-        .query(
-            sql,
-            vec![text_column("type"), text_column("name"), text_column("sql")],
-            "the source schema",
+    definitions(
+        source,
+        "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
+         ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid",
+        "the source schema",
+    )
+    .await
+}
+
+/// The definitions (table first, then its indexes and triggers) of one
+/// table of a SQLite database.
+async fn object_definitions(database: &Database, table: &str) -> Result<Vec<(String, String)>> {
+    let sql = format!(
+        "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name = {} \
+         ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid",
+        crate::sql::literal(table)
+    );
+    definitions(database, &sql, "the target's own table").await
+}
+
+/// Copies a kept table's `columns` from the old target into the staging
+/// file, fingerprinted (over `fingerprinted`) before and after.
+async fn carry_over(
+    database: &Database,
+    staged: &Database,
+    name: &TableName,
+    columns: &[String],
+    fingerprinted: &[String],
+) -> Result<crate::fingerprint::Preserved> {
+    let before = crate::fingerprint::table(database, name, fingerprinted).await?;
+    let rows = database
+        .read(
+            &ReadRequest::table(name.clone())
+                .columns(columns.to_vec())
+                .unordered(),
         )
+        .await?;
+    staged.write(name, columns, rows).await?;
+    let after = crate::fingerprint::table(staged, name, fingerprinted).await?;
+    Ok(crate::fingerprint::Preserved { before, after })
+}
+
+/// (type, sql) pairs read from `sqlite_master` by `sql`.
+async fn definitions(
+    database: &Database,
+    sql: &str,
+    context: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut rows = database
+        .query(sql, vec![text_column("type"), text_column("sql")], context)
         .await?;
     let mut definitions = Vec::new();
     while let Some(row) = rows.next().await {
@@ -67,7 +110,7 @@ async fn sqlite_definitions(source: &Database) -> Result<Vec<(String, String)>> 
             Some(Value::Text(text)) => text.clone(),
             _ => String::new(),
         };
-        definitions.push((text(0), text(2)));
+        definitions.push((text(0), text(1)));
     }
     Ok(definitions)
 }
@@ -219,6 +262,17 @@ pub async fn refresh_sqlite(
         None => None,
     };
 
+    // The target's own tables and columns must each be decided.
+    let drift = match &previous_schema {
+        Some(previous_schema) => crate::check::drift(policy, &schema, previous_schema),
+        None => crate::check::Drift::default(),
+    };
+    if let Some(problem) = drift.problems.first() {
+        return Err(Error::Unsupported(format!(
+            "{problem}; nothing was changed"
+        )));
+    }
+
     progress.phase(
         "copy",
         Some(crate::subset::copied_rows_estimate(policy, &schema)),
@@ -263,20 +317,10 @@ pub async fn refresh_sqlite(
                             .filter(|column| kept_names.contains(column))
                             .collect();
                         let fingerprinted = crate::verify::fingerprint_columns(table, &kept_names);
-                        let before =
-                            crate::fingerprint::table(database, &name, &fingerprinted).await?;
-                        let rows = database
-                            .read(
-                                &ReadRequest::table(name.clone())
-                                    .columns(columns.clone())
-                                    .unordered(),
-                            )
-                            .await?;
-                        staged.write(&name, &columns, rows).await?;
-                        let after =
-                            crate::fingerprint::table(&staged, &name, &fingerprinted).await?;
-                        preserved = Some(crate::fingerprint::Preserved { before, after });
-                        after.rows
+                        let kept =
+                            carry_over(database, &staged, &name, &columns, &fingerprinted).await?;
+                        preserved = Some(kept);
+                        kept.after.rows
                     }
                     _ => 0,
                 }
@@ -295,6 +339,42 @@ pub async fn refresh_sqlite(
     for (kind, sql) in &definitions {
         if kind != "table" {
             staged.execute_batch(sql).await?;
+        }
+    }
+    // The target's own tables the policy preserves, with their own
+    // definitions, indexes and triggers; those it drops are left behind.
+    if let (Some(database), Some(previous_schema)) = (&previous, &previous_schema) {
+        for key in &drift.preserved_tables {
+            let name = TableName::new(key.clone());
+            let Some(table) = previous_schema.table(&name) else {
+                continue;
+            };
+            let own = object_definitions(database, &table.name.name).await?;
+            for (_, sql) in own.iter().filter(|(kind, _)| kind == "table") {
+                staged.execute_batch(sql).await?;
+            }
+            let columns = table.column_names();
+            let fingerprinted = crate::verify::fingerprint_columns(table, &columns);
+            let kept = carry_over(database, &staged, &name, &columns, &fingerprinted).await?;
+            for (_, sql) in own.iter().filter(|(kind, _)| kind != "table") {
+                staged.execute_batch(sql).await?;
+            }
+            outcome.tables.push(TableOutcome {
+                table: key.clone(),
+                action: "preserve",
+                rows: kept.after.rows,
+                preserved: Some(kept),
+                masked: Vec::new(),
+            });
+        }
+        for key in &drift.dropped_tables {
+            outcome.tables.push(TableOutcome {
+                table: key.clone(),
+                action: "drop",
+                rows: 0,
+                preserved: None,
+                masked: Vec::new(),
+            });
         }
     }
     drop(staged);

@@ -461,3 +461,114 @@ region = "fake:province"
         300
     );
 }
+
+/// A table or column only the target has stops the refresh, target
+/// unchanged, until `[drift]` decides it; then a preserved table keeps its
+/// rows and indexes, a dropped one goes, and the report says which.
+#[tokio::test]
+async fn drift_in_the_target_is_refused_until_the_policy_decides() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let production = open(&directory.path().join("production.db"), true).await;
+    production
+        .execute_batch(
+            "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT); \
+             INSERT INTO patients VALUES (1, 'Ann'), (2, 'Bob');",
+        )
+        .await
+        .expect("production");
+    let target = directory.path().join("acceptance.db");
+    let acceptance = open(&target, true).await;
+    acceptance
+        .execute_batch(
+            "CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT, trial_arm TEXT); \
+             CREATE TABLE feature_flags (name TEXT PRIMARY KEY, enabled INTEGER); \
+             CREATE INDEX feature_flags_enabled ON feature_flags (enabled); \
+             CREATE TABLE old_import (id INTEGER); \
+             INSERT INTO feature_flags VALUES ('new-portal', 1), ('beta', 0); \
+             INSERT INTO old_import VALUES (7);",
+        )
+        .await
+        .expect("acceptance");
+    drop(acceptance);
+    let before = std::fs::read(&target).expect("target");
+    let policy = |drift: &str| {
+        Policy::parse(&format!(
+            "[tables.patients]\naction = \"copy\"\n[tables.patients.columns]\nid = \"keep\"\nname = \"fake:first-name\"\n{drift}"
+        ))
+        .expect("policy")
+    };
+    let refresh = |policy: Policy| {
+        let (production, target) = (&production, &target);
+        async move {
+            cutover_refresh::refresh_sqlite(
+                production,
+                target,
+                &policy,
+                Arc::new(Masker::new(b"secret")),
+                Arc::new(cutover_db::NoProgress),
+            )
+            .await
+        }
+    };
+    let error = refresh(policy("")).await.expect_err("undecided drift");
+    assert_eq!(
+        error.to_string(),
+        "table feature_flags exists only in the target (a migration applied there first?): decide under [drift]: \"feature_flags\" = \"preserve\" or \"drop\"; nothing was changed"
+    );
+    let error = refresh(policy(
+        "[drift]\nfeature_flags = \"preserve\"\nold_import = \"drop\"\n\"patients.trial_arm\" = \"preserve\"",
+    ))
+    .await
+    .expect_err("a column cannot be preserved");
+    assert!(
+        error.to_string().starts_with(
+            "column patients.trial_arm exists only in the target and cannot be preserved"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(&target).expect("target"),
+        before,
+        "the target is unchanged"
+    );
+
+    let outcome = refresh(policy(
+        "[drift]\nfeature_flags = \"preserve\"\nold_import = \"drop\"\n\"patients.trial_arm\" = \"drop\"",
+    ))
+    .await
+    .expect("refresh with every drift decided");
+    let acceptance = open(&target, false).await;
+    assert_eq!(
+        count(
+            &acceptance,
+            "SELECT count(*) FROM feature_flags WHERE enabled = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&acceptance, "SELECT count(*) FROM sqlite_master WHERE name IN ('feature_flags_enabled', 'patients') OR name = 'old_import'").await,
+        2
+    );
+    assert_eq!(
+        count(
+            &acceptance,
+            "SELECT count(*) FROM pragma_table_info('patients') WHERE name = 'trial_arm'"
+        )
+        .await,
+        0
+    );
+    let actions: Vec<(&str, &str)> = outcome
+        .tables
+        .iter()
+        .map(|table| (table.table.as_str(), table.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("patients", "copy"),
+            ("feature_flags", "preserve"),
+            ("old_import", "drop")
+        ]
+    );
+}

@@ -360,3 +360,75 @@ async fn a_swap_that_cannot_complete_leaves_the_target_as_it_was() {
         "0"
     );
 }
+
+/// A table and a column only the PostgreSQL target has stop the refresh
+/// before anything moves; decided in `[drift]`, the table is preserved or
+/// dropped in the swap and the column goes with its replaced table.
+#[tokio::test]
+async fn drift_in_a_postgres_target_is_refused_then_carried_out_as_decided() {
+    let Some((production, acceptance)) = production_and_acceptance().await else {
+        return;
+    };
+    let target = Database::connect_str(&acceptance.url, &ConnectOptions::default())
+        .await
+        .expect("acceptance");
+    target
+        .execute_batch(
+            "CREATE TABLE feature_flags (name text PRIMARY KEY); INSERT INTO feature_flags VALUES ('beta'); \
+             CREATE TABLE old_import (id int); ALTER TABLE patients ADD COLUMN trial_arm text;",
+        )
+        .await
+        .expect("drift");
+    let refresh = |policy: Policy| {
+        let settings = settings(&production.url, &acceptance.url, 2);
+        async move {
+            cutover_refresh::refresh_postgres(
+                &settings,
+                &policy,
+                Arc::new(Masker::new(b"secret")),
+                Arc::new(cutover_db::NoProgress),
+            )
+            .await
+        }
+    };
+    let error = refresh(policy()).await.expect_err("undecided drift");
+    assert!(
+        error
+            .to_string()
+            .starts_with("table public.feature_flags exists only in the target"),
+        "{error}"
+    );
+    let url = &acceptance.url;
+    assert_eq!(
+        scalar(
+            url,
+            "SELECT count(*)::text FROM information_schema.columns WHERE column_name = 'trial_arm'"
+        )
+        .await,
+        "1"
+    );
+    let decided = Policy::parse(&format!(
+        "{SCENARIO_D_POLICY}{EVENTS_POLICY}\n[drift]\n\"public.feature_flags\" = \"preserve\"\n\"public.old_import\" = \"drop\"\n\"public.patients.trial_arm\" = \"drop\"\n"
+    ))
+    .expect("policy");
+    let outcome = refresh(decided).await.expect("refresh");
+    assert!(
+        outcome
+            .tables
+            .iter()
+            .any(|table| table.table == "public.old_import" && table.action == "drop")
+    );
+    for (sql, expected) in [
+        ("SELECT string_agg(name, ',') FROM feature_flags", "beta"),
+        (
+            "SELECT coalesce(to_regclass('public.old_import')::text, 'gone')",
+            "gone",
+        ),
+        (
+            "SELECT count(*)::text FROM information_schema.columns WHERE column_name = 'trial_arm'",
+            "0",
+        ),
+    ] {
+        assert_eq!(scalar(url, sql).await, expected, "{sql}");
+    }
+}
