@@ -20,6 +20,8 @@ use cutover_db::{
 
 use crate::error::{Error, Result};
 use crate::mask::Masker;
+use crate::pg_definitions::{Definitions, postgres_definitions, translated_definitions};
+use crate::pg_swap::{restore_privileges, set_sequences, swap};
 use crate::policy::{Action, Policy};
 use crate::sql::{first_column, literal, texts};
 use crate::sqlite_refresh::{RefreshOutcome, TableOutcome};
@@ -40,331 +42,6 @@ pub struct PostgresRefresh {
     pub target_schema: Option<String>,
 }
 
-/// The DDL of one schema, in the order it is applied.
-#[derive(Debug, Default)]
-struct Definitions {
-    /// Types, sequences, functions and tables (no constraints), before the data.
-    before: Vec<String>,
-    /// Constraints and sequence ownership, after the data.
-    constraints: Vec<String>,
-    /// Views, indexes and triggers, last.
-    after: Vec<String>,
-    /// Generated columns, per table: never written.
-    generated: Vec<(String, String)>,
-}
-
-const NOT_EXTENSION: &str =
-    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')";
-
-fn not_extension(oid: &str) -> String {
-    NOT_EXTENSION.replace("{oid}", oid)
-}
-
-/// Reads the definitions of `schema` from a PostgreSQL source, with names in
-/// that schema unqualified so they can be created in the staging schema.
-async fn postgres_definitions(source: &Database, schema: &str) -> Result<Definitions> {
-    source
-        .execute_batch(&format!("SET search_path = {}", quote(schema)))
-        .await?;
-    let namespace = format!(
-        "(SELECT oid FROM pg_namespace WHERE nspname = {})",
-        literal(schema)
-    );
-    let unsupported = first_column(
-        source,
-        &format!(
-            "SELECT CASE c.relkind WHEN 'p' THEN 'partitioned table ' WHEN 'f' THEN 'foreign table ' \
-               ELSE 'composite type ' END || quote_ident(c.relname) FROM pg_class c \
-             WHERE c.relnamespace = {namespace} AND c.relkind IN ('p', 'f', 'c') AND {} \
-             UNION ALL SELECT 'domain ' || quote_ident(t.typname) FROM pg_type t \
-             WHERE t.typnamespace = {namespace} AND t.typtype = 'd' AND {} ORDER BY 1",
-            not_extension("c.oid"),
-            not_extension("t.oid")
-        ),
-        "the source's object kinds",
-    )
-    .await?;
-    if !unsupported.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "refreshing a PostgreSQL target does not handle these objects of schema {schema} yet: {}",
-            unsupported.join(", ")
-        )));
-    }
-    let mut definitions = Definitions::default();
-    definitions.before.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('CREATE TYPE %I AS ENUM (%s)', t.typname, \
-                   (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) \
-                    FROM pg_enum e WHERE e.enumtypid = t.oid)) \
-                 FROM pg_type t WHERE t.typnamespace = {namespace} AND t.typtype = 'e' AND {} ORDER BY t.oid",
-                not_extension("t.oid")
-            ),
-            "the source's enum types",
-        )
-        .await?,
-    );
-    // Sequences, except identity columns' (their column creates them).
-    definitions.before.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('CREATE SEQUENCE %I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s%s', \
-                   c.relname, format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, \
-                   s.seqcache, CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END) \
-                 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid \
-                 WHERE c.relnamespace = {namespace} AND {} \
-                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i') \
-                 ORDER BY c.oid",
-                not_extension("c.oid")
-            ),
-            "the source's sequences",
-        )
-        .await?,
-    );
-    // As the server's own definitions print it (quote_ident quotes only when needed).
-    let qualified_prefix = format!(
-        "{}.",
-        first_column(
-            source,
-            &format!("SELECT quote_ident({})", literal(schema)),
-            "the schema name"
-        )
-        .await?
-        .concat()
-    );
-    for definition in first_column(
-        source,
-        &format!(
-            "SELECT pg_get_functiondef(p.oid) FROM pg_proc p \
-             WHERE p.pronamespace = {namespace} AND p.prokind IN ('f', 'p') AND {} ORDER BY p.oid",
-            not_extension("p.oid")
-        ),
-        "the source's functions",
-    )
-    .await?
-    {
-        let unqualified = definition
-            .replacen(&format!("FUNCTION {qualified_prefix}"), "FUNCTION ", 1)
-            .replacen(&format!("PROCEDURE {qualified_prefix}"), "PROCEDURE ", 1);
-        // Never let a definition name the live schema: it would change the target before the swap.
-        if unqualified == definition {
-            return Err(Error::Unsupported(format!(
-                "could not read a function's definition in schema {schema} as an unqualified one"
-            )));
-        }
-        definitions.before.push(unqualified);
-    }
-    definitions.before.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('CREATE TABLE %I (%s)', c.relname, string_agg(format('%I %s%s%s%s', \
-                   a.attname, format_type(a.atttypid, a.atttypmod), \
-                   (SELECT ' COLLATE ' || quote_ident(cn.nspname) || '.' || quote_ident(co.collname) \
-                      FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace \
-                      WHERE co.oid = a.attcollation AND a.attcollation <> t.typcollation), \
-                   CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY' \
-                     WHEN 'd' THEN ' GENERATED BY DEFAULT AS IDENTITY' ELSE '' END, \
-                   CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(ad.adbin, ad.adrelid) || ') STORED' \
-                     WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid) ELSE '' END, \
-                   CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY a.attnum)) \
-                 FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                 JOIN pg_type t ON t.oid = a.atttypid \
-                 LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum \
-                 WHERE c.relnamespace = {namespace} AND c.relkind = 'r' AND {} GROUP BY c.oid, c.relname ORDER BY c.oid",
-                not_extension("c.oid")
-            ),
-            "the source's tables",
-        )
-        .await?,
-    );
-    definitions.generated = texts(
-        source,
-        &format!(
-            "SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid \
-             WHERE c.relnamespace = {namespace} AND c.relkind = 'r' AND a.attgenerated = 's' AND NOT a.attisdropped"
-        ),
-        2,
-        "the source's generated columns",
-    )
-    .await?
-    .into_iter()
-    .map(|row| (row[0].clone(), row[1].clone()))
-    .collect();
-    definitions.constraints.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.relname, con.conname, pg_get_constraintdef(con.oid)) \
-                 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
-                 WHERE c.relnamespace = {namespace} AND c.relkind = 'r' AND con.contype IN ('p', 'u', 'x', 'c', 'f') AND {} \
-                 ORDER BY CASE con.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c' THEN 3 ELSE 4 END, con.oid",
-                not_extension("c.oid")
-            ),
-            "the source's constraints",
-        )
-        .await?,
-    );
-    definitions.constraints.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('ALTER SEQUENCE %I OWNED BY %I.%I', s.relname, t.relname, a.attname) \
-                 FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
-                 JOIN pg_class t ON t.oid = d.refobjid \
-                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
-                 WHERE d.deptype = 'a' AND d.classid = 'pg_class'::regclass AND s.relnamespace = {namespace} \
-                   AND t.relnamespace = {namespace}"
-            ),
-            "the source's sequence owners",
-        )
-        .await?,
-    );
-    definitions.after.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('CREATE %sVIEW %I AS %s', CASE WHEN c.relkind = 'm' THEN 'MATERIALIZED ' ELSE '' END, \
-                   c.relname, rtrim(pg_get_viewdef(c.oid), ';')) \
-                 FROM pg_class c WHERE c.relnamespace = {namespace} AND c.relkind IN ('v', 'm') AND {} ORDER BY c.oid",
-                not_extension("c.oid")
-            ),
-            "the source's views",
-        )
-        .await?,
-    );
-    definitions.after.extend(
-        first_column(
-            source,
-            &format!(
-                "SELECT format('CREATE %sINDEX %I ON %I USING %s', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END, \
-                   ic.relname, c.relname, substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$')) \
-                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
-                 WHERE c.relnamespace = {namespace} AND c.relkind IN ('r', 'm') AND {} \
-                   AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid \
-                     AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')) \
-                 ORDER BY i.indexrelid",
-                not_extension("c.oid")
-            ),
-            "the source's indexes",
-        )
-        .await?,
-    );
-    for definition in first_column(
-        source,
-        &format!(
-            "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-             WHERE c.relnamespace = {namespace} AND NOT t.tgisinternal AND {} ORDER BY t.oid",
-            not_extension("c.oid")
-        ),
-        "the source's triggers",
-    )
-    .await?
-    {
-        let unqualified = definition
-            .replacen(&format!(" ON {qualified_prefix}"), " ON ", 1)
-            .replacen(
-                &format!("EXECUTE FUNCTION {qualified_prefix}"),
-                "EXECUTE FUNCTION ",
-                1,
-            );
-        if unqualified == definition {
-            return Err(Error::Unsupported(format!(
-                "could not read a trigger's definition in schema {schema} as an unqualified one"
-            )));
-        }
-        definitions.after.push(unqualified);
-    }
-    source.execute_batch("RESET search_path").await?;
-    Ok(definitions)
-}
-
-/// PostgreSQL's type for a logical type read from another engine.
-fn postgres_type(logical: Option<LogicalType>) -> &'static str {
-    match logical {
-        Some(LogicalType::Bool) => "boolean",
-        Some(LogicalType::Integer) => "bigint",
-        Some(LogicalType::Numeric) => "numeric",
-        Some(LogicalType::Float) => "double precision",
-        Some(LogicalType::Bytes) => "bytea",
-        Some(LogicalType::Date) => "date",
-        Some(LogicalType::Time) => "time",
-        Some(LogicalType::Timestamp) => "timestamp",
-        Some(LogicalType::TimestampTz) => "timestamptz",
-        Some(LogicalType::Interval) => "interval",
-        Some(LogicalType::Uuid) => "uuid",
-        Some(LogicalType::Json) => "jsonb",
-        Some(LogicalType::Array) | Some(LogicalType::Text) | None => "text",
-    }
-}
-
-/// Tables, keys, foreign keys and plain indexes of a SQLite source, as
-/// PostgreSQL definitions. SQLite's views and triggers are not translated.
-fn translated_definitions(schema: &cutover_db::Schema) -> Definitions {
-    let list = crate::sql::column_list;
-    let mut definitions = Definitions::default();
-    for table in &schema.tables {
-        let name = quote(&table.name.name);
-        let columns: Vec<String> = table
-            .columns
-            .iter()
-            .map(|column| {
-                let not_null = if column.nullable { "" } else { " NOT NULL" };
-                format!(
-                    "{} {}{not_null}",
-                    quote(&column.name),
-                    postgres_type(column.logical_type)
-                )
-            })
-            .collect();
-        definitions
-            .before
-            .push(format!("CREATE TABLE {name} ({})", columns.join(", ")));
-        if let Some(key) = &table.primary_key {
-            definitions.constraints.push(format!(
-                "ALTER TABLE {name} ADD PRIMARY KEY ({})",
-                list(&key.columns)
-            ));
-        }
-        for unique in &table.unique_constraints {
-            definitions.constraints.push(format!(
-                "ALTER TABLE {name} ADD UNIQUE ({})",
-                list(&unique.columns)
-            ));
-        }
-        for index in &table.indexes {
-            let plain = index
-                .columns
-                .iter()
-                .all(|column| table.column(column).is_some());
-            if index.primary || !plain {
-                continue;
-            }
-            let unique = if index.unique { "UNIQUE " } else { "" };
-            definitions.after.push(format!(
-                "CREATE {unique}INDEX {} ON {name} ({})",
-                quote(&index.name),
-                list(&index.columns)
-            ));
-        }
-    }
-    // Foreign keys after every key they may reference.
-    for table in &schema.tables {
-        for foreign_key in &table.foreign_keys {
-            definitions.constraints.push(format!(
-                "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {} ({})",
-                quote(&table.name.name),
-                list(&foreign_key.columns),
-                quote(&foreign_key.referenced_table.name),
-                list(&foreign_key.referenced_columns)
-            ));
-        }
-    }
-    definitions
-}
-
 /// What a job does with one table.
 #[derive(Debug, Clone)]
 enum Work {
@@ -376,14 +53,6 @@ enum Work {
 /// The staging schema for `live` (PostgreSQL names are at most 63 bytes).
 pub fn staging_schema(live: &str) -> String {
     let mut name = format!("cutover_staging_{live}");
-    while name.len() > 63 {
-        name.pop();
-    }
-    name
-}
-
-fn retired_schema(live: &str) -> String {
-    let mut name = format!("cutover_retired_{live}");
     while name.len() > 63 {
         name.pop();
     }
@@ -531,7 +200,7 @@ async fn build_and_swap(
         target,
         &format!(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = {} AND c.relkind = 'r'",
+             WHERE n.nspname = {} AND c.relkind IN ('r', 'p')",
             literal(live)
         ),
         "the target's tables",
@@ -635,6 +304,47 @@ async fn build_and_swap(
         }
     }
 
+    // Columns of types cutover does not read (composite types, arrays) are
+    // kept or nulled as text while loading, then turned back into their type.
+    let mut as_text = Vec::new();
+    if source.engine() == Engine::Postgres {
+        for (_, copy, _) in copies.iter_mut() {
+            let table = format!("{}.{}", quote(stage), quote(&copy.table.name.name));
+            let source_table = schema
+                .tables
+                .iter()
+                .find(|table| table.name == copy.table.name);
+            for (column, expression) in copy.table.columns.iter_mut().zip(&mut copy.expressions) {
+                // Read as text by the copy plan (a type cutover does not read), or an array.
+                let unread = source_table
+                    .and_then(|table| table.column(&column.name))
+                    .is_some_and(|source| {
+                        source.logical_type.is_none() && !crate::transform::is_large_object(source)
+                    });
+                if !unread && column.logical_type != Some(LogicalType::Array) {
+                    continue;
+                }
+                let name = quote(&column.name);
+                target
+                    .execute_batch(&format!(
+                        "ALTER TABLE {table} ALTER COLUMN {name} TYPE text USING NULL"
+                    ))
+                    .await?;
+                let type_name = source_table
+                    .and_then(|table| table.column(&column.name))
+                    .map_or(&column.type_name, |source| &source.type_name);
+                let type_name = type_name
+                    .strip_prefix(&format!("{}.", quote(live)))
+                    .unwrap_or(type_name)
+                    .to_owned();
+                as_text.push((table.clone(), name.clone(), type_name));
+                *expression = Some(format!("{name}::text"));
+                column.type_name = "text".into();
+                column.logical_type = Some(LogicalType::Text);
+            }
+        }
+    }
+
     // Large-object columns of copied tables hold the content (bytea) while
     // loading; each value becomes a new large object of the target afterwards.
     let mut large_objects = Vec::new();
@@ -665,6 +375,13 @@ async fn build_and_swap(
         }
     }
 
+    // A partitioned table is copied partition by partition; a table others
+    // inherit from, its own rows only.
+    let copies = if source.engine() == Engine::Postgres {
+        expand_partitions(source, live, copies).await?
+    } else {
+        copies
+    };
     // A large table with an integer key is split into key ranges, one per
     // job, so its masking runs on every core.
     let copies = split_large_tables(source, schema, copies, settings.jobs.max(1)).await?;
@@ -703,6 +420,13 @@ async fn build_and_swap(
             .execute_batch(&format!(
                 "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} \
                  USING CASE WHEN {name} IS NOT NULL THEN pg_catalog.lo_from_bytea(0, {name}) END"
+            ))
+            .await?;
+    }
+    for (table, name, type_name) in &as_text {
+        target
+            .execute_batch(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} USING {name}::{type_name}"
             ))
             .await?;
     }
@@ -776,6 +500,64 @@ async fn build_and_swap(
         }
     }
     Ok(outcome)
+}
+
+/// Each copy of a partitioned table becomes one copy per leaf partition
+/// (read from that partition, written through the staged parent, so
+/// partitions load in parallel); a table other tables inherit from is read
+/// `ONLY`.
+async fn expand_partitions(
+    source: &Database,
+    schema: &str,
+    copies: VecDeque<(usize, Box<TableCopy>, Vec<String>)>,
+) -> Result<VecDeque<(usize, Box<TableCopy>, Vec<String>)>> {
+    let namespace = format!(
+        "(SELECT oid FROM pg_namespace WHERE nspname = {})",
+        literal(schema)
+    );
+    let leaves = texts(
+        source,
+        &format!(
+            "SELECT p.relname, c.relname, n.nspname FROM pg_class p, LATERAL pg_partition_tree(p.oid) t \
+             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE p.relnamespace = {namespace} AND p.relkind = 'p' AND NOT p.relispartition AND t.isleaf \
+             ORDER BY p.relname, c.oid"
+        ),
+        3,
+        "the source's partitions",
+    )
+    .await?;
+    if let Some(elsewhere) = leaves.iter().find(|leaf| leaf[2] != schema) {
+        return Err(Error::Unsupported(format!(
+            "partition {}.{} of table {schema}.{} is in another schema: a PostgreSQL target is refreshed one schema at a time",
+            elsewhere[2], elsewhere[1], elsewhere[0]
+        )));
+    }
+    let inherited = first_column(
+        source,
+        &format!(
+            "SELECT DISTINCT p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relnamespace = {namespace} AND NOT c.relispartition"
+        ),
+        "the source's inherited tables",
+    )
+    .await?;
+    let mut expanded = VecDeque::new();
+    for (index, mut copy, columns) in copies {
+        let name = copy.table.name.name.clone();
+        let partitions: Vec<&Vec<String>> = leaves.iter().filter(|leaf| leaf[0] == name).collect();
+        if partitions.is_empty() {
+            copy.only = inherited.contains(&name);
+            expanded.push_back((index, copy, columns));
+            continue;
+        }
+        for leaf in partitions {
+            let mut piece = copy.clone();
+            piece.read_from = Some(TableName::qualified(&leaf[2], &leaf[1]));
+            expanded.push_back((index, piece, columns.clone()));
+        }
+    }
+    Ok(expanded)
 }
 
 /// Tables with at least this many rows (by the source's estimate) are split.
@@ -892,6 +674,7 @@ async fn copy_worker(
                 .collect();
             copy.retain_columns(&keep);
         }
+        // A partition's rows go through its staged parent, which routes them.
         let name = TableName::qualified(stage, &copy.table.name.name);
         let rows = copy
             .copy_with_progress(&source, &target, &name, masker.clone(), progress.clone())
@@ -902,223 +685,4 @@ async fn copy_worker(
         source.execute_batch("COMMIT").await?;
     }
     Ok(counts)
-}
-
-/// Every sequence in the staging schema set past its column's copied
-/// maximum (and never behind the source's position).
-async fn set_sequences(target: &Database, schema: &cutover_db::Schema, stage: &str) -> Result<()> {
-    let owned = texts(
-        target,
-        &format!(
-            "SELECT s.relname, t.relname, a.attname FROM pg_depend d \
-             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
-             JOIN pg_class t ON t.oid = d.refobjid \
-             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
-             WHERE d.deptype IN ('a', 'i') AND d.classid = 'pg_class'::regclass \
-               AND s.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = {})",
-            literal(stage)
-        ),
-        3,
-        "the staged sequences",
-    )
-    .await?;
-    let source_position = |sequence: &str| {
-        schema
-            .sequences
-            .iter()
-            .find(|candidate| candidate.name.name == sequence)
-            .and_then(|candidate| candidate.current_value)
-    };
-    let mut statements = Vec::new();
-    for row in &owned {
-        let (sequence, table, column) = (&row[0], &row[1], &row[2]);
-        let floor = source_position(sequence)
-            .map(|value| value.to_string())
-            .unwrap_or_else(|| "NULL".into());
-        statements.push(format!(
-            "SELECT setval('{stage}.{sequence}', m) FROM (SELECT greatest(max({column})::bigint, {floor}) AS m \
-             FROM {stage}.{table}) x WHERE m IS NOT NULL",
-            stage = quote(stage).replace('\'', "''"),
-            sequence = quote(sequence).replace('\'', "''"),
-            column = quote(column),
-            table = quote(table),
-        ));
-    }
-    let staged: Vec<String> = first_column(
-        target,
-        &format!(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = {} AND c.relkind = 'S'",
-            literal(stage)
-        ),
-        "the staged sequences",
-    )
-    .await?;
-    for sequence in &schema.sequences {
-        let owned_here = owned.iter().any(|row| row[0] == sequence.name.name);
-        let staged_here = staged.contains(&sequence.name.name);
-        if let (false, true, Some(value)) = (owned_here, staged_here, sequence.current_value) {
-            statements.push(format!(
-                "SELECT setval('{}.{}', {value})",
-                quote(stage).replace('\'', "''"),
-                quote(&sequence.name.name).replace('\'', "''")
-            ));
-        }
-    }
-    for statement in statements {
-        target.execute_batch(&statement).await?;
-    }
-    Ok(())
-}
-
-/// The target's own grants and owners on the objects being replaced, given
-/// to their staged successors.
-async fn restore_privileges(target: &Database, live: &str, stage: &str) -> Result<()> {
-    let (live, stage) = (literal(live), literal(stage));
-    let kinds = "CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' \
-                 WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'SEQUENCE' END";
-    let pairs = format!(
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = {live} \
-         JOIN pg_class s ON s.relname = c.relname AND s.relkind = c.relkind \
-         JOIN pg_namespace sn ON sn.oid = s.relnamespace AND sn.nspname = {stage} \
-         LEFT JOIN LATERAL aclexplode(c.relacl) a ON true \
-         WHERE c.relkind IN ('r', 'v', 'm', 'S')"
-    );
-    let grants = first_column(
-        target,
-        &format!(
-            "SELECT format('GRANT %s ON %s %I.%I TO %s%s', a.privilege_type, {kinds}, sn.nspname, s.relname, \
-               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, \
-               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) \
-             {pairs} AND c.relacl IS NOT NULL AND a.grantee <> c.relowner"
-        ),
-        "the target's grants",
-    )
-    .await?;
-    let owners = first_column(
-        target,
-        &format!(
-            "SELECT DISTINCT format('ALTER %s %I.%I OWNER TO %I', {kinds}, sn.nspname, s.relname, pg_get_userbyid(c.relowner)) \
-             {pairs} AND c.relowner <> s.relowner \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = s.oid AND d.deptype IN ('a', 'i'))"
-        ),
-        "the target's owners",
-    )
-    .await?;
-    for sql in grants.iter().chain(&owners) {
-        target.execute_batch(sql).await?;
-    }
-    Ok(())
-}
-
-/// The swap, in one transaction: live objects that have a staged successor
-/// move to a retired schema, the staged objects move in, and the retired
-/// ones are dropped (RESTRICT: an object of the target's own that depends on
-/// a replaced one stops the swap instead of being dropped with it).
-async fn swap(
-    target: &Database,
-    (live, stage): (&str, &str),
-    large_objects: &[(String, String)],
-    dropped: &[String],
-) -> Result<()> {
-    let retired = retired_schema(live);
-    let objects = |schema: &str| {
-        format!(
-            "SELECT kind, name, key FROM ( \
-               SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' \
-                 ELSE 'SEQUENCE' END AS kind, quote_ident(c.relname) AS name, c.relname AS key, c.relkind::text AS sort \
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = {schema} \
-               WHERE c.relkind IN ('r', 'v', 'm', 'S') \
-                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')) \
-               UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, \
-                 quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
-                 p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', 'f' \
-               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = {schema} \
-               WHERE p.prokind IN ('f', 'p') AND {ext_p} \
-               UNION ALL SELECT 'TYPE', quote_ident(t.typname), t.typname, 't' \
-               FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace AND n.nspname = {schema} \
-               WHERE t.typtype = 'e' AND {ext_t} \
-             ) o ORDER BY sort, key",
-            schema = literal(schema),
-            ext_p = not_extension("p.oid"),
-            ext_t = not_extension("t.oid"),
-        )
-    };
-    let staged = texts(target, &objects(stage), 3, "the staged objects").await?;
-    let live_objects = texts(target, &objects(live), 3, "the live objects").await?;
-    let replaced: Vec<&Vec<String>> = live_objects
-        .iter()
-        .filter(|object| staged.contains(object))
-        .collect();
-    let (live_q, stage_q, retired_q) = (quote(live), quote(stage), quote(&retired));
-    let mut sql = format!(
-        "BEGIN; SET LOCAL lock_timeout = '60s'; DROP SCHEMA IF EXISTS {retired_q} CASCADE; CREATE SCHEMA {retired_q};"
-    );
-    for object in &replaced {
-        sql.push_str(&format!(
-            " ALTER {} {live_q}.{} SET SCHEMA {retired_q};",
-            object[0], object[1]
-        ));
-    }
-    // The target's own tables the policy's [drift] drops.
-    for table in dropped {
-        sql.push_str(&format!(
-            " ALTER TABLE {live_q}.{} SET SCHEMA {retired_q};",
-            quote(table)
-        ));
-    }
-    for object in &staged {
-        sql.push_str(&format!(
-            " ALTER {} {stage_q}.{} SET SCHEMA {live_q};",
-            object[0], object[1]
-        ));
-    }
-    // The replaced tables' large objects go with them (the new ones are the staged tables' own).
-    for (table, column) in large_objects {
-        if replaced
-            .iter()
-            .any(|object| object[0] == "TABLE" && object[2] == *table)
-        {
-            sql.push_str(&format!(
-                " SELECT pg_catalog.lo_unlink(l.{column}) FROM {retired_q}.{} l \
-                 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = l.{column});",
-                quote(table)
-            ));
-        }
-    }
-    for kind in [
-        "VIEW",
-        "MATERIALIZED VIEW",
-        "TABLE",
-        "SEQUENCE",
-        "FUNCTION",
-        "PROCEDURE",
-        "TYPE",
-    ] {
-        let mut names: Vec<String> = replaced
-            .iter()
-            .filter(|object| object[0] == kind)
-            .map(|object| format!("{retired_q}.{}", object[1]))
-            .collect();
-        if kind == "TABLE" {
-            names.extend(
-                dropped
-                    .iter()
-                    .map(|table| format!("{retired_q}.{}", quote(table))),
-            );
-        }
-        if !names.is_empty() {
-            sql.push_str(&format!(" DROP {kind} {} RESTRICT;", names.join(", ")));
-        }
-    }
-    sql.push_str(&format!(
-        " DROP SCHEMA {retired_q}; DROP SCHEMA {stage_q}; COMMIT;"
-    ));
-    target.execute_batch(&sql).await.map_err(|error| {
-        Error::Unsupported(format!(
-            "the swap into schema {live} was rolled back, the target is unchanged: {error}\n\
-             hint: an object the refresh does not replace may depend on one it does"
-        ))
-    })?;
-    Ok(())
 }

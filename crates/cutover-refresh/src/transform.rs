@@ -25,6 +25,12 @@ pub struct TableCopy {
     pub entities: Vec<Option<usize>>,
     /// Whether each column must stay unique (fakes take their unique form).
     pub unique: Vec<bool>,
+    /// Where the rows are read from when not the table itself: one
+    /// partition of a partitioned table.
+    pub read_from: Option<cutover_db::TableName>,
+    /// Read the table's own rows only (`FROM ONLY`: a table other tables
+    /// inherit from, whose children are copied as tables of their own).
+    pub only: bool,
     /// Select expressions replacing plain column reads (e.g. a reference set
     /// to NULL when its row was removed), by column index.
     pub expressions: Vec<Option<String>>,
@@ -97,6 +103,13 @@ impl TableCopy {
         let mut table = table.clone();
         let mut expressions = vec![None; rules.len()];
         for (column, expression) in table.columns.iter_mut().zip(&mut expressions) {
+            if column.logical_type.is_none() && !is_large_object(column) {
+                // A type cutover does not read (a composite type, say): kept
+                // or nulled as its text.
+                let quoted = cutover_db::schema::quote_identifier(&column.name);
+                *expression = Some(format!("CAST({quoted} AS text)"));
+                column.logical_type = Some(LogicalType::Text);
+            }
             if is_large_object(column) {
                 // The content, read where the reference resolves (a dangling one reads as NULL).
                 let quoted = cutover_db::schema::quote_identifier(&column.name);
@@ -112,6 +125,8 @@ impl TableCopy {
             rules,
             entities,
             unique,
+            read_from: None,
+            only: false,
         })
     }
 
@@ -178,7 +193,25 @@ impl TableCopy {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let mut sql = format!("SELECT {columns} FROM {}", self.table.name.quoted());
+        let table = self.table.name.quoted();
+        let (relation, columns, condition) = match &self.read_from {
+            // References to the table in conditions and expressions name the partition.
+            Some(partition) => {
+                let (from, to) = (format!("{table}."), format!("{}.", partition.quoted()));
+                (
+                    partition.quoted(),
+                    columns.replace(&from, &to),
+                    condition.map(|condition| condition.replace(&from, &to)),
+                )
+            }
+            None if self.only => (
+                format!("ONLY {table}"),
+                columns,
+                condition.map(str::to_owned),
+            ),
+            None => (table, columns, condition.map(str::to_owned)),
+        };
+        let mut sql = format!("SELECT {columns} FROM {relation}");
         if let Some(condition) = condition {
             sql.push_str(&format!(" WHERE {condition}"));
         }

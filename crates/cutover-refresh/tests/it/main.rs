@@ -1,3 +1,4 @@
 mod copy;
+mod partitions;
 mod policy;
 mod postgres;

@@ -50,7 +50,7 @@ fn schema_sql() -> String {
     format!("{}{EXTRAS}", SCENARIO_D.replace("BLOB", "bytea"))
 }
 
-async fn scalar(url: &str, sql: &str) -> String {
+pub(crate) async fn scalar(url: &str, sql: &str) -> String {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
