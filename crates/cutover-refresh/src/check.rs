@@ -90,6 +90,11 @@ pub enum Problem {
         /// The column's policy key.
         name: String,
     },
+    /// A hook the policy cannot run as written.
+    BadHook {
+        /// Why.
+        reason: String,
+    },
     /// Rules need the masking secret and it is not set.
     MissingSecret {
         /// The environment variable.
@@ -164,6 +169,7 @@ impl fmt::Display for Problem {
                 formatter,
                 "column {name} exists only in the target and cannot be preserved (the table's rows come from the source): add it to the source, or decide \"drop\""
             ),
+            Problem::BadHook { reason } => write!(formatter, "{reason}"),
             Problem::MissingSecret { variable } => write!(
                 formatter,
                 "rules hash, fake or shift-date need a secret: set the environment variable {variable}"
@@ -306,6 +312,11 @@ pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Prob
             });
         }
     }
+    problems.extend(
+        crate::hooks::hook_problems(policy)
+            .into_iter()
+            .map(|reason| Problem::BadHook { reason }),
+    );
     if needs_secret && !secret_present {
         problems.push(Problem::MissingSecret {
             variable: policy.secret_env.clone(),

@@ -37,6 +37,20 @@ pub struct Preserved {
     pub before: Fingerprint,
     /// The refreshed table.
     pub after: Fingerprint,
+    /// The policy's after-load hooks changed it: `after` is what they left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_by_hooks: bool,
+}
+
+/// Records a preserved table's fingerprint after the after-load hooks:
+/// where they changed it, `after` is what they left.
+pub(crate) fn after_hooks(outcome: &mut crate::sqlite_refresh::TableOutcome, now: Fingerprint) {
+    if let Some(preserved) = &mut outcome.preserved
+        && preserved.after != now
+    {
+        preserved.after = now;
+        preserved.changed_by_hooks = true;
+    }
 }
 
 /// The fingerprint of `columns` of `table`, streamed.

@@ -20,6 +20,7 @@ mod check;
 mod error;
 mod fakes;
 mod fingerprint;
+mod hooks;
 mod init;
 mod mask;
 mod pg_definitions;
@@ -39,11 +40,13 @@ pub use check::{Drift, Problem, check, check_filters, drift, table_key};
 pub use error::{Error, Result};
 pub use fakes::Locale;
 pub use fingerprint::{Fingerprint, Preserved};
+pub use hooks::HookOutcome;
 pub use init::initial_policy;
 pub use mask::{MaskError, Masker};
 pub use pg_refresh::{PostgresRefresh, refresh_postgres, staging_schema};
 pub use policy::{
-    Action, DEFAULT_SHIFT_DAYS, DriftDecision, FakeKind, OnRemovedParent, Policy, Rule, TablePolicy,
+    Action, DEFAULT_SHIFT_DAYS, DriftDecision, FakeKind, Hook, HookPoint, OnRemovedParent, Policy,
+    Rule, TablePolicy,
 };
 pub use report::{Baseline, BaselineTable, Report};
 pub use sqlite_refresh::{RefreshOutcome, TableOutcome, refresh_sqlite, staging_path};

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::mask::Masker;
 use crate::pg_definitions::{Definitions, postgres_definitions, translated_definitions};
 use crate::pg_swap::{restore_privileges, set_sequences, swap};
-use crate::policy::{Action, Policy};
+use crate::policy::{Action, HookPoint, Policy};
 use crate::sql::{first_column, literal, texts};
 use crate::sqlite_refresh::{RefreshOutcome, TableOutcome};
 use crate::transform::TableCopy;
@@ -146,6 +146,23 @@ pub async fn refresh_postgres(
             "{problem}; nothing was changed"
         )));
     }
+    let mut hooks = Vec::new();
+    if policy
+        .hooks
+        .iter()
+        .any(|hook| hook.when == HookPoint::BeforeCopy)
+    {
+        target
+            .execute_batch(&format!("SET search_path = {}", quote(&live)))
+            .await?;
+        crate::hooks::run_hooks(
+            policy,
+            HookPoint::BeforeCopy,
+            &hook_place(&target, settings, &live),
+            &mut hooks,
+        )
+        .await?;
+    }
     let stage = staging_schema(&live);
     target
         .execute_batch(&format!(
@@ -167,6 +184,7 @@ pub async fn refresh_postgres(
         &target,
         (&live, &stage),
         (&drift, &live_schema),
+        hooks,
     )
     .await;
     if result.is_err() {
@@ -192,6 +210,7 @@ async fn build_and_swap(
     target: &Database,
     (live, stage): (&str, &str),
     (drift, live_schema): (&crate::check::Drift, &cutover_db::Schema),
+    hooks: Vec<crate::hooks::HookOutcome>,
 ) -> Result<RefreshOutcome> {
     for sql in &definitions.before {
         target.execute_batch(sql).await?;
@@ -208,7 +227,10 @@ async fn build_and_swap(
     .await?;
 
     // Plan every table.
-    let mut outcome = RefreshOutcome { tables: Vec::new() };
+    let mut outcome = RefreshOutcome {
+        tables: Vec::new(),
+        hooks,
+    };
     let mut queue = VecDeque::new();
     for table in crate::subset::load_order(schema) {
         let key = crate::check::table_key(table);
@@ -249,7 +271,9 @@ async fn build_and_swap(
         queue.push_back((outcome.tables.len() - 1, table.clone(), work));
     }
 
-    // Preserved tables: copied inside the target, from the live table.
+    // Preserved tables: copied inside the target, from the live table
+    // (fingerprinted again after the after-load hooks).
+    let mut fingerprinted_tables: Vec<(usize, TableName, Vec<String>)> = Vec::new();
     let mut copies = VecDeque::new();
     for (index, table, work) in queue {
         match work {
@@ -296,8 +320,16 @@ async fn build_and_swap(
                 )
                 .await?;
                 outcome.tables[index].rows = after.rows;
-                outcome.tables[index].preserved =
-                    Some(crate::fingerprint::Preserved { before, after });
+                outcome.tables[index].preserved = Some(crate::fingerprint::Preserved {
+                    before,
+                    after,
+                    changed_by_hooks: false,
+                });
+                fingerprinted_tables.push((
+                    index,
+                    TableName::qualified(stage, &table.name.name),
+                    fingerprinted,
+                ));
             }
             Work::Copy(copy, columns) => copies.push_back((index, copy, columns)),
             Work::Skip => {}
@@ -478,7 +510,36 @@ async fn build_and_swap(
         })
         .map(|table| table.name.name.clone())
         .collect();
+    crate::hooks::run_hooks(
+        policy,
+        HookPoint::AfterLoad,
+        &hook_place(target, settings, stage),
+        &mut outcome.hooks,
+    )
+    .await?;
+    if outcome.hooks.iter().any(|hook| hook.when == "after-load") {
+        for (index, name, columns) in &fingerprinted_tables {
+            let now = crate::fingerprint::table(target, name, columns).await?;
+            crate::fingerprint::after_hooks(&mut outcome.tables[*index], now);
+        }
+    }
     swap(target, (live, stage), &replaced_large_objects, &dropped).await?;
+    if policy
+        .hooks
+        .iter()
+        .any(|hook| hook.when == HookPoint::AfterSwap)
+    {
+        target
+            .execute_batch(&format!("SET search_path = {}", quote(live)))
+            .await?;
+        crate::hooks::run_hooks(
+            policy,
+            HookPoint::AfterSwap,
+            &hook_place(target, settings, live),
+            &mut outcome.hooks,
+        )
+        .await?;
+    }
     for (keys, action) in [
         (&drift.preserved_tables, "preserve"),
         (&drift.dropped_tables, "drop"),
@@ -500,6 +561,43 @@ async fn build_and_swap(
         }
     }
     Ok(outcome)
+}
+
+/// Where a PostgreSQL refresh's hooks run: SQL on `target` (whose search
+/// path names `schema` first), commands told the target and the schema.
+fn hook_place<'a>(
+    target: &'a Database,
+    settings: &PostgresRefresh,
+    schema: &str,
+) -> crate::hooks::HookPlace<'a> {
+    let mut env = vec![
+        ("CUTOVER_TARGET", settings.target.redacted().to_owned()),
+        ("CUTOVER_SCHEMA", schema.to_owned()),
+        ("PGOPTIONS", format!("-c search_path={}", quote(schema))),
+    ];
+    if let cutover_db::Locator::Postgres(url) = &settings.target.locator {
+        env.push((
+            "PGHOST",
+            match &url.host {
+                cutover_db::locator::PostgresHost::Tcp(host) => host.clone(),
+                cutover_db::locator::PostgresHost::Unix(directory) => {
+                    directory.display().to_string()
+                }
+            },
+        ));
+        env.push(("PGPORT", url.port.to_string()));
+        env.extend(url.dbname.clone().map(|name| ("PGDATABASE", name)));
+        env.extend(url.user.clone().map(|user| ("PGUSER", user)));
+        env.extend(
+            url.password
+                .clone()
+                .map(|password| ("PGPASSWORD", password)),
+        );
+    }
+    crate::hooks::HookPlace {
+        database: Some(target),
+        env,
+    }
 }
 
 /// Each copy of a partitioned table becomes one copy per leaf partition

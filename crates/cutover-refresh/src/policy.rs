@@ -45,6 +45,58 @@ pub struct Policy {
     /// decided before a refresh runs.
     #[serde(default)]
     pub drift: BTreeMap<String, DriftDecision>,
+    /// SQL or commands run around the refresh, in order within each point.
+    #[serde(default)]
+    pub hooks: Vec<Hook>,
+}
+
+/// A step run around a refresh: SQL on the target (or its staging), or a
+/// shell command. Its outcome is reported; its output never is.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// A name for the report (default: the point and its position).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When it runs.
+    pub when: HookPoint,
+    /// SQL run on the target (`before-copy`, `after-swap`) or on the staged
+    /// data (`after-load`: unqualified names are the staged tables).
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// A command run by `sh -c`, with `CUTOVER_HOOK` (the point) and
+    /// `CUTOVER_TARGET` (the target's URL without its password, or the SQLite
+    /// file: the staging file for `after-load`); on PostgreSQL also
+    /// `CUTOVER_SCHEMA` and libpq's `PGHOST`, `PGPORT`, `PGDATABASE`,
+    /// `PGUSER`, `PGPASSWORD` (when the URL has one) and `PGOPTIONS` (the
+    /// search path: the staging schema for `after-load`), so `psql` connects
+    /// where the hook is about.
+    #[serde(default)]
+    pub command: Option<String>,
+}
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookPoint {
+    /// On the target, before anything is copied (a failure stops the refresh).
+    BeforeCopy,
+    /// On the loaded staging schema or file, before the swap (a failure
+    /// stops the refresh; the target is unchanged).
+    AfterLoad,
+    /// On the target, after the swap.
+    AfterSwap,
+}
+
+impl HookPoint {
+    /// The point as policies write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::BeforeCopy => "before-copy",
+            HookPoint::AfterLoad => "after-load",
+            HookPoint::AfterSwap => "after-swap",
+        }
+    }
 }
 
 /// What happens to a table or column only the target has.

@@ -26,6 +26,9 @@ pub struct Report {
     pub refresh_seconds: Option<f64>,
     /// Per table, when a refresh ran (or the baseline a verification used).
     pub tables: Vec<TableOutcome>,
+    /// The policy's hooks that ran, with their outcome (never their output).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hooks::HookOutcome>,
     /// The verification suite's result, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
@@ -121,6 +124,19 @@ impl Report {
                     text,
                     "| {} | {} | {} |",
                     table.table, table.action, table.rows
+                );
+            }
+        }
+        if !self.hooks.is_empty() {
+            let _ = writeln!(
+                text,
+                "\n## Hooks\n\n| hook | when | kind | result | seconds |\n|---|---|---|---|---:|"
+            );
+            for hook in &self.hooks {
+                let _ = writeln!(
+                    text,
+                    "| {} | {} | {} | {} | {:.2} |",
+                    hook.name, hook.when, hook.kind, hook.status, hook.seconds
                 );
             }
         }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::mask::Masker;
-use crate::policy::{Action, Policy};
+use crate::policy::{Action, HookPoint, Policy};
 use crate::sql::text_column;
 
 /// What happened to one table.
@@ -37,10 +37,21 @@ pub struct TableOutcome {
 }
 
 /// What a refresh did.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RefreshOutcome {
     /// Per table, referenced tables first.
     pub tables: Vec<TableOutcome>,
+    /// The policy's hooks that ran, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hooks::HookOutcome>,
+}
+
+/// Where a SQLite refresh's hooks run: SQL on `database`, commands told its file.
+fn hook_place<'a>(database: Option<&'a Database>, path: &Path) -> crate::hooks::HookPlace<'a> {
+    crate::hooks::HookPlace {
+        database,
+        env: vec![("CUTOVER_TARGET", path.display().to_string())],
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -91,7 +102,11 @@ async fn carry_over(
         .await?;
     staged.write(name, columns, rows).await?;
     let after = crate::fingerprint::table(staged, name, fingerprinted).await?;
-    Ok(crate::fingerprint::Preserved { before, after })
+    Ok(crate::fingerprint::Preserved {
+        before,
+        after,
+        changed_by_hooks: false,
+    })
 }
 
 /// (type, sql) pairs read from `sqlite_master` by `sql`.
@@ -272,12 +287,41 @@ pub async fn refresh_sqlite(
             "{problem}; nothing was changed"
         )));
     }
+    let mut hooks = Vec::new();
+    if policy
+        .hooks
+        .iter()
+        .any(|hook| hook.when == HookPoint::BeforeCopy)
+    {
+        let writable = match target.exists() {
+            true => Some(
+                Database::connect_str(
+                    &format!("sqlite:{}", target.display()),
+                    &ConnectOptions::default(),
+                )
+                .await?,
+            ),
+            false => None,
+        };
+        crate::hooks::run_hooks(
+            policy,
+            HookPoint::BeforeCopy,
+            &hook_place(writable.as_ref(), target),
+            &mut hooks,
+        )
+        .await?;
+    }
 
     progress.phase(
         "copy",
         Some(crate::subset::copied_rows_estimate(policy, &schema)),
     );
-    let mut outcome = RefreshOutcome { tables: Vec::new() };
+    let mut outcome = RefreshOutcome {
+        tables: Vec::new(),
+        hooks,
+    };
+    // Preserved tables' fingerprinted columns, taken again after the after-load hooks.
+    let mut fingerprinted_tables: Vec<(usize, TableName, Vec<String>)> = Vec::new();
     for table in crate::subset::load_order(&schema) {
         let key = crate::check::table_key(table);
         let action = crate::check::policy_table(policy, table)
@@ -319,6 +363,11 @@ pub async fn refresh_sqlite(
                         let fingerprinted = crate::verify::fingerprint_columns(table, &kept_names);
                         let kept =
                             carry_over(database, &staged, &name, &columns, &fingerprinted).await?;
+                        fingerprinted_tables.push((
+                            outcome.tables.len(),
+                            name.clone(),
+                            fingerprinted,
+                        ));
                         preserved = Some(kept);
                         kept.after.rows
                     }
@@ -356,6 +405,7 @@ pub async fn refresh_sqlite(
             let columns = table.column_names();
             let fingerprinted = crate::verify::fingerprint_columns(table, &columns);
             let kept = carry_over(database, &staged, &name, &columns, &fingerprinted).await?;
+            fingerprinted_tables.push((outcome.tables.len(), name.clone(), fingerprinted));
             for (_, sql) in own.iter().filter(|(kind, _)| kind != "table") {
                 staged.execute_batch(sql).await?;
             }
@@ -377,6 +427,19 @@ pub async fn refresh_sqlite(
             });
         }
     }
+    crate::hooks::run_hooks(
+        policy,
+        HookPoint::AfterLoad,
+        &hook_place(Some(&staged), &staging),
+        &mut outcome.hooks,
+    )
+    .await?;
+    if outcome.hooks.iter().any(|hook| hook.when == "after-load") {
+        for (index, name, columns) in &fingerprinted_tables {
+            let now = crate::fingerprint::table(&staged, name, columns).await?;
+            crate::fingerprint::after_hooks(&mut outcome.tables[*index], now);
+        }
+    }
     drop(staged);
     drop(previous);
     std::fs::File::open(&staging)
@@ -391,6 +454,24 @@ pub async fn refresh_sqlite(
         std::fs::File::open(directory)
             .and_then(|file| file.sync_all())
             .map_err(io(directory))?;
+    }
+    if policy
+        .hooks
+        .iter()
+        .any(|hook| hook.when == HookPoint::AfterSwap)
+    {
+        let refreshed = Database::connect_str(
+            &format!("sqlite:{}", target.display()),
+            &ConnectOptions::default(),
+        )
+        .await?;
+        crate::hooks::run_hooks(
+            policy,
+            HookPoint::AfterSwap,
+            &hook_place(Some(&refreshed), target),
+            &mut outcome.hooks,
+        )
+        .await?;
     }
     Ok(outcome)
 }

@@ -314,6 +314,7 @@ async fn copy(
         started_at: started_at(),
         refresh_seconds: Some(seconds),
         tables: outcome.tables.clone(),
+        hooks: outcome.hooks.clone(),
         verification,
     };
     let mut text = format!(
@@ -334,6 +335,13 @@ async fn copy(
             table.table,
             table.action,
             crate::output::thousands(table.rows)
+        );
+    }
+    for hook in &outcome.hooks {
+        let _ = writeln!(
+            text,
+            "  hook {} ({}, {}): {} in {:.1} s",
+            hook.name, hook.when, hook.kind, hook.status, hook.seconds
         );
     }
     finish(global, &args.verification.report, &report, text)

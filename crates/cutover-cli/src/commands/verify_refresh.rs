@@ -108,6 +108,7 @@ pub async fn run(args: VerifyRefreshArgs, global: &GlobalArgs) -> anyhow::Result
         started_at: started,
         refresh_seconds: None,
         tables: baseline.unwrap_or_default(),
+        hooks: Vec::new(),
         verification: Some(verification),
     };
     let text = format!(

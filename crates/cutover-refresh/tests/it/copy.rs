@@ -231,7 +231,12 @@ async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
     // A staging file left by an interrupted run is replaced, not trusted.
     std::fs::write(cutover_refresh::staging_path(&target), b"half-written").expect("leftover");
 
-    let policy = Policy::parse(SCENARIO_D_POLICY).expect("example policy");
+    // With the example hooks: they run on the staged data before the swap.
+    let policy = Policy::parse(&format!(
+        "{SCENARIO_D_POLICY}\n{}",
+        include_str!("../../../../examples/refresh-hooks.toml")
+    ))
+    .expect("example policy with the example hooks");
     let outcome = cutover_refresh::refresh_sqlite(
         &production,
         &target,
@@ -278,8 +283,9 @@ async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
             "SELECT count(*) FROM settings WHERE value = 'acceptance'",
             1,
         ),
+        // Re-pointed by the example's after-load hook.
         (
-            "SELECT count(*) FROM portal_trial_config WHERE endpoint_url LIKE '%acc.internal'",
+            "SELECT count(*) FROM portal_trial_config WHERE endpoint_url = 'https://portal.acc.internal/api'",
             1,
         ),
         ("SELECT count(*) FROM assessments_per_patient", 2),
@@ -291,6 +297,43 @@ async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
     for (sql, expected) in checks {
         assert_eq!(count(&refreshed, sql).await, expected, "{sql}");
     }
+    assert_eq!(outcome.hooks.len(), 4);
+    assert!(outcome.hooks.iter().all(|hook| hook.status == "ok"));
+    // A preserved table the hooks changed is evidence of it, and verification
+    // accepts it as the hooks left it (an untouched one as it was before).
+    let changed = |name: &str| {
+        outcome
+            .tables
+            .iter()
+            .find(|table| table.table == name)
+            .and_then(|table| table.preserved)
+            .map(|preserved| preserved.changed_by_hooks)
+    };
+    assert_eq!(changed("portal_trial_config"), Some(true));
+    assert_eq!(changed("permissions"), Some(false));
+    let options = cutover_refresh::VerifyOptions {
+        baseline: Some(outcome.tables.clone()),
+        ..cutover_refresh::VerifyOptions::default()
+    };
+    let verification = cutover_refresh::verify(
+        &production,
+        &refreshed,
+        &policy,
+        Some(&Masker::new(b"secret")),
+        &options,
+    )
+    .await
+    .expect("verify");
+    let preserved = verification
+        .checks
+        .iter()
+        .find(|check| check.name == "preserved-tables-identical")
+        .expect("the check");
+    assert_eq!(
+        preserved.status,
+        cutover_refresh::Status::Pass,
+        "{preserved:#?}"
+    );
 }
 
 #[tokio::test]
@@ -570,5 +613,138 @@ async fn drift_in_the_target_is_refused_until_the_policy_decides() {
             ("feature_flags", "preserve"),
             ("old_import", "drop")
         ]
+    );
+}
+
+/// Hooks run at their points on SQLite: a command before the copy, SQL on
+/// the staging file after the load (its change is in the swapped target), a
+/// command after the swap; a failing after-load hook stops before the swap.
+#[tokio::test]
+async fn hooks_run_around_a_sqlite_refresh_and_a_failing_one_stops_it() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let production = open(&directory.path().join("production.db"), true).await;
+    production
+        .execute_batch(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, user_name TEXT, password_hash TEXT); \
+             INSERT INTO accounts VALUES (1, 'svc-portal', 'prod-hash'), (2, 'ann', 'ann-hash');",
+        )
+        .await
+        .expect("production");
+    let target = directory.path().join("acceptance.db");
+    open(&target, true)
+        .await
+        .execute_batch(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, user_name TEXT, password_hash TEXT)",
+        )
+        .await
+        .expect("acceptance");
+    let marks = directory.path().join("marks.txt");
+    let policy = |after_load: &str| {
+        Policy::parse(&format!(
+            r#"
+[tables.accounts]
+action = "copy"
+[tables.accounts.columns]
+id = "keep"
+user_name = "keep"
+password_hash = {{ rule = "fixed", value = "disabled" }}
+
+[[hooks]]
+name = "note the start"
+when = "before-copy"
+command = "echo $CUTOVER_HOOK >> '{marks}'"
+
+[[hooks]]
+name = "reset the service account"
+when = "after-load"
+sql = "{after_load}"
+
+[[hooks]]
+when = "after-swap"
+command = "echo $CUTOVER_HOOK $(basename $CUTOVER_TARGET) >> '{marks}'"
+"#,
+            marks = marks.display()
+        ))
+        .expect("policy")
+    };
+    let refresh = |policy: Policy| {
+        let (production, target) = (&production, &target);
+        async move {
+            cutover_refresh::refresh_sqlite(
+                production,
+                target,
+                &policy,
+                Arc::new(Masker::new(b"secret")),
+                Arc::new(cutover_db::NoProgress),
+            )
+            .await
+        }
+    };
+    let outcome = refresh(policy(
+        "UPDATE accounts SET password_hash = 'acceptance-hash' WHERE user_name = 'svc-portal'",
+    ))
+    .await
+    .expect("refresh");
+    assert_eq!(
+        std::fs::read_to_string(&marks).expect("marks"),
+        "before-copy\nafter-swap acceptance.db\n"
+    );
+    let hooks: Vec<(&str, &str, &str)> = outcome
+        .hooks
+        .iter()
+        .map(|hook| (hook.name.as_str(), hook.when, hook.status))
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            ("note the start", "before-copy", "ok"),
+            ("reset the service account", "after-load", "ok"),
+            ("after-swap #3", "after-swap", "ok"),
+        ]
+    );
+    let acceptance = open(&target, false).await;
+    assert_eq!(
+        count(
+            &acceptance,
+            "SELECT count(*) FROM accounts WHERE password_hash = 'acceptance-hash'"
+        )
+        .await,
+        1
+    );
+    drop(acceptance);
+
+    let before = std::fs::read(&target).expect("target");
+    let error = refresh(policy("UPDATE no_such_table SET x = 1"))
+        .await
+        .expect_err("a failing after-load hook");
+    assert!(
+        error
+            .to_string()
+            .starts_with("hook reset the service account (after-load) failed: ")
+            && error
+                .to_string()
+                .ends_with("the refresh stopped before the swap; the target is unchanged"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&target).expect("target"), before);
+    assert_eq!(
+        std::fs::read_to_string(&marks).expect("marks"),
+        "before-copy\nafter-swap acceptance.db\nbefore-copy\n",
+        "no after-swap hook after a failed load"
+    );
+
+    // A hook with both sql and command is refused by the check.
+    let mut both = policy("SELECT 1");
+    both.hooks[0].sql = Some("SELECT 1".into());
+    let schema = production
+        .introspect(&IntrospectOptions::default())
+        .await
+        .expect("schema");
+    assert_eq!(
+        cutover_refresh::check(&both, &schema, true)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["hook note the start: give it either sql or command, not both"]
     );
 }

@@ -225,3 +225,109 @@ async fn partitioned_inherited_domain_and_composite_objects_are_refreshed_whole(
         assert!(failed.is_empty(), "run {run}: {failed:#?}");
     }
 }
+
+/// Hooks on PostgreSQL: SQL before the copy on the live schema, SQL after
+/// the load on the staged tables (unqualified names), a `psql` command after
+/// the swap (libpq's environment points it at the target); a failing
+/// after-load hook leaves the target as it was.
+#[tokio::test]
+async fn hooks_run_around_a_postgres_refresh() {
+    let Some(production) = cutover_testing::postgres().await else {
+        return;
+    };
+    let Some(acceptance) = cutover_testing::postgres().await else {
+        return;
+    };
+    let schema =
+        "CREATE TABLE accounts (id integer PRIMARY KEY, user_name text, password_hash text);";
+    cutover_testing::postgres_execute(
+        &production.url,
+        &format!(
+            "{schema} INSERT INTO accounts VALUES (1, 'svc-portal', 'prod'), (2, 'ann', 'prod');"
+        ),
+    )
+    .await;
+    cutover_testing::postgres_execute(
+        &acceptance.url,
+        &format!("{schema} CREATE TABLE hook_log (point text); INSERT INTO accounts VALUES (9, 'old', 'old');"),
+    )
+    .await;
+    let policy = |after_load: &str| {
+        Policy::parse(&format!(
+            r#"
+[tables."public.accounts"]
+action = "copy"
+[tables."public.accounts".columns]
+id = "keep"
+user_name = "keep"
+password_hash = {{ rule = "fixed", value = "disabled" }}
+[drift]
+"public.hook_log" = "preserve"
+[[hooks]]
+when = "before-copy"
+sql = "INSERT INTO hook_log VALUES ('before-copy')"
+[[hooks]]
+name = "reset the service account"
+when = "after-load"
+sql = "{after_load}"
+[[hooks]]
+when = "after-swap"
+command = "psql -q -c \"INSERT INTO hook_log VALUES ('$CUTOVER_HOOK')\""
+"#
+        ))
+        .expect("policy")
+    };
+    let settings = PostgresRefresh {
+        source: DatabaseUrl::parse(&production.url).expect("url"),
+        target: DatabaseUrl::parse(&acceptance.url).expect("url"),
+        connect: ConnectOptions::default(),
+        jobs: 1,
+        target_schema: None,
+    };
+    let refresh = |policy: Policy| {
+        let settings = settings.clone();
+        async move {
+            cutover_refresh::refresh_postgres(
+                &settings,
+                &policy,
+                Arc::new(Masker::new(b"secret")),
+                Arc::new(cutover_db::NoProgress),
+            )
+            .await
+        }
+    };
+    let error = refresh(policy("UPDATE no_such_table SET x = 1"))
+        .await
+        .expect_err("a failing after-load hook");
+    assert!(
+        error.to_string().contains("the target is unchanged"),
+        "{error}"
+    );
+    let url = &acceptance.url;
+    assert_eq!(
+        scalar(url, "SELECT string_agg(user_name, ',') FROM accounts").await,
+        "old"
+    );
+    let outcome = refresh(policy(
+        "UPDATE accounts SET password_hash = 'acceptance' WHERE user_name = 'svc-portal'",
+    ))
+    .await
+    .expect("refresh");
+    assert_eq!(outcome.hooks.len(), 3);
+    for (sql, expected) in [
+        (
+            "SELECT string_agg(point, ',' ORDER BY point) FROM hook_log",
+            "after-swap,before-copy,before-copy",
+        ),
+        (
+            "SELECT string_agg(user_name || '=' || password_hash, ',' ORDER BY id) FROM accounts",
+            "svc-portal=acceptance,ann=disabled",
+        ),
+        (
+            "SELECT count(*)::text FROM pg_namespace WHERE nspname LIKE 'cutover\\_%'",
+            "0",
+        ),
+    ] {
+        assert_eq!(scalar(url, sql).await, expected, "{sql}");
+    }
+}
