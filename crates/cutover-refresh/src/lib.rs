@@ -27,6 +27,7 @@ mod pg_definitions;
 mod pg_refresh;
 mod pg_swap;
 mod policy;
+mod preview;
 mod report;
 mod sql;
 mod sqlite_refresh;
@@ -48,6 +49,7 @@ pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, DriftDecision, FakeKind, Hook, HookPoint, OnRemovedParent, Policy,
     Rule, TablePolicy,
 };
+pub use preview::{MAX_PREVIEW_ROWS, Preview, PreviewColumn, preview};
 pub use report::{Baseline, BaselineTable, Report};
 pub use sqlite_refresh::{RefreshOutcome, TableOutcome, refresh_sqlite, staging_path};
 pub use targets::{forbidden_host, host_of, matches_pattern, same_database};

@@ -161,7 +161,7 @@ impl TableCopy {
         pick(&mut self.table.columns, keep);
     }
 
-    fn select(&self, source: &Database) -> String {
+    pub(crate) fn select(&self, source: &Database) -> String {
         self.select_where(
             source,
             self.filter

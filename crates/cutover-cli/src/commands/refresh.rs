@@ -44,6 +44,7 @@ use crate::output::{print, print_json};
 ///   cutover refresh --from postgres://reader@prod/app --init-policy policy.toml
 ///   cutover refresh --from postgres://reader@prod/app --to postgres://acc/app --policy policy.toml --check
 ///   cutover refresh --from sqlite:production.db --to sqlite:acceptance.db --policy policy.toml
+///   cutover refresh --from sqlite:production.db --policy policy.toml --preview patients --rows 5
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RefreshArgs {
@@ -70,6 +71,16 @@ pub struct RefreshArgs {
     /// Overwrite the --init-policy file if it exists.
     #[arg(long, requires = "init_policy")]
     pub force: bool,
+
+    /// Print masked rows of TABLE as acceptance will hold them (its where,
+    /// its rules, each column named with the rule that made it) and stop;
+    /// nothing is written.
+    #[arg(long, value_name = "TABLE", requires = "policy", conflicts_with_all = ["check", "init_policy"])]
+    pub preview: Option<String>,
+
+    /// Rows --preview prints (at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "preview")]
+    pub rows: usize,
 
     /// Tables copied at once into a PostgreSQL target, each over its own
     /// pair of connections (all reading one snapshot of the source).
@@ -153,7 +164,7 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
 
     let policy_path = args.policy.as_ref().context("--policy is required")?;
     let policy = Policy::load(policy_path)?;
-    if !args.check && args.to.is_none() {
+    if !args.check && args.preview.is_none() && args.to.is_none() {
         bail!(
             "--to is required to refresh\nhint: name the target database, e.g. --to sqlite:acceptance.db"
         );
@@ -191,6 +202,9 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
             .map(ToString::to_string),
     );
 
+    if let Some(table) = &args.preview {
+        return preview(&args, global, &policy, &source, &schema, table, problems).await;
+    }
     if !args.check {
         return copy(&args, global, &policy, &source, problems).await;
     }
@@ -231,6 +245,65 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     } else {
         Outcome::Differences
     })
+}
+
+/// `--preview`: masked rows of one table, each column with its rule.
+async fn preview(
+    args: &RefreshArgs,
+    global: &GlobalArgs,
+    policy: &Policy,
+    source: &Database,
+    schema: &cutover_db::Schema,
+    table: &str,
+    problems: Vec<String>,
+) -> anyhow::Result<Outcome> {
+    if !problems.is_empty() {
+        bail!(
+            "the policy does not cover the source, so nothing is previewed ({}):\n  {}\nhint: fix the policy (see --check)",
+            count_problems(problems.len()),
+            problems.join("\n  ")
+        );
+    }
+    let secret = std::env::var(&policy.secret_env).unwrap_or_default();
+    let masker = cutover_refresh::Masker::for_policy(policy, secret.as_bytes());
+    let preview =
+        cutover_refresh::preview(source, policy, schema, table, args.rows, &masker).await?;
+    match global.format {
+        Format::Json => print_json(&serde_json::to_value(&preview)?)?,
+        Format::Text => {
+            let mut text = format!(
+                "{}: {} masked rows as acceptance will hold them (values made by the rules; nothing else of the source)\n",
+                preview.table,
+                preview.rows.len()
+            );
+            let name_width = preview
+                .columns
+                .iter()
+                .map(|column| column.name.len())
+                .max()
+                .unwrap_or(0);
+            let rule_width = preview
+                .columns
+                .iter()
+                .map(|column| column.rule.len())
+                .max()
+                .unwrap_or(0);
+            for (index, row) in preview.rows.iter().enumerate() {
+                let _ = writeln!(text, "-- row {}", index + 1);
+                for (column, value) in preview.columns.iter().zip(row) {
+                    let _ = writeln!(
+                        text,
+                        "  {:<name_width$}  {:<rule_width$}  {}",
+                        column.name,
+                        column.rule,
+                        value.as_deref().unwrap_or("NULL")
+                    );
+                }
+            }
+            print(&text)?;
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 /// The refresh itself, after a clean check: SQLite targets in this version.

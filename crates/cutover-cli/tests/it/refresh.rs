@@ -513,3 +513,94 @@ fn verify_refresh_passes_a_clean_target_and_names_what_is_wrong_with_a_damaged_o
         run.stderr
     );
 }
+
+#[test]
+fn preview_prints_masked_rows_with_their_rules_and_writes_nothing() {
+    let (directory, source) = production();
+    let connection =
+        rusqlite::Connection::open(directory.path().join("production.db")).expect("sqlite");
+    connection
+        .execute_batch(
+            "INSERT INTO patients VALUES (1, 'HC-111', 'Wilhelmina', 'private'), (2, 'HC-222', 'Gerrit', NULL), \
+             (3, 'HC-333', 'Bartholomeus', 'x'); INSERT INTO settings VALUES ('environment', 'production');",
+        )
+        .expect("rows");
+    let policy = directory.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"locale = "en-CA"
+[tables.patients]
+action = "copy"
+where = "id < 3"
+[tables.patients.columns]
+id = "keep"
+health_card_number = "fake:health-card"
+first_name = "fake:first-name"
+notes = "null"
+[tables.settings]
+action = "preserve"
+"#,
+    )
+    .expect("policy");
+    let policy_arg = policy.display().to_string();
+    let preview = |table: &str, json: bool| {
+        let mut args = vec![
+            "refresh",
+            "--from",
+            &source,
+            "--policy",
+            &policy_arg,
+            "--preview",
+            table,
+            "--rows",
+            "5",
+        ];
+        if json {
+            args.extend(["--format", "json"]);
+        }
+        crate::cutover_with_env(&args, &[("CUTOVER_MASK_SECRET", "test secret")])
+    };
+    let run = preview("patients", false);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("patients: 2 masked rows"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("first_name          fake:first-name"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("notes               null"),
+        "{}",
+        run.stdout
+    );
+    for source_value in ["Wilhelmina", "Gerrit", "HC-111", "private"] {
+        assert!(!run.stdout.contains(source_value), "{}", run.stdout);
+    }
+    let run = preview("patients", true);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["columns"][1]["rule"], "fake:health-card");
+    // An Ontario shape, e.g. 1234-567-890-AB.
+    let card = json["rows"][0][1].as_str().expect("a card");
+    assert_eq!(card.len(), 15, "{card}");
+
+    let run = preview("settings", false);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("table settings is not copied (its action is preserve)"),
+        "{}",
+        run.stderr
+    );
+    let run = preview("nope", false);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("table nope is not in the source"),
+        "{}",
+        run.stderr
+    );
+}

@@ -62,6 +62,22 @@ async fn count(database: &Database, sql: &str) -> i64 {
     }
 }
 
+/// A whole SQLite refresh of `target` from `production` under `policy`.
+async fn refresh_file(
+    production: &Database,
+    target: &std::path::Path,
+    policy: Policy,
+) -> cutover_refresh::Result<cutover_refresh::RefreshOutcome> {
+    cutover_refresh::refresh_sqlite(
+        production,
+        target,
+        &policy,
+        Arc::new(Masker::new(b"secret")),
+        Arc::new(cutover_db::NoProgress),
+    )
+    .await
+}
+
 async fn refresh_into(
     production: &Database,
     path: &std::path::Path,
@@ -540,19 +556,7 @@ async fn drift_in_the_target_is_refused_until_the_policy_decides() {
         ))
         .expect("policy")
     };
-    let refresh = |policy: Policy| {
-        let (production, target) = (&production, &target);
-        async move {
-            cutover_refresh::refresh_sqlite(
-                production,
-                target,
-                &policy,
-                Arc::new(Masker::new(b"secret")),
-                Arc::new(cutover_db::NoProgress),
-            )
-            .await
-        }
-    };
+    let refresh = |policy: Policy| refresh_file(&production, &target, policy);
     let error = refresh(policy("")).await.expect_err("undecided drift");
     assert_eq!(
         error.to_string(),
@@ -667,19 +671,7 @@ command = "echo $CUTOVER_HOOK $(basename $CUTOVER_TARGET) >> '{marks}'"
         ))
         .expect("policy")
     };
-    let refresh = |policy: Policy| {
-        let (production, target) = (&production, &target);
-        async move {
-            cutover_refresh::refresh_sqlite(
-                production,
-                target,
-                &policy,
-                Arc::new(Masker::new(b"secret")),
-                Arc::new(cutover_db::NoProgress),
-            )
-            .await
-        }
-    };
+    let refresh = |policy: Policy| refresh_file(&production, &target, policy);
     let outcome = refresh(policy(
         "UPDATE accounts SET password_hash = 'acceptance-hash' WHERE user_name = 'svc-portal'",
     ))
