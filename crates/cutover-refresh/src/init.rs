@@ -471,6 +471,13 @@ fn write_table(text: &mut String, table: &Table, rules: &BTreeMap<(String, Strin
     let key = table_key(table);
     let quoted = format!("\"{}\"", key.replace('"', "\\\""));
     let _ = writeln!(text, "[tables.{quoted}]");
+    if let Some(scheduler) = crate::targets::timer_table(table) {
+        let _ = writeln!(
+            text,
+            "action = \"skip\"  # guess: {scheduler} timers: copied rows would fire production's jobs in acceptance"
+        );
+        return;
+    }
     let _ = writeln!(text, "action = \"copy\"");
     let _ = writeln!(text, "[tables.{quoted}.columns]");
     let width = table

@@ -161,6 +161,10 @@ pub struct TablePolicy {
     /// The table holds connection settings: after the refresh none may point at a forbidden host.
     #[serde(default)]
     pub config: bool,
+    /// A job or timer table whose copied rows are meant to fire (production
+    /// moved, not refreshed): verification does not fail them.
+    #[serde(default)]
+    pub keep_timers: bool,
     /// For `copy`: a rule for every column.
     #[serde(default)]
     pub columns: BTreeMap<String, Rule>,

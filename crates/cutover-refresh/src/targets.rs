@@ -71,6 +71,32 @@ pub fn same_database(left: &DatabaseUrl, right: &DatabaseUrl) -> bool {
     }
 }
 
+/// The scheduler a table of timers belongs to, when it looks like one:
+/// db-scheduler's `scheduled_tasks`, Quartz's `qrtz_*` trigger and job
+/// tables, `pg_cron`'s `cron.job`. Rows copied into acceptance would fire production's jobs there.
+pub(crate) fn timer_table(table: &cutover_db::Table) -> Option<&'static str> {
+    let name = table.name.name.to_ascii_lowercase();
+    let has = |column: &str| table.column(column).is_some();
+    if table.name.schema.as_deref() == Some("cron")
+        && matches!(name.as_str(), "job" | "job_run_details")
+    {
+        return Some("pg_cron");
+    }
+    if name == "scheduled_tasks" && has("task_name") && has("execution_time") {
+        return Some("db-scheduler");
+    }
+    const QUARTZ: [&str; 7] = [
+        "qrtz_triggers",
+        "qrtz_simple_triggers",
+        "qrtz_cron_triggers",
+        "qrtz_simprop_triggers",
+        "qrtz_blob_triggers",
+        "qrtz_fired_triggers",
+        "qrtz_job_details",
+    ];
+    QUARTZ.contains(&name.as_str()).then_some("Quartz")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,3 +331,136 @@ command = "psql -q -c \"INSERT INTO hook_log VALUES ('$CUTOVER_HOOK')\""
         assert_eq!(scalar(url, sql).await, expected, "{sql}");
     }
 }
+
+/// What would reach production from acceptance: the starting policy skips
+/// timer tables; verification fails copied timer rows, a subscription to a
+/// production host, a pg_cron job (a table of pg_cron's shape) pointing
+/// there, and, in full mode, a production URL in an ordinary text column,
+/// naming table and column but never the value.
+#[tokio::test]
+async fn copied_jobs_subscriptions_and_production_urls_fail_verification() {
+    let Some(production) = cutover_testing::postgres().await else {
+        return;
+    };
+    let Some(acceptance) = cutover_testing::postgres().await else {
+        return;
+    };
+    let schema = "CREATE TABLE scheduled_tasks (task_name text, task_instance text, execution_time timestamptz NOT NULL, \
+                    picked boolean NOT NULL DEFAULT false, PRIMARY KEY (task_name, task_instance)); \
+                  CREATE TABLE integrations (id integer PRIMARY KEY, name text, callback text);";
+    cutover_testing::postgres_execute(
+        &production.url,
+        &format!(
+            "{schema} INSERT INTO scheduled_tasks VALUES ('send-reminders', 'recurring', now(), false), ('purge', '42', now(), false); \
+             INSERT INTO integrations VALUES (1, 'lab feed', 'https://api.prod.internal/lab/callback'), (2, 'portal', 'https://portal.acc.internal');"
+        ),
+    )
+    .await;
+    cutover_testing::postgres_execute(&acceptance.url, schema).await;
+    let source = cutover_db::Database::connect_str(&production.url, &ConnectOptions::default())
+        .await
+        .expect("source");
+    let source_schema = source
+        .introspect(&cutover_db::IntrospectOptions::default())
+        .await
+        .expect("schema");
+    let starting = cutover_refresh::initial_policy(&source_schema, "production", "today");
+    assert!(
+        starting.contains(
+            "[tables.\"public.scheduled_tasks\"]\naction = \"skip\"  # guess: db-scheduler timers"
+        ),
+        "{starting}"
+    );
+    // A policy that copies the timers anyway.
+    let policy = Policy::parse(
+        r#"
+forbid_hosts = ["*.prod.internal"]
+[tables."public.scheduled_tasks"]
+action = "copy"
+[tables."public.scheduled_tasks".columns]
+task_name = "keep"
+task_instance = "keep"
+execution_time = "keep"
+picked = "keep"
+[tables."public.integrations"]
+action = "copy"
+[tables."public.integrations".columns]
+id = "keep"
+name = "keep"
+callback = "keep"
+"#,
+    )
+    .expect("policy");
+    let settings = PostgresRefresh {
+        source: DatabaseUrl::parse(&production.url).expect("url"),
+        target: DatabaseUrl::parse(&acceptance.url).expect("url"),
+        connect: ConnectOptions::default(),
+        jobs: 1,
+        target_schema: None,
+    };
+    let outcome = cutover_refresh::refresh_postgres(
+        &settings,
+        &policy,
+        Arc::new(Masker::new(b"secret")),
+        Arc::new(cutover_db::NoProgress),
+    )
+    .await
+    .expect("refresh");
+    cutover_testing::postgres_execute(
+        &acceptance.url,
+        "CREATE PUBLICATION everything FOR ALL TABLES; \
+         CREATE SUBSCRIPTION from_production CONNECTION 'host=db.prod.internal dbname=app' \
+           PUBLICATION everything WITH (connect = false); \
+         CREATE SCHEMA cron; CREATE TABLE cron.job (jobid bigint, schedule text, command text, nodename text, \
+           nodeport integer, database text, username text, active boolean, jobname text); \
+         INSERT INTO cron.job VALUES (1, '* * * * *', 'SELECT 1', 'db.prod.internal', 5432, 'app', 'app', true, 'sync');",
+    )
+    .await;
+    let target = cutover_db::Database::connect_str(&acceptance.url, &ConnectOptions::default())
+        .await
+        .expect("target");
+    let verify = |full: bool| {
+        let options = cutover_refresh::VerifyOptions {
+            full,
+            forbid_hosts: policy.forbid_hosts.clone(),
+            baseline: Some(outcome.tables.clone()),
+            ..cutover_refresh::VerifyOptions::default()
+        };
+        let (source, target, policy) = (&source, &target, &policy);
+        async move {
+            let verification = cutover_refresh::verify(source, target, policy, None, &options)
+                .await
+                .expect("verify");
+            verification
+                .checks
+                .into_iter()
+                .find(|check| check.name == "no-production-references")
+                .expect("the check")
+        }
+    };
+    let sample = verify(false).await;
+    assert_eq!(sample.status, cutover_refresh::Status::Fail);
+    let evidence = sample.evidence.join("\n");
+    for expected in [
+        "scheduled_tasks: 2 db-scheduler timer rows copied from production would fire in acceptance (set the table's action to skip, or keep_timers = true where production moved)",
+        "subscription from_production: names a host matching *.prod.internal",
+        "pg_cron job 1: names a host matching *.prod.internal",
+    ] {
+        assert!(evidence.contains(expected), "{expected}\n{evidence}");
+    }
+    assert!(!evidence.contains("integrations.callback"), "{evidence}");
+    let full = verify(true).await.evidence.join("\n");
+    assert!(
+        full.contains("integrations.callback: 1 rows name a host matching *.prod.internal"),
+        "{full}"
+    );
+    assert!(
+        !full.contains("api.prod.internal") && !full.contains("db.prod.internal"),
+        "{full}"
+    );
+    cutover_testing::postgres_execute(
+        &acceptance.url,
+        "ALTER SUBSCRIPTION from_production SET (slot_name = NONE); DROP SUBSCRIPTION from_production",
+    )
+    .await;
+}
