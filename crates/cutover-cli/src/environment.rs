@@ -16,6 +16,7 @@ pub fn connect_options() -> ConnectOptions {
         default_user: variable("PGUSER").or_else(|| variable("USER")),
         read_only: false,
         create_sqlite: false,
+        sqlite_unchecked_references: false,
         spark_token: variable("CUTOVER_SPARK_TOKEN"),
         spark_session: Some(session_id()),
     }

@@ -58,6 +58,9 @@ pub struct ConnectOptions {
     pub read_only: bool,
     /// Create a SQLite file that does not exist yet (never done on read).
     pub create_sqlite: bool,
+    /// SQLite: connections do not enforce foreign keys (a refresh's staging
+    /// file, whose references are checked once everything is loaded).
+    pub sqlite_unchecked_references: bool,
     /// A Spark Connect bearer token (the CLI passes `CUTOVER_SPARK_TOKEN`).
     pub spark_token: Option<String>,
     /// The Spark Connect session (a UUID) every Spark connection joins, so

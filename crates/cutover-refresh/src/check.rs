@@ -90,6 +90,12 @@ pub enum Problem {
         /// The column's policy key.
         name: String,
     },
+    /// Copied tables referencing each other in a cycle that a `where`
+    /// removes rows from, with no reference that can be nulled.
+    ReferenceCycle {
+        /// The tables of the cycle.
+        tables: Vec<String>,
+    },
     /// A hook the policy cannot run as written.
     BadHook {
         /// Why.
@@ -170,6 +176,11 @@ impl fmt::Display for Problem {
                 "column {name} exists only in the target and cannot be preserved (the table's rows come from the source): add it to the source, or decide \"drop\""
             ),
             Problem::BadHook { reason } => write!(formatter, "{reason}"),
+            Problem::ReferenceCycle { tables } => write!(
+                formatter,
+                "tables {} reference each other in a cycle and a where removes rows from it: the rows to keep cannot be followed around it; set on_removed_parent = \"null\" on one of them whose reference is nullable, or remove the where",
+                tables.join(", ")
+            ),
             Problem::MissingSecret { variable } => write!(
                 formatter,
                 "rules hash, fake or shift-date need a secret: set the environment variable {variable}"
@@ -312,6 +323,11 @@ pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Prob
             });
         }
     }
+    problems.extend(
+        crate::subset::unbreakable_cycles(policy, schema)
+            .into_iter()
+            .map(|tables| Problem::ReferenceCycle { tables }),
+    );
     problems.extend(
         crate::hooks::hook_problems(policy)
             .into_iter()

@@ -257,7 +257,14 @@ pub async fn refresh_sqlite(
         create_sqlite: true,
         ..ConnectOptions::default()
     };
-    let staged = Database::connect_str(&format!("sqlite:{}", staging.display()), &create).await?;
+    // References are checked once everything is loaded: tables that
+    // reference each other in a cycle cannot be loaded one after the other.
+    let unchecked = ConnectOptions {
+        sqlite_unchecked_references: true,
+        ..create.clone()
+    };
+    let staged =
+        Database::connect_str(&format!("sqlite:{}", staging.display()), &unchecked).await?;
     for (kind, sql) in &definitions {
         if kind == "table" {
             staged.execute_batch(sql).await?;
@@ -384,6 +391,17 @@ pub async fn refresh_sqlite(
         });
     }
 
+    let dangling = crate::sql::count(
+        &staged,
+        "SELECT count(*) FROM pragma_foreign_key_check",
+        "the staged references",
+    )
+    .await?;
+    if dangling > 0 {
+        return Err(Error::Unsupported(format!(
+            "{dangling} references in the staged tables point at rows that are not there; the target is unchanged\nhint: a preserved table may reference rows the policy removed"
+        )));
+    }
     progress.phase("indexes", None);
     for (kind, sql) in &definitions {
         if kind != "table" {

@@ -32,20 +32,24 @@ fn kept_condition(
     (!conditions.is_empty()).then(|| conditions.join(" AND "))
 }
 
-/// For each single-column reference to a copied parent that removes rows:
-/// `(column, "EXISTS (SELECT 1 FROM parent WHERE parent.key = table.column AND kept)")`.
-/// A correlated EXISTS is one key lookup per row; `column IN (SELECT …)`
-/// under an OR cannot become a join, and once the kept keys outgrow the
-/// server's hash memory it rescans the parent for every row.
+/// For each reference (single or multi-column) to a copied parent that
+/// removes rows: `(columns, "EXISTS (SELECT 1 FROM parent WHERE parent.key =
+/// table.column … AND kept)")`. A correlated EXISTS is one key lookup per
+/// row; `column IN (SELECT …)` under an OR cannot become a join, and once
+/// the kept keys outgrow the server's hash memory it rescans the parent for
+/// every row.
 fn references_to_filtered(
     policy: &Policy,
     schema: &cutover_db::Schema,
     table: &cutover_db::Table,
     depth: usize,
-) -> Vec<(String, String)> {
+) -> Vec<(Vec<String>, String)> {
     let mut references = Vec::new();
     for foreign_key in &table.foreign_keys {
-        if foreign_key.columns.len() != 1 || foreign_key.referenced_table.name == table.name.name {
+        if foreign_key.columns.is_empty()
+            || foreign_key.columns.len() != foreign_key.referenced_columns.len()
+            || foreign_key.referenced_table.name == table.name.name
+        {
             continue;
         }
         let Some(parent) = schema.table(&foreign_key.referenced_table) else {
@@ -59,15 +63,25 @@ fn references_to_filtered(
         let Some(kept) = kept_condition(policy, schema, parent, depth + 1) else {
             continue;
         };
-        let column = cutover_db::schema::quote_identifier(&foreign_key.columns[0]);
-        let parent_column =
-            cutover_db::schema::quote_identifier(&foreign_key.referenced_columns[0]);
         let parent_name = parent.name.quoted();
         let table_name = table.name.quoted();
+        let matches: Vec<String> = foreign_key
+            .columns
+            .iter()
+            .zip(&foreign_key.referenced_columns)
+            .map(|(column, parent_column)| {
+                format!(
+                    "{parent_name}.{} = {table_name}.{}",
+                    cutover_db::schema::quote_identifier(parent_column),
+                    cutover_db::schema::quote_identifier(column)
+                )
+            })
+            .collect();
         references.push((
-            foreign_key.columns[0].clone(),
+            foreign_key.columns.clone(),
             format!(
-                "EXISTS (SELECT 1 FROM {parent_name} WHERE {parent_name}.{parent_column} = {table_name}.{column} AND ({kept}))"
+                "EXISTS (SELECT 1 FROM {parent_name} WHERE {} AND ({kept}))",
+                matches.join(" AND ")
             ),
         ));
     }
@@ -80,13 +94,16 @@ fn parent_conditions(
     table: &cutover_db::Table,
     depth: usize,
 ) -> Vec<String> {
+    // A reference with a NULL in any of its columns references nothing
+    // (MATCH SIMPLE, the default), so it stays.
     references_to_filtered(policy, schema, table, depth)
         .into_iter()
-        .map(|(column, kept)| {
-            format!(
-                "({} IS NULL OR {kept})",
-                cutover_db::schema::quote_identifier(&column)
-            )
+        .map(|(columns, kept)| {
+            let nulls: Vec<String> = columns
+                .iter()
+                .map(|column| format!("{} IS NULL", cutover_db::schema::quote_identifier(column)))
+                .collect();
+            format!("({} OR {kept})", nulls.join(" OR "))
         })
         .collect()
 }
@@ -123,14 +140,28 @@ pub(crate) fn copy_plan(
         .and_then(|table_policy| table_policy.on_removed_parent)
         == Some(OnRemovedParent::Null);
     if nulls {
-        for (column, kept) in references_to_filtered(policy, schema, table, 0) {
-            if let Some(index) = table
-                .columns
-                .iter()
-                .position(|candidate| candidate.name == column)
-            {
-                let quoted = cutover_db::schema::quote_identifier(&column);
-                copy.expressions[index] = Some(format!("CASE WHEN {kept} THEN {quoted} END"));
+        for (columns, kept) in references_to_filtered(policy, schema, table, 0) {
+            // A reference with a NULL in any column references nothing: it stays.
+            let kept = if columns.len() > 1 {
+                let nulls: Vec<String> = columns
+                    .iter()
+                    .map(|column| {
+                        format!("{} IS NULL", cutover_db::schema::quote_identifier(column))
+                    })
+                    .collect();
+                format!("{} OR {kept}", nulls.join(" OR "))
+            } else {
+                kept
+            };
+            for column in columns {
+                if let Some(index) = table
+                    .columns
+                    .iter()
+                    .position(|candidate| candidate.name == column)
+                {
+                    let quoted = cutover_db::schema::quote_identifier(&column);
+                    copy.expressions[index] = Some(format!("CASE WHEN {kept} THEN {quoted} END"));
+                }
             }
         }
     }
@@ -169,4 +200,91 @@ pub(crate) fn masked_columns(policy: &Policy, table: &cutover_db::Table) -> Vec<
         })
         .map(|column| column.name.clone())
         .collect()
+}
+
+/// Copied tables whose references form a cycle that a `where` removes rows
+/// from, with no table in it whose references to removed rows are nulled
+/// (`on_removed_parent = "null"` on nullable columns): the rows to keep
+/// cannot be followed around the cycle, so the refresh refuses it. Each
+/// cycle as its tables (a strongly connected set of two or more).
+pub(crate) fn unbreakable_cycles(policy: &Policy, schema: &cutover_db::Schema) -> Vec<Vec<String>> {
+    let copied: Vec<&cutover_db::Table> = schema
+        .tables
+        .iter()
+        .filter(|table| {
+            crate::check::policy_table(policy, table)
+                .is_some_and(|table_policy| table_policy.action == Action::Copy)
+        })
+        .collect();
+    let index_of = |name: &cutover_db::TableName| {
+        copied.iter().position(|table| {
+            table.name.name == name.name
+                && (name.schema.is_none() || table.name.schema == name.schema)
+        })
+    };
+    let edges: Vec<Vec<usize>> = copied
+        .iter()
+        .enumerate()
+        .map(|(index, table)| {
+            table
+                .foreign_keys
+                .iter()
+                .filter_map(|foreign_key| index_of(&foreign_key.referenced_table))
+                .filter(|parent| *parent != index)
+                .collect()
+        })
+        .collect();
+    // Strongly connected sets: the tables each table reaches and is reached by.
+    let reach = |start: usize| {
+        let mut seen = vec![false; copied.len()];
+        let mut stack = vec![start];
+        while let Some(node) = stack.pop() {
+            for next in &edges[node] {
+                if !seen[*next] {
+                    seen[*next] = true;
+                    stack.push(*next);
+                }
+            }
+        }
+        seen
+    };
+    let reaches: Vec<Vec<bool>> = (0..copied.len()).map(reach).collect();
+    let mut placed = vec![false; copied.len()];
+    let mut cycles = Vec::new();
+    for start in 0..copied.len() {
+        if placed[start] || !reaches[start][start] {
+            continue;
+        }
+        let members: Vec<usize> = (0..copied.len())
+            .filter(|other| reaches[start][*other] && reaches[*other][start])
+            .collect();
+        for member in &members {
+            placed[*member] = true;
+        }
+        let policy_of = |index: usize| crate::check::policy_table(policy, copied[index]);
+        let filtered = members.iter().any(|member| {
+            policy_of(*member).is_some_and(|table_policy| table_policy.filter.is_some())
+        });
+        let broken = members.iter().any(|member| {
+            let table = copied[*member];
+            policy_of(*member).and_then(|table_policy| table_policy.on_removed_parent)
+                == Some(OnRemovedParent::Null)
+                && table.foreign_keys.iter().any(|foreign_key| {
+                    index_of(&foreign_key.referenced_table)
+                        .is_some_and(|parent| members.contains(&parent))
+                        && foreign_key.columns.iter().all(|column| {
+                            table.column(column).is_some_and(|column| column.nullable)
+                        })
+                })
+        });
+        if filtered && !broken {
+            let mut names: Vec<String> = members
+                .iter()
+                .map(|member| crate::check::table_key(copied[*member]))
+                .collect();
+            names.sort();
+            cycles.push(names);
+        }
+    }
+    cycles
 }

@@ -31,6 +31,7 @@ pub struct SqliteDatabase {
     path: PathBuf,
     redacted: String,
     read_only: bool,
+    unchecked_references: bool,
 }
 
 impl SqliteDatabase {
@@ -48,6 +49,7 @@ impl SqliteDatabase {
             path: path.to_owned(),
             redacted: redacted.to_owned(),
             read_only: options.read_only,
+            unchecked_references: options.sqlite_unchecked_references,
         };
         let create = options.create_sqlite;
         database
@@ -72,7 +74,7 @@ impl SqliteDatabase {
     }
 
     fn connection(&self) -> Result<Connection> {
-        open_connection(&self.path, self.read_only)
+        open_connection(&self.path, self.read_only, self.unchecked_references)
     }
 
     /// Runs `work` with a fresh connection on a blocking thread.
@@ -81,9 +83,9 @@ impl SqliteDatabase {
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let path = self.path.clone();
-        let read_only = self.read_only;
+        let (read_only, unchecked) = (self.read_only, self.unchecked_references);
         tokio::task::spawn_blocking(move || {
-            let mut connection = open_connection(&path, read_only)?;
+            let mut connection = open_connection(&path, read_only, unchecked)?;
             work(&mut connection)
         })
         .await
@@ -313,7 +315,7 @@ impl SqliteDatabase {
     }
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+fn open_connection(path: &Path, read_only: bool, unchecked_references: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -326,6 +328,11 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     connection
         .busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|error| Error::sqlite(format!("opening {}", path.display()), error))?;
+    if unchecked_references {
+        connection
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(|error| Error::sqlite(format!("opening {}", path.display()), error))?;
+    }
     Ok(connection)
 }
 

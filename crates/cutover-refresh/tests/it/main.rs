@@ -2,3 +2,4 @@ mod copy;
 mod partitions;
 mod policy;
 mod postgres;
+mod subset;
