@@ -34,7 +34,7 @@ outcome = "keep"
 notes = "null"
 "#;
 
-async fn open(path: &std::path::Path, create: bool) -> Database {
+pub(crate) async fn open(path: &std::path::Path, create: bool) -> Database {
     let options = ConnectOptions {
         create_sqlite: create,
         ..ConnectOptions::default()

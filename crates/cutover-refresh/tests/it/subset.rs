@@ -5,18 +5,10 @@
 
 use std::sync::Arc;
 
-use cutover_db::{ConnectOptions, Database, IntrospectOptions};
+use cutover_db::{Database, IntrospectOptions};
 use cutover_refresh::{Masker, Policy};
 
-async fn open(path: &std::path::Path) -> Database {
-    let options = ConnectOptions {
-        create_sqlite: true,
-        ..ConnectOptions::default()
-    };
-    Database::connect_str(&format!("sqlite:{}", path.display()), &options)
-        .await
-        .expect("sqlite")
-}
+use crate::copy::open;
 
 async fn scalar(database: &Database, sql: &str) -> String {
     let column = cutover_db::Column {
@@ -86,7 +78,7 @@ ward_id = "keep"
 #[tokio::test]
 async fn multi_column_references_follow_their_parent_and_cycles_need_a_nullable_break() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let production = open(&directory.path().join("production.db")).await;
+    let production = open(&directory.path().join("production.db"), true).await;
     production.execute_batch(SCHEMA).await.expect("production");
     let schema = production
         .introspect(&IntrospectOptions::default())
@@ -125,7 +117,7 @@ async fn multi_column_references_follow_their_parent_and_cycles_need_a_nullable_
         )
         .await
         .expect("refresh");
-        let acceptance = open(&target).await;
+        let acceptance = open(&target, false).await;
         let visits = if visits.is_empty() {
             scalar(
                 &acceptance,
