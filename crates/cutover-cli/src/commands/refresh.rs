@@ -201,6 +201,11 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
             .iter()
             .map(ToString::to_string),
     );
+    if args.check
+        && let Some(target) = &args.to
+    {
+        problems.extend(target_drift(&policy, &schema, target, &args.target_schema).await);
+    }
 
     if let Some(table) = &args.preview {
         return preview(&args, global, &policy, &source, &schema, table, problems).await;
@@ -245,6 +250,62 @@ pub async fn run(args: RefreshArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     } else {
         Outcome::Differences
     })
+}
+
+/// `--check` with a target: its tables and columns the source lacks, each
+/// needing a `[drift]` decision (a SQLite file not there yet has none).
+async fn target_drift(
+    policy: &Policy,
+    schema: &cutover_db::Schema,
+    target: &str,
+    target_schema: &str,
+) -> Vec<String> {
+    let Ok(url) = DatabaseUrl::parse(target) else {
+        return Vec::new();
+    };
+    if let cutover_db::Locator::Sqlite(path) = &url.locator
+        && !path.exists()
+    {
+        return Vec::new();
+    }
+    let options = cutover_db::ConnectOptions {
+        read_only: true,
+        ..crate::environment::connect_options()
+    };
+    let introspected = match Database::connect(&url, &options).await {
+        Ok(database) => database.introspect(&IntrospectOptions::default()).await,
+        Err(error) => Err(error),
+    };
+    let mut live = match introspected {
+        Ok(live) => live,
+        Err(error) => {
+            return vec![format!(
+                "the target {} could not be read to compare its tables with the source's: {error}",
+                url.redacted()
+            )];
+        }
+    };
+    // A PostgreSQL target is refreshed one schema at a time: the source's.
+    let mut schemas: Vec<String> = schema
+        .tables
+        .iter()
+        .filter_map(|table| table.name.schema.clone())
+        .collect();
+    if schemas.is_empty() {
+        schemas.push(target_schema.to_owned());
+    }
+    live.tables.retain(|table| {
+        table
+            .name
+            .schema
+            .as_ref()
+            .is_none_or(|name| schemas.contains(name))
+    });
+    cutover_refresh::drift(policy, schema, &live)
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// `--preview`: masked rows of one table, each column with its rule.

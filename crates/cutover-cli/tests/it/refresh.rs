@@ -604,3 +604,59 @@ action = "preserve"
         run.stderr
     );
 }
+
+#[test]
+fn check_names_the_targets_own_tables_until_the_policy_decides_them() {
+    let (directory, source) = production();
+    let target_path = directory.path().join("acceptance.db");
+    rusqlite::Connection::open(&target_path)
+        .expect("sqlite")
+        .execute_batch(
+            "CREATE TABLE patients (id INTEGER PRIMARY KEY, health_card_number TEXT NOT NULL, first_name TEXT NOT NULL, notes TEXT, trial_arm TEXT); \
+             CREATE TABLE feature_flags (name TEXT PRIMARY KEY);",
+        )
+        .expect("acceptance");
+    let target = format!("sqlite:{}", target_path.display());
+    let policy = directory.path().join("policy.toml");
+    let base = r#"
+[tables.patients]
+action = "copy"
+[tables.patients.columns]
+id = "keep"
+health_card_number = "hash"
+first_name = "fake:first-name"
+notes = "null"
+[tables.settings]
+action = "preserve"
+"#;
+    let check = |drift: &str| {
+        std::fs::write(&policy, format!("{base}{drift}")).expect("policy");
+        let policy_arg = policy.display().to_string();
+        crate::cutover_with_env(
+            &[
+                "refresh",
+                "--from",
+                &source,
+                "--to",
+                &target,
+                "--policy",
+                &policy_arg,
+                "--check",
+            ],
+            &[("CUTOVER_MASK_SECRET", "test secret")],
+        )
+    };
+    let run = check("");
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("table feature_flags exists only in the target")
+            && run
+                .stdout
+                .contains("column patients.trial_arm exists only in the target"),
+        "{}",
+        run.stdout
+    );
+    let run = check("[drift]\nfeature_flags = \"preserve\"\n\"patients.trial_arm\" = \"drop\"\n");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
