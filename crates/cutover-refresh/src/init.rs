@@ -341,12 +341,13 @@ pub fn initial_policy(schema: &Schema, source: &str, written_on: &str) -> String
         for column in crate::unique::unique_keys(table).into_iter().flatten() {
             let entry = (table_key(table), column.clone());
             let clashes = rules.get(&entry).is_some_and(|guess| {
-                crate::policy::Policy::parse(&format!(
-                    "[tables.t]\naction = \"copy\"\n[tables.t.columns]\nc = {}",
+                // The guess is policy text: read it as the rule it writes.
+                toml::from_str::<BTreeMap<String, crate::policy::Rule>>(&format!(
+                    "c = {}",
                     guess.rule
                 ))
                 .ok()
-                .and_then(|policy| policy.tables["t"].columns.get("c").cloned())
+                .and_then(|mut rules| rules.remove("c"))
                 .is_none_or(|rule| crate::unique::clashes(&rule).is_some())
             });
             if clashes {

@@ -517,7 +517,11 @@ async fn build_and_swap(
         &mut outcome.hooks,
     )
     .await?;
-    if outcome.hooks.iter().any(|hook| hook.when == "after-load") {
+    if outcome
+        .hooks
+        .iter()
+        .any(|hook| hook.when == HookPoint::AfterLoad.name())
+    {
         for (index, name, columns) in &fingerprinted_tables {
             let now = crate::fingerprint::table(target, name, columns).await?;
             crate::fingerprint::after_hooks(&mut outcome.tables[*index], now);
@@ -551,7 +555,7 @@ async fn build_and_swap(
                 .find(|table| &table.name.to_string() == key)
                 .and_then(|table| table.row_count.or(table.row_estimate))
                 .unwrap_or_default();
-            outcome.tables.push(crate::sqlite_refresh::TableOutcome {
+            outcome.tables.push(TableOutcome {
                 table: key.clone(),
                 action,
                 rows,

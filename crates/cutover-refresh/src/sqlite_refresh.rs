@@ -452,7 +452,11 @@ pub async fn refresh_sqlite(
         &mut outcome.hooks,
     )
     .await?;
-    if outcome.hooks.iter().any(|hook| hook.when == "after-load") {
+    if outcome
+        .hooks
+        .iter()
+        .any(|hook| hook.when == HookPoint::AfterLoad.name())
+    {
         for (index, name, columns) in &fingerprinted_tables {
             let now = crate::fingerprint::table(&staged, name, columns).await?;
             crate::fingerprint::after_hooks(&mut outcome.tables[*index], now);

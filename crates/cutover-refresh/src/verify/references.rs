@@ -70,9 +70,11 @@ pub(super) async fn production_references(
             ));
         }
     }
-    if target.engine() == Engine::Postgres {
-        subscriptions_enabled_unread(target, &mut check).await?;
-    }
+    let subscriptions = if target.engine() == Engine::Postgres {
+        subscriptions(target, &mut check).await?
+    } else {
+        None
+    };
     if options.forbid_hosts.is_empty() {
         check.skipped = Some(
             "hosts not looked for: no production host patterns (forbid_hosts in the policy, or --forbid-host)"
@@ -121,16 +123,7 @@ pub(super) async fn production_references(
         .await?;
         looked_at.push(format!("{} functions and views", code.len()));
         let mut servers = servers;
-        // Logical-replication subscriptions (their connection strings, where readable).
-        if let Ok(subscriptions) = texts(
-            target,
-            "SELECT 'subscription ' || quote_ident(subname), coalesce(subconninfo, '') FROM pg_subscription \
-             WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            2,
-            "the target's subscriptions",
-        )
-        .await
-        {
+        if let Some(subscriptions) = subscriptions {
             looked_at.push(format!("{} subscriptions", subscriptions.len()));
             servers.extend(subscriptions);
         }
@@ -233,25 +226,29 @@ pub(super) async fn production_references(
     Ok(check.finish())
 }
 
-/// Enabled subscriptions whose connection strings cannot be read (reading
-/// them takes a superuser): each is a failure, since it may pull from
-/// production and cannot be checked.
-async fn subscriptions_enabled_unread(target: &Database, check: &mut Builder) -> Result<()> {
-    let readable = texts(
+/// The target's logical-replication subscriptions with their connection
+/// strings, read once. Reading those takes a superuser: where they cannot
+/// be read, every enabled subscription is a failure (it may pull from
+/// production and cannot be checked) and `None` is returned.
+async fn subscriptions(target: &Database, check: &mut Builder) -> Result<Option<Vec<Vec<String>>>> {
+    const IN_THIS_DATABASE: &str =
+        "subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    if let Ok(subscriptions) = texts(
         target,
-        "SELECT subconninfo FROM pg_subscription LIMIT 1",
-        1,
+        &format!(
+            "SELECT 'subscription ' || quote_ident(subname), coalesce(subconninfo, '') \
+             FROM pg_subscription WHERE {IN_THIS_DATABASE}"
+        ),
+        2,
         "the target's subscriptions",
     )
     .await
-    .is_ok();
-    if readable {
-        return Ok(());
+    {
+        return Ok(Some(subscriptions));
     }
     for name in crate::sql::first_column(
         target,
-        "SELECT quote_ident(subname) FROM pg_subscription \
-         WHERE subenabled AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &format!("SELECT quote_ident(subname) FROM pg_subscription WHERE subenabled AND {IN_THIS_DATABASE}"),
         "the target's subscriptions",
     )
     .await?
@@ -260,5 +257,5 @@ async fn subscriptions_enabled_unread(target: &Database, check: &mut Builder) ->
             "subscription {name}: enabled, and its connection cannot be read to check it (a superuser can): disable it in acceptance"
         ));
     }
-    Ok(())
+    Ok(None)
 }

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use cutover_db::{ConnectOptions, DatabaseUrl};
-use cutover_refresh::{Masker, Policy, PostgresRefresh};
+use cutover_db::ConnectOptions;
+use cutover_refresh::{Masker, Policy};
 
-use crate::postgres::scalar;
+use crate::postgres::{scalar, settings};
 
 const SCHEMA: &str = "
 CREATE DOMAIN postal_code_ca AS text CHECK (VALUE ~ '^[A-Z][0-9][A-Z] [0-9][A-Z][0-9]$');
@@ -96,13 +96,7 @@ async fn partitioned_inherited_domain_and_composite_objects_are_refreshed_whole(
         ),
     )
     .await;
-    let settings = PostgresRefresh {
-        source: DatabaseUrl::parse(&production.url).expect("url"),
-        target: DatabaseUrl::parse(&acceptance.url).expect("url"),
-        connect: ConnectOptions::default(),
-        jobs: 3,
-        target_schema: None,
-    };
+    let settings = settings(&production.url, &acceptance.url, 3);
     let policy = Policy::parse(POLICY).expect("policy");
     let source = cutover_db::Database::connect(&settings.source, &ConnectOptions::default())
         .await
@@ -277,13 +271,7 @@ command = "psql -q -c \"INSERT INTO hook_log VALUES ('$CUTOVER_HOOK')\""
         ))
         .expect("policy")
     };
-    let settings = PostgresRefresh {
-        source: DatabaseUrl::parse(&production.url).expect("url"),
-        target: DatabaseUrl::parse(&acceptance.url).expect("url"),
-        connect: ConnectOptions::default(),
-        jobs: 1,
-        target_schema: None,
-    };
+    let settings = settings(&production.url, &acceptance.url, 1);
     let refresh = |policy: Policy| {
         let settings = settings.clone();
         async move {
@@ -391,13 +379,7 @@ callback = "keep"
 "#,
     )
     .expect("policy");
-    let settings = PostgresRefresh {
-        source: DatabaseUrl::parse(&production.url).expect("url"),
-        target: DatabaseUrl::parse(&acceptance.url).expect("url"),
-        connect: ConnectOptions::default(),
-        jobs: 1,
-        target_schema: None,
-    };
+    let settings = settings(&production.url, &acceptance.url, 1);
     let outcome = cutover_refresh::refresh_postgres(
         &settings,
         &policy,

@@ -102,7 +102,7 @@ async fn production_and_acceptance()
     Some((production, acceptance))
 }
 
-fn settings(production: &str, acceptance: &str, jobs: usize) -> PostgresRefresh {
+pub(crate) fn settings(production: &str, acceptance: &str, jobs: usize) -> PostgresRefresh {
     PostgresRefresh {
         source: DatabaseUrl::parse(production).expect("url"),
         target: DatabaseUrl::parse(acceptance).expect("url"),
