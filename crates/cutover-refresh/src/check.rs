@@ -96,6 +96,15 @@ pub enum Problem {
         /// The tables of the cycle.
         tables: Vec<String>,
     },
+    /// A declared reference (`references`) that does not fit the schema.
+    BadReference {
+        /// The referencing table.
+        table: String,
+        /// The referencing columns, as written.
+        columns: String,
+        /// Why.
+        reason: String,
+    },
     /// A hook the policy cannot run as written.
     BadHook {
         /// Why.
@@ -176,6 +185,14 @@ impl fmt::Display for Problem {
                 "column {name} exists only in the target and cannot be preserved (the table's rows come from the source): add it to the source, or decide \"drop\""
             ),
             Problem::BadHook { reason } => write!(formatter, "{reason}"),
+            Problem::BadReference {
+                table,
+                columns,
+                reason,
+            } => write!(
+                formatter,
+                "table {table}: the reference declared for {columns}: {reason}"
+            ),
             Problem::ReferenceCycle { tables } => write!(
                 formatter,
                 "tables {} reference each other in a cycle and a where removes rows from it: the rows to keep cannot be followed around it; set on_removed_parent = \"null\" on one of them whose reference is nullable, or remove the where",
@@ -253,7 +270,16 @@ fn fits(rule: &Rule, logical: Option<LogicalType>, nullable: bool) -> Result<(),
 /// Checks `policy` against the source's `schema` without touching data.
 /// `secret_present` says whether the masking secret is set.
 pub fn check(policy: &Policy, schema: &Schema, secret_present: bool) -> Vec<Problem> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<Problem> = crate::subset::declared_references(policy, schema)
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|(table, columns, reason)| Problem::BadReference {
+            table,
+            columns,
+            reason,
+        })
+        .collect();
+    let schema = &crate::subset::with_declared_references(policy, schema);
     let mut known = BTreeSet::new();
     let mut needs_secret = false;
     for table in &schema.tables {

@@ -19,6 +19,20 @@ pub enum Error {
     /// Something this version cannot do (yet), or will not do safely.
     #[error("{0}")]
     Unsupported(String),
+    /// A PostgreSQL refresh stopped during its copy; what it loaded is kept
+    /// in the staging schema for `--resume`.
+    #[error(
+        "{cause}\nhint: the {pieces} pieces already loaded are kept in schema {stage}: \
+         run the same refresh with --resume to keep them"
+    )]
+    Interrupted {
+        /// Why it stopped.
+        cause: Box<Error>,
+        /// The staging schema.
+        stage: String,
+        /// Pieces loaded and journaled.
+        pieces: usize,
+    },
     /// The policy file is not valid TOML or not a policy.
     #[error("{path}: {message}")]
     Policy {

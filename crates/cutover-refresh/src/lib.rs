@@ -24,7 +24,9 @@ mod hooks;
 mod init;
 mod mask;
 mod pg_definitions;
+mod pg_pieces;
 mod pg_refresh;
+mod pg_resume;
 mod pg_swap;
 mod policy;
 mod preview;
@@ -45,6 +47,7 @@ pub use hooks::HookOutcome;
 pub use init::initial_policy;
 pub use mask::{MaskError, Masker};
 pub use pg_refresh::{PostgresRefresh, refresh_postgres, staging_schema};
+pub use pg_resume::Resumed;
 pub use policy::{
     Action, DEFAULT_SHIFT_DAYS, DriftDecision, FakeKind, Hook, HookPoint, OnRemovedParent, Policy,
     Rule, TablePolicy,

@@ -98,6 +98,15 @@ impl Masker {
         mac.finalize().into_bytes().into()
     }
 
+    /// A public identity of the secret (a keyed digest of a fixed label):
+    /// equal for equal secrets, and telling nothing of the secret.
+    pub fn key_identity(&self) -> String {
+        self.mac("key identity", &[])[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     fn number(&self, label: &str, input: &[u8], modulo: u64) -> u64 {
         let digest = self.mac(label, &[input]);
         u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % modulo.max(1)

@@ -8,8 +8,12 @@
 //! never a half-way state; a crash before the commit leaves the target as it was.
 //!
 //! The source is read in one REPEATABLE READ snapshot, shared by every job.
+//! Every step is journaled in the staging schema (`pg_resume`), so a killed
+//! run resumes with `resume`: finished steps and pieces are kept, the rest
+//! redone (from a new snapshot), and the swap is still all or nothing.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cutover_db::schema::quote_identifier as quote;
@@ -21,11 +25,12 @@ use cutover_db::{
 use crate::error::{Error, Result};
 use crate::mask::Masker;
 use crate::pg_definitions::{Definitions, postgres_definitions, translated_definitions};
+use crate::pg_pieces::{Piece, copy_worker, expand_partitions, split_large_tables};
+use crate::pg_resume::{Journal, Resumed};
 use crate::pg_swap::{restore_privileges, set_sequences, swap};
 use crate::policy::{Action, HookPoint, Policy};
-use crate::sql::{first_column, literal, texts};
+use crate::sql::{first_column, literal};
 use crate::sqlite_refresh::{RefreshOutcome, TableOutcome};
-use crate::transform::TableCopy;
 
 /// Where and how to refresh a PostgreSQL target.
 #[derive(Debug, Clone)]
@@ -40,12 +45,15 @@ pub struct PostgresRefresh {
     pub jobs: usize,
     /// The target's schema when the source is SQLite (default `public`).
     pub target_schema: Option<String>,
+    /// Resume a killed run from its staging schema (when it was made under
+    /// the same plan; otherwise start over and say why).
+    pub resume: bool,
 }
 
 /// What a job does with one table.
 #[derive(Debug, Clone)]
 enum Work {
-    Copy(Box<TableCopy>, Vec<String>),
+    Copy(Piece),
     Skip,
     Preserve(Vec<String>),
 }
@@ -118,6 +126,8 @@ pub async fn refresh_postgres(
             ));
         }
     };
+    // Subsetting follows the policy's declared references; no constraint is made of them.
+    let schema = crate::subset::with_declared_references(policy, &schema);
 
     let target = Database::connect(&settings.target, &settings.connect).await?;
     // One refresh per schema at a time. A killed run's server session may
@@ -164,14 +174,35 @@ pub async fn refresh_postgres(
         .await?;
     }
     let stage = staging_schema(&live);
+    let plan = crate::pg_resume::plan_identity(&[
+        &format!("{policy:?}"),
+        &format!("{definitions:?}"),
+        settings.source.redacted(),
+        &live,
+        &masker.key_identity(),
+    ]);
+    let (journal, resumed) = if settings.resume {
+        match Journal::resume(&target, &stage, &plan).await? {
+            Ok((journal, started)) => {
+                let kept_steps = journal.steps_done();
+                (journal, Some(Resumed::from_run(started, kept_steps)))
+            }
+            Err(reason) => (
+                Journal::fresh(&target, &stage, &plan).await?,
+                Some(Resumed::started_over(reason)),
+            ),
+        }
+    } else {
+        (Journal::fresh(&target, &stage, &plan).await?, None)
+    };
     target
         .execute_batch(&format!(
-            "DROP SCHEMA IF EXISTS {stage} CASCADE; CREATE SCHEMA {stage}; \
-             SET search_path = {stage}, {live}; SET check_function_bodies = off",
+            "SET search_path = {stage}, {live}; SET check_function_bodies = off",
             stage = quote(&stage),
             live = quote(&live)
         ))
         .await?;
+    let copying = AtomicBool::new(false);
     let result = build_and_swap(
         settings,
         policy,
@@ -185,14 +216,40 @@ pub async fn refresh_postgres(
         (&live, &stage),
         (&drift, &live_schema),
         hooks,
+        (journal, resumed),
+        &copying,
     )
     .await;
-    if result.is_err() {
-        // Best effort: the live schema was never touched; drop what was staged.
+    if let Err(error) = result {
         let _ = target.execute_batch("ROLLBACK").await;
+        if copying.load(Ordering::SeqCst) {
+            // Stopped during the copy (a lost connection, a server restart):
+            // what was loaded stays for --resume.
+            let pieces = first_column(
+                &target,
+                &format!(
+                    "SELECT count(*)::text FROM {}.cutover_refresh_journal WHERE relation IS NOT NULL",
+                    quote(&stage)
+                ),
+                "the staging schema's journal",
+            )
+            .await
+            .ok()
+            .and_then(|rows| rows.first()?.parse().ok())
+            .unwrap_or(0);
+            if pieces > 0 {
+                return Err(Error::Interrupted {
+                    cause: Box::new(error),
+                    stage,
+                    pieces,
+                });
+            }
+        }
+        // Best effort: the live schema was never touched; drop what was staged.
         let _ = target
             .execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(&stage)))
             .await;
+        return Err(error);
     }
     result
 }
@@ -211,9 +268,13 @@ async fn build_and_swap(
     (live, stage): (&str, &str),
     (drift, live_schema): (&crate::check::Drift, &cutover_db::Schema),
     hooks: Vec<crate::hooks::HookOutcome>,
+    (mut journal, mut resumed): (Journal, Option<Resumed>),
+    copying: &AtomicBool,
 ) -> Result<RefreshOutcome> {
-    for sql in &definitions.before {
-        target.execute_batch(sql).await?;
+    for (number, sql) in definitions.before.iter().enumerate() {
+        journal
+            .step(target, &format!("definition {number}"), sql)
+            .await?;
     }
     let live_tables: Vec<String> = first_column(
         target,
@@ -230,6 +291,7 @@ async fn build_and_swap(
     let mut outcome = RefreshOutcome {
         tables: Vec::new(),
         hooks,
+        resumed: None,
     };
     let mut queue = VecDeque::new();
     for table in crate::subset::load_order(schema) {
@@ -255,7 +317,11 @@ async fn build_and_swap(
             .collect();
         let work = match action {
             Action::Copy => match crate::subset::copy_plan(policy, schema, table) {
-                Some(copy) => Work::Copy(Box::new(copy), written),
+                Some(copy) => Work::Copy(Piece {
+                    index: outcome.tables.len(),
+                    copy: Box::new(copy),
+                    columns: written,
+                }),
                 None => Work::Skip,
             },
             Action::Skip => Work::Skip,
@@ -305,13 +371,17 @@ async fn build_and_swap(
                     &fingerprinted,
                 )
                 .await?;
-                target
-                    .execute_batch(&format!(
-                        "INSERT INTO {}.{name} ({list}) SELECT {list} FROM {}.{name}",
-                        quote(stage),
-                        quote(live),
-                        list = common.join(", ")
-                    ))
+                journal
+                    .step(
+                        target,
+                        &format!("preserve {}", table.name.name),
+                        &format!(
+                            "INSERT INTO {}.{name} ({list}) SELECT {list} FROM {}.{name}",
+                            quote(stage),
+                            quote(live),
+                            list = common.join(", ")
+                        ),
+                    )
                     .await?;
                 let after = crate::fingerprint::table(
                     target,
@@ -331,7 +401,7 @@ async fn build_and_swap(
                     fingerprinted,
                 ));
             }
-            Work::Copy(copy, columns) => copies.push_back((index, copy, columns)),
+            Work::Copy(piece) => copies.push_back(piece),
             Work::Skip => {}
         }
     }
@@ -340,7 +410,8 @@ async fn build_and_swap(
     // kept or nulled as text while loading, then turned back into their type.
     let mut as_text = Vec::new();
     if source.engine() == Engine::Postgres {
-        for (_, copy, _) in copies.iter_mut() {
+        for piece in copies.iter_mut() {
+            let copy = &mut piece.copy;
             let table = format!("{}.{}", quote(stage), quote(&copy.table.name.name));
             let source_table = schema
                 .tables
@@ -357,10 +428,12 @@ async fn build_and_swap(
                     continue;
                 }
                 let name = quote(&column.name);
-                target
-                    .execute_batch(&format!(
-                        "ALTER TABLE {table} ALTER COLUMN {name} TYPE text USING NULL"
-                    ))
+                journal
+                    .step(
+                        target,
+                        &format!("as text {table} {name}"),
+                        &format!("ALTER TABLE {table} ALTER COLUMN {name} TYPE text USING NULL"),
+                    )
                     .await?;
                 let type_name = source_table
                     .and_then(|table| table.column(&column.name))
@@ -380,7 +453,7 @@ async fn build_and_swap(
     // Large-object columns of copied tables hold the content (bytea) while
     // loading; each value becomes a new large object of the target afterwards.
     let mut large_objects = Vec::new();
-    for (_, copy, _) in &copies {
+    for Piece { copy, .. } in &copies {
         for (column, source_column) in copy.table.columns.iter().zip(
             schema
                 .tables
@@ -392,10 +465,12 @@ async fn build_and_swap(
             if crate::transform::is_large_object(&source_column) {
                 let table = format!("{}.{}", quote(stage), quote(&copy.table.name.name));
                 let name = quote(&column.name);
-                target
-                    .execute_batch(&format!(
-                        "ALTER TABLE {table} ALTER COLUMN {name} TYPE bytea USING NULL"
-                    ))
+                journal
+                    .step(
+                        target,
+                        &format!("as bytea {table} {name}"),
+                        &format!("ALTER TABLE {table} ALTER COLUMN {name} TYPE bytea USING NULL"),
+                    )
                     .await?;
                 large_objects.push((
                     copy.table.name.name.clone(),
@@ -418,11 +493,24 @@ async fn build_and_swap(
     // job, so its masking runs on every core.
     let copies = split_large_tables(source, schema, copies, settings.jobs.max(1)).await?;
 
-    // Copies, over `jobs` pairs of connections sharing the source snapshot.
+    // Copies, over `jobs` pairs of connections sharing the source snapshot;
+    // on resume, the relations a killed run finished are kept.
     progress.phase(
         "copy",
         Some(crate::subset::copied_rows_estimate(policy, schema)),
     );
+    copying.store(true, Ordering::SeqCst);
+    let copies = crate::pg_pieces::keep_finished(
+        target,
+        source,
+        stage,
+        copies,
+        &mut journal,
+        &mut outcome,
+        resumed.as_mut(),
+        progress.as_ref(),
+    )
+    .await?;
     let jobs = settings.jobs.max(1).min(copies.len().max(1));
     let queue = Arc::new(Mutex::new(copies));
     let mut workers = Vec::new();
@@ -437,34 +525,57 @@ async fn build_and_swap(
             copy_worker(&settings, snapshot, &stage, masker, progress, queue).await
         }));
     }
+    let mut failed = None;
     for worker in workers {
-        let counts = worker
-            .await
-            .map_err(|error| Error::Unsupported(format!("a copy job stopped: {error}")))??;
+        let counts = match worker.await {
+            Ok(Ok(counts)) => counts,
+            Ok(Err(error)) => {
+                failed.get_or_insert(error);
+                continue;
+            }
+            Err(error) => {
+                failed.get_or_insert(Error::Unsupported(format!("a copy job stopped: {error}")));
+                continue;
+            }
+        };
         for (index, rows) in counts {
             outcome.tables[index].rows += rows;
         }
     }
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    journal.mark(target, "copies").await?;
+    copying.store(false, Ordering::SeqCst);
     drop(source.execute_batch("COMMIT").await);
 
     for (_, table, name, type_name) in &large_objects {
-        target
-            .execute_batch(&format!(
-                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} \
-                 USING CASE WHEN {name} IS NOT NULL THEN pg_catalog.lo_from_bytea(0, {name}) END"
-            ))
+        journal
+            .step(
+                target,
+                &format!("large objects {table} {name}"),
+                &format!(
+                    "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} \
+                     USING CASE WHEN {name} IS NOT NULL THEN pg_catalog.lo_from_bytea(0, {name}) END"
+                ),
+            )
             .await?;
     }
     for (table, name, type_name) in &as_text {
-        target
-            .execute_batch(&format!(
-                "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} USING {name}::{type_name}"
-            ))
+        journal
+            .step(
+                target,
+                &format!("retyped {table} {name}"),
+                &format!(
+                    "ALTER TABLE {table} ALTER COLUMN {name} TYPE {type_name} USING {name}::{type_name}"
+                ),
+            )
             .await?;
     }
     progress.phase("keys", None);
-    for sql in &definitions.constraints {
-        target.execute_batch(sql).await.map_err(|error| {
+    for (number, sql) in definitions.constraints.iter().enumerate() {
+        let id = format!("constraint {number}");
+        journal.step(target, &id, sql).await.map_err(|error| {
             Error::Unsupported(format!(
                 "{error}\nhint: the staged data does not satisfy the source's constraint `{}`; \
                  a preserved table may reference rows the policy removed",
@@ -474,8 +585,10 @@ async fn build_and_swap(
     }
     set_sequences(target, schema, stage).await?;
     progress.phase("indexes", None);
-    for sql in &definitions.after {
-        target.execute_batch(sql).await?;
+    for (number, sql) in definitions.after.iter().enumerate() {
+        journal
+            .step(target, &format!("after {number}"), sql)
+            .await?;
     }
     restore_privileges(target, live, stage).await?;
     target
@@ -527,6 +640,7 @@ async fn build_and_swap(
             crate::fingerprint::after_hooks(&mut outcome.tables[*index], now);
         }
     }
+    journal.drop_table(target).await?;
     swap(target, (live, stage), &replaced_large_objects, &dropped).await?;
     if policy
         .hooks
@@ -564,6 +678,7 @@ async fn build_and_swap(
             });
         }
     }
+    outcome.resumed = resumed;
     Ok(outcome)
 }
 
@@ -604,187 +719,6 @@ fn hook_place<'a>(
     }
 }
 
-/// Each copy of a partitioned table becomes one copy per leaf partition
-/// (read from that partition, written through the staged parent, so
-/// partitions load in parallel); a table other tables inherit from is read
-/// `ONLY`.
-async fn expand_partitions(
-    source: &Database,
-    schema: &str,
-    copies: VecDeque<(usize, Box<TableCopy>, Vec<String>)>,
-) -> Result<VecDeque<(usize, Box<TableCopy>, Vec<String>)>> {
-    let namespace = format!(
-        "(SELECT oid FROM pg_namespace WHERE nspname = {})",
-        literal(schema)
-    );
-    let leaves = texts(
-        source,
-        &format!(
-            "SELECT p.relname, c.relname, n.nspname FROM pg_class p, LATERAL pg_partition_tree(p.oid) t \
-             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE p.relnamespace = {namespace} AND p.relkind = 'p' AND NOT p.relispartition AND t.isleaf \
-             ORDER BY p.relname, c.oid"
-        ),
-        3,
-        "the source's partitions",
-    )
-    .await?;
-    if let Some(elsewhere) = leaves.iter().find(|leaf| leaf[2] != schema) {
-        return Err(Error::Unsupported(format!(
-            "partition {}.{} of table {schema}.{} is in another schema: a PostgreSQL target is refreshed one schema at a time",
-            elsewhere[2], elsewhere[1], elsewhere[0]
-        )));
-    }
-    let inherited = first_column(
-        source,
-        &format!(
-            "SELECT DISTINCT p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relnamespace = {namespace} AND NOT c.relispartition"
-        ),
-        "the source's inherited tables",
-    )
-    .await?;
-    let mut expanded = VecDeque::new();
-    for (index, mut copy, columns) in copies {
-        let name = copy.table.name.name.clone();
-        let partitions: Vec<&Vec<String>> = leaves.iter().filter(|leaf| leaf[0] == name).collect();
-        if partitions.is_empty() {
-            copy.only = inherited.contains(&name);
-            expanded.push_back((index, copy, columns));
-            continue;
-        }
-        for leaf in partitions {
-            let mut piece = copy.clone();
-            piece.read_from = Some(TableName::qualified(&leaf[2], &leaf[1]));
-            expanded.push_back((index, piece, columns.clone()));
-        }
-    }
-    Ok(expanded)
-}
-
-/// Tables with at least this many rows (by the source's estimate) are split.
-const SPLIT_ABOVE_ROWS: u64 = 100_000;
-
-/// Splits each large copied table with a single integer key into `jobs` key
-/// ranges (read from the source's snapshot), each its own piece of work.
-async fn split_large_tables(
-    source: &Database,
-    schema: &cutover_db::Schema,
-    copies: VecDeque<(usize, Box<TableCopy>, Vec<String>)>,
-    jobs: usize,
-) -> Result<VecDeque<(usize, Box<TableCopy>, Vec<String>)>> {
-    let mut split = VecDeque::new();
-    for (index, copy, columns) in copies {
-        let table = schema
-            .tables
-            .iter()
-            .find(|table| table.name == copy.table.name);
-        let estimate = table
-            .and_then(|table| table.row_count.or(table.row_estimate))
-            .unwrap_or(0);
-        let key = table
-            .and_then(|table| table.primary_key.as_ref())
-            .filter(|key| key.columns.len() == 1)
-            .and_then(|key| table.and_then(|table| table.column(&key.columns[0])))
-            .filter(|column| column.logical_type == Some(LogicalType::Integer));
-        let (Some(key), true) = (key, jobs > 1 && estimate >= SPLIT_ABOVE_ROWS) else {
-            split.push_back((index, copy, columns));
-            continue;
-        };
-        let name = quote(&key.name);
-        let bounds = texts(
-            source,
-            &format!(
-                "SELECT min({name})::text, max({name})::text FROM {}",
-                copy.table.name.quoted()
-            ),
-            2,
-            &format!("table {}", copy.table.name),
-        )
-        .await?;
-        let parsed = bounds
-            .first()
-            .and_then(|row| Some((row[0].parse::<i128>().ok()?, row[1].parse::<i128>().ok()?)));
-        let Some((low, high)) = parsed.filter(|(low, high)| high > low) else {
-            split.push_back((index, copy, columns));
-            continue;
-        };
-        let step = (high - low) / jobs as i128 + 1;
-        for part in 0..jobs as i128 {
-            let from = low + part * step;
-            let range = if part + 1 == jobs as i128 {
-                format!("{name} >= {from}")
-            } else {
-                format!("{name} >= {from} AND {name} < {}", from + step)
-            };
-            let mut piece = copy.clone();
-            piece.filter = Some(match &copy.filter {
-                Some(filter) => format!("({filter}) AND {range}"),
-                None => range,
-            });
-            split.push_back((index, piece, columns.clone()));
-        }
-    }
-    Ok(split)
-}
-
 fn first_words(sql: &str) -> String {
     sql.chars().take(120).collect()
-}
-
-type CopyQueue = Arc<Mutex<VecDeque<(usize, Box<TableCopy>, Vec<String>)>>>;
-
-async fn copy_worker(
-    settings: &PostgresRefresh,
-    snapshot: Option<String>,
-    stage: &str,
-    masker: Arc<Masker>,
-    progress: Arc<dyn Progress>,
-    queue: CopyQueue,
-) -> Result<Vec<(usize, u64)>> {
-    let read_only = ConnectOptions {
-        read_only: true,
-        ..settings.connect.clone()
-    };
-    let source = Database::connect(&settings.source, &read_only).await?;
-    if let Some(snapshot) = &snapshot {
-        source
-            .execute_batch(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                literal(snapshot)
-            ))
-            .await?;
-    }
-    let target = Database::connect(&settings.target, &settings.connect).await?;
-    let mut counts = Vec::new();
-    loop {
-        let next = queue
-            .lock()
-            .map_err(|_| Error::Unsupported("a copy job failed".into()))?
-            .pop_front();
-        let Some((index, copy, columns)) = next else {
-            break;
-        };
-        let mut copy = *copy;
-        if columns.len() != copy.table.columns.len() {
-            // Generated columns are computed by the target, never written.
-            let keep: Vec<bool> = copy
-                .table
-                .columns
-                .iter()
-                .map(|column| columns.contains(&column.name))
-                .collect();
-            copy.retain_columns(&keep);
-        }
-        // A partition's rows go through its staged parent, which routes them.
-        let name = TableName::qualified(stage, &copy.table.name.name);
-        let rows = copy
-            .copy_with_progress(&source, &target, &name, masker.clone(), progress.clone())
-            .await?;
-        counts.push((index, rows));
-    }
-    if snapshot.is_some() {
-        source.execute_batch("COMMIT").await?;
-    }
-    Ok(counts)
 }

@@ -165,6 +165,11 @@ pub struct TablePolicy {
     /// moved, not refreshed): verification does not fail them.
     #[serde(default)]
     pub keep_timers: bool,
+    /// References the schema does not declare, followed by subsetting like
+    /// foreign keys: the referencing columns (comma-separated) → the
+    /// referenced `table(column, …)`, e.g. `patient_id = "patients(id)"`.
+    #[serde(default)]
+    pub references: BTreeMap<String, String>,
     /// For `copy`: a rule for every column.
     #[serde(default)]
     pub columns: BTreeMap<String, Rule>,

@@ -66,7 +66,13 @@ pub async fn preview(
             }
         )));
     }
-    let plan = crate::subset::copy_plan(policy, schema, found)
+    let declared = crate::subset::with_declared_references(policy, schema);
+    let found = declared
+        .tables
+        .iter()
+        .find(|candidate| candidate.name == found.name)
+        .unwrap_or(found);
+    let plan = crate::subset::copy_plan(policy, &declared, found)
         .ok_or_else(|| Error::Unsupported(format!("table {key} is not copied")))?;
     let columns = plan
         .table

@@ -29,6 +29,9 @@ pub struct Report {
     /// The policy's hooks that ran, with their outcome (never their output).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<crate::hooks::HookOutcome>,
+    /// What a resumed refresh kept from the killed run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<crate::pg_resume::Resumed>,
     /// The verification suite's result, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
@@ -113,6 +116,9 @@ impl Report {
         let _ = writeln!(text, "- Started: {}", self.started_at);
         if let Some(seconds) = self.refresh_seconds {
             let _ = writeln!(text, "- Refresh took {seconds:.1} s");
+        }
+        if let Some(resumed) = &self.resumed {
+            let _ = writeln!(text, "- {}", resumed.summary());
         }
         if !self.tables.is_empty() {
             let _ = writeln!(

@@ -44,6 +44,9 @@ pub struct RefreshOutcome {
     /// The policy's hooks that ran, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<crate::hooks::HookOutcome>,
+    /// What a resumed PostgreSQL refresh kept from the killed run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<crate::pg_resume::Resumed>,
 }
 
 /// Where a SQLite refresh's hooks run: SQL on `database`, commands told its file.
@@ -243,6 +246,8 @@ pub async fn refresh_sqlite(
     } else {
         translated_definitions(&schema)
     };
+    // Subsetting follows the policy's declared references; no constraint is made of them.
+    let schema = crate::subset::with_declared_references(policy, &schema);
 
     let staging = staging_path(target);
     for leftover in [
@@ -326,6 +331,7 @@ pub async fn refresh_sqlite(
     let mut outcome = RefreshOutcome {
         tables: Vec::new(),
         hooks,
+        resumed: None,
     };
     // Preserved tables' fingerprinted columns, taken again after the after-load hooks.
     let mut fingerprinted_tables: Vec<(usize, TableName, Vec<String>)> = Vec::new();

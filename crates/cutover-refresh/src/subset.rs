@@ -288,3 +288,100 @@ pub(crate) fn unbreakable_cycles(policy: &Policy, schema: &cutover_db::Schema) -
     }
     cycles
 }
+
+/// One reference the policy declares (`[tables.T.references]`, local
+/// columns → `table(col, …)`), resolved against the source's schema: the
+/// referencing table's index and the reference as a foreign key; or the
+/// referencing table's key, the local columns as written, and why the
+/// declaration does not fit.
+type Declared = Result<(usize, cutover_db::schema::ForeignKey), (String, String, String)>;
+
+/// Every reference the policy declares, resolved against `schema`.
+pub(crate) fn declared_references(policy: &Policy, schema: &cutover_db::Schema) -> Vec<Declared> {
+    let mut declared = Vec::new();
+    for (index, table) in schema.tables.iter().enumerate() {
+        let Some(table_policy) = crate::check::policy_table(policy, table) else {
+            continue;
+        };
+        for (columns, target) in &table_policy.references {
+            let failed = |reason: String| (crate::check::table_key(table), columns.clone(), reason);
+            declared.push(
+                resolve_reference(schema, table, columns, target)
+                    .map(|foreign_key| (index, foreign_key))
+                    .map_err(failed),
+            );
+        }
+    }
+    declared
+}
+
+fn resolve_reference(
+    schema: &cutover_db::Schema,
+    table: &cutover_db::Table,
+    columns: &str,
+    target: &str,
+) -> Result<cutover_db::schema::ForeignKey, String> {
+    let names = |list: &str| -> Vec<String> {
+        list.split(',')
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect()
+    };
+    let (parent_name, parent_columns) = target
+        .trim()
+        .strip_suffix(')')
+        .and_then(|rest| rest.split_once('('))
+        .map(|(name, list)| (name.trim(), names(list)))
+        .filter(|(name, list)| !name.is_empty() && !list.is_empty())
+        .ok_or_else(|| format!("`{target}` is not of the form table(column, …)"))?;
+    let local = names(columns);
+    if let Some(missing) = local.iter().find(|column| table.column(column).is_none()) {
+        return Err(format!("the table has no column {missing}"));
+    }
+    let parent = schema
+        .tables
+        .iter()
+        .find(|candidate| crate::check::table_key(candidate) == parent_name)
+        .or_else(|| {
+            schema
+                .tables
+                .iter()
+                .find(|candidate| candidate.name.name == parent_name)
+        })
+        .ok_or_else(|| format!("the source has no table {parent_name}"))?;
+    if let Some(missing) = parent_columns
+        .iter()
+        .find(|column| parent.column(column).is_none())
+    {
+        return Err(format!("table {parent_name} has no column {missing}"));
+    }
+    if local.len() != parent_columns.len() {
+        return Err(format!(
+            "{} columns reference {} columns of {parent_name}",
+            local.len(),
+            parent_columns.len()
+        ));
+    }
+    Ok(cutover_db::schema::ForeignKey {
+        name: None,
+        columns: local,
+        referenced_table: parent.name.clone(),
+        referenced_columns: parent_columns,
+        on_delete: "no action".into(),
+    })
+}
+
+/// `schema` with the policy's declared references added as foreign keys,
+/// so that subsetting, load order, cycles and masking consistency follow
+/// them (declarations that do not fit are left out: `check` reports them).
+/// Only what is read from the source uses it: no constraint is created.
+pub(crate) fn with_declared_references(
+    policy: &Policy,
+    schema: &cutover_db::Schema,
+) -> cutover_db::Schema {
+    let mut declared = schema.clone();
+    for (index, foreign_key) in declared_references(policy, schema).into_iter().flatten() {
+        declared.tables[index].foreign_keys.push(foreign_key);
+    }
+    declared
+}

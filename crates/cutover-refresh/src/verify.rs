@@ -166,8 +166,10 @@ pub async fn verify(
 ) -> Result<Verification> {
     let source_schema = source.introspect(&IntrospectOptions::default()).await?;
     let target_schema = target.introspect(&IntrospectOptions::default()).await?;
+    // What the refresh kept follows the policy's declared references too.
+    let subset_schema = crate::subset::with_declared_references(policy, &source_schema);
     let mut pairs = Vec::new();
-    for table in &source_schema.tables {
+    for (table, declared) in source_schema.tables.iter().zip(&subset_schema.tables) {
         let Some(table_policy) = crate::check::policy_table(policy, table) else {
             continue;
         };
@@ -175,7 +177,7 @@ pub async fn verify(
             source: table,
             target: target_schema.table(&cutover_db::TableName::new(table.name.name.clone())),
             action: table_policy.action,
-            copy: crate::subset::copy_plan(policy, &source_schema, table),
+            copy: crate::subset::copy_plan(policy, &subset_schema, declared),
         });
     }
     let checks = vec![

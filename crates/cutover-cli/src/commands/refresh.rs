@@ -87,6 +87,15 @@ pub struct RefreshArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub jobs: usize,
 
+    /// Resume a killed PostgreSQL refresh from its staging schema: the
+    /// tables, partitions and key ranges it finished (their row counts
+    /// checked) are kept, the rest are copied again from a new snapshot of
+    /// the source, and the swap is still all or nothing. A staging schema made
+    /// under another policy, source schema or secret is not resumed: the run
+    /// starts over and says why.
+    #[arg(long)]
+    pub resume: bool,
+
     /// The target's schema when the source is SQLite and the target PostgreSQL.
     #[arg(long, value_name = "NAME", default_value = "public")]
     pub target_schema: String,
@@ -399,6 +408,9 @@ async fn copy(
     let bar = std::sync::Arc::new(crate::progress::Bar::new(global.quiet));
     let progress: std::sync::Arc<dyn cutover_db::Progress> = bar.clone();
     let outcome = match &target_url.locator {
+        cutover_db::Locator::Sqlite(_) if args.resume => bail!(
+            "--resume is for PostgreSQL targets: a SQLite refresh builds its new file beside the target and starts over\nhint: run it again without --resume"
+        ),
         cutover_db::Locator::Sqlite(target_path) => {
             cutover_refresh::refresh_sqlite(source, target_path, policy, masker, progress).await
         }
@@ -409,6 +421,7 @@ async fn copy(
                 connect: crate::environment::connect_options(),
                 jobs: args.jobs,
                 target_schema: Some(args.target_schema.clone()),
+                resume: args.resume,
             };
             cutover_refresh::refresh_postgres(&settings, policy, masker, progress).await
         }
@@ -449,6 +462,7 @@ async fn copy(
         refresh_seconds: Some(seconds),
         tables: outcome.tables.clone(),
         hooks: outcome.hooks.clone(),
+        resumed: outcome.resumed.clone(),
         verification,
     };
     let mut text = format!(
@@ -456,6 +470,9 @@ async fn copy(
         target_url.redacted(),
         cutover_db::redact(&args.from)
     );
+    if let Some(resumed) = &outcome.resumed {
+        let _ = writeln!(text, "  {}", resumed.summary());
+    }
     let width = outcome
         .tables
         .iter()

@@ -109,6 +109,7 @@ pub async fn run(args: VerifyRefreshArgs, global: &GlobalArgs) -> anyhow::Result
         refresh_seconds: None,
         tables: baseline.unwrap_or_default(),
         hooks: Vec::new(),
+        resumed: None,
         verification: Some(verification),
     };
     let text = format!(

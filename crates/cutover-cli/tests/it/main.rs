@@ -10,6 +10,7 @@ mod lake;
 mod lake_delta;
 mod receive;
 mod refresh;
+mod refresh_resume;
 mod report;
 mod run;
 mod spark;

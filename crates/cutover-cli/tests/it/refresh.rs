@@ -125,9 +125,7 @@ fn a_target_that_is_the_source_or_production_is_refused() {
 #[test]
 fn a_sqlite_refresh_with_the_scenario_d_policy_and_one_that_is_refused() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let schema =
-        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
-            .expect("schema");
+    let schema = scenario_d_schema();
     let production = directory.path().join("production.db");
     let acceptance = directory.path().join("acceptance.db");
     for (path, rows) in [
@@ -203,9 +201,7 @@ fn a_sqlite_refresh_with_the_scenario_d_policy_and_one_that_is_refused() {
 #[test]
 fn a_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let schema =
-        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
-            .expect("schema");
+    let schema = scenario_d_schema();
     let production = directory.path().join("production.db");
     let acceptance = directory.path().join("acceptance.db");
     let patients = 100_000i64;
@@ -302,7 +298,26 @@ fn kill_at_points(
     }
 }
 
-fn postgres_count(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) -> i64 {
+/// Scenario D's schema (SQLite's dialect).
+pub(crate) fn scenario_d_schema() -> String {
+    std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
+        .expect("schema")
+}
+
+/// Two new PostgreSQL databases (production and acceptance), or none where
+/// the tests have no PostgreSQL.
+pub(crate) fn postgres_pair(
+    runtime: &tokio::runtime::Runtime,
+) -> Option<(cutover_testing::TestPostgres, cutover_testing::TestPostgres)> {
+    runtime.block_on(async {
+        Some((
+            cutover_testing::postgres().await?,
+            cutover_testing::postgres().await?,
+        ))
+    })
+}
+
+pub(crate) fn postgres_count(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) -> i64 {
     runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
@@ -322,18 +337,10 @@ fn postgres_count(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) -> i6
 #[test]
 fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let Some((production, acceptance)) = runtime.block_on(async {
-        Some((
-            cutover_testing::postgres().await?,
-            cutover_testing::postgres().await?,
-        ))
-    }) else {
+    let Some((production, acceptance)) = postgres_pair(&runtime) else {
         return;
     };
-    let schema =
-        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
-            .expect("schema")
-            .replace("BLOB", "bytea");
+    let schema = scenario_d_schema().replace("BLOB", "bytea");
     let patients = 200_000i64;
     runtime.block_on(async {
         cutover_testing::postgres_execute(
@@ -394,9 +401,7 @@ fn a_postgres_refresh_killed_at_any_point_leaves_the_old_or_the_new_target() {
 #[test]
 fn verify_refresh_passes_a_clean_target_and_names_what_is_wrong_with_a_damaged_one() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let schema =
-        std::fs::read_to_string(crate::workspace_root().join("examples/scenario-d-schema.sql"))
-            .expect("schema");
+    let schema = scenario_d_schema();
     let production = directory.path().join("production.db");
     let acceptance = directory.path().join("acceptance.db");
     for (path, rows) in [

@@ -63,7 +63,7 @@ async fn count(database: &Database, sql: &str) -> i64 {
 }
 
 /// A whole SQLite refresh of `target` from `production` under `policy`.
-async fn refresh_file(
+pub(crate) async fn refresh_file(
     production: &Database,
     target: &std::path::Path,
     policy: Policy,
@@ -253,15 +253,9 @@ async fn a_sqlite_refresh_masks_removes_preserves_and_swaps_whole() {
         include_str!("../../../../examples/refresh-hooks.toml")
     ))
     .expect("example policy with the example hooks");
-    let outcome = cutover_refresh::refresh_sqlite(
-        &production,
-        &target,
-        &policy,
-        Arc::new(Masker::new(b"secret")),
-        Arc::new(cutover_db::NoProgress),
-    )
-    .await
-    .expect("refresh");
+    let outcome = crate::copy::refresh_file(&production, &target, policy.clone())
+        .await
+        .expect("refresh");
     assert!(
         outcome.tables.iter().any(|table| table.table == "accounts"
             && table.action == "preserve"
@@ -380,15 +374,9 @@ async fn a_postgres_source_refreshes_a_sqlite_target() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let target = directory.path().join("acceptance.db");
     let policy = Policy::parse(SCENARIO_D_POLICY).expect("policy");
-    cutover_refresh::refresh_sqlite(
-        &source,
-        &target,
-        &policy,
-        Arc::new(Masker::new(b"secret")),
-        Arc::new(cutover_db::NoProgress),
-    )
-    .await
-    .expect("refresh");
+    crate::copy::refresh_file(&source, &target, policy.clone())
+        .await
+        .expect("refresh");
     let refreshed = open(&target, false).await;
 
     assert_eq!(

@@ -109,6 +109,7 @@ pub(crate) fn settings(production: &str, acceptance: &str, jobs: usize) -> Postg
         connect: ConnectOptions::default(),
         jobs,
         target_schema: None,
+        resume: false,
     }
 }
 

@@ -3,10 +3,8 @@
 //! cycle of references a `where` cuts into is refused unless one of its
 //! references can be nulled.
 
-use std::sync::Arc;
-
 use cutover_db::{Database, IntrospectOptions};
-use cutover_refresh::{Masker, Policy};
+use cutover_refresh::Policy;
 
 use crate::copy::open;
 
@@ -108,15 +106,9 @@ async fn multi_column_references_follow_their_parent_and_cycles_need_a_nullable_
             .path()
             .join(format!("acceptance-{}.db", expected_visits.len()));
         let policy = policy(visits, "on_removed_parent = \"null\"");
-        cutover_refresh::refresh_sqlite(
-            &production,
-            &target,
-            &policy,
-            Arc::new(Masker::new(b"secret")),
-            Arc::new(cutover_db::NoProgress),
-        )
-        .await
-        .expect("refresh");
+        crate::copy::refresh_file(&production, &target, policy.clone())
+            .await
+            .expect("refresh");
         let acceptance = open(&target, false).await;
         let visits = if visits.is_empty() {
             scalar(
@@ -141,6 +133,102 @@ async fn multi_column_references_follow_their_parent_and_cycles_need_a_nullable_
             )
             .await,
             "10@1"
+        );
+    }
+}
+
+/// A reference the schema does not declare, declared by the policy: the
+/// rows of a removed parent go; a declaration that does not fit the schema
+/// is refused by check, naming the table, the columns and why.
+#[tokio::test]
+async fn declared_references_are_followed_like_foreign_keys() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let production = open(&directory.path().join("production.db"), true).await;
+    production
+        .execute_batch(
+            "CREATE TABLE patients (id INTEGER PRIMARY KEY, region TEXT); \
+             CREATE TABLE results (id INTEGER PRIMARY KEY, patient_id INTEGER, value TEXT); \
+             INSERT INTO patients VALUES (1, 'east'), (2, 'north'); \
+             INSERT INTO results VALUES (10, 1, 'a'), (20, 2, 'b'), (30, NULL, 'c');",
+        )
+        .await
+        .expect("production");
+    let schema = production
+        .introspect(&IntrospectOptions::default())
+        .await
+        .expect("schema");
+    let policy = |references: &str| {
+        Policy::parse(&format!(
+            r#"
+[tables.patients]
+action = "copy"
+where = "region = 'east'"
+[tables.patients.columns]
+id = "keep"
+region = "keep"
+[tables.results]
+action = "copy"
+[tables.results.references]
+{references}
+[tables.results.columns]
+id = "keep"
+patient_id = "keep"
+value = "keep"
+"#
+        ))
+        .expect("policy")
+    };
+    for (references, expected) in [("", "10,20,30"), ("patient_id = \"patients(id)\"", "10,30")] {
+        let policy = policy(references);
+        assert_eq!(cutover_refresh::check(&policy, &schema, true), []);
+        let target = directory
+            .path()
+            .join(format!("acceptance-{}.db", references.len()));
+        crate::copy::refresh_file(&production, &target, policy.clone())
+            .await
+            .expect("refresh");
+        let acceptance = open(&target, false).await;
+        assert_eq!(
+            scalar(
+                &acceptance,
+                "SELECT group_concat(id, ',') FROM (SELECT id FROM results ORDER BY id)"
+            )
+            .await,
+            expected
+        );
+    }
+    for (references, problem) in [
+        (
+            "patient_id = \"patients\"",
+            "`patients` is not of the form table(column, …)",
+        ),
+        (
+            "patient = \"patients(id)\"",
+            "the table has no column patient",
+        ),
+        (
+            "patient_id = \"people(id)\"",
+            "the source has no table people",
+        ),
+        (
+            "patient_id = \"patients(key)\"",
+            "table patients has no column key",
+        ),
+        (
+            "patient_id = \"patients(id, region)\"",
+            "1 columns reference 2 columns of patients",
+        ),
+    ] {
+        let problems: Vec<String> = cutover_refresh::check(&policy(references), &schema, true)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let columns = references.split(' ').next().unwrap_or_default();
+        assert_eq!(
+            problems,
+            [format!(
+                "table results: the reference declared for {columns}: {problem}"
+            )]
         );
     }
 }

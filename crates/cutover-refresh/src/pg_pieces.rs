@@ -1,0 +1,311 @@
+//! The copy of a PostgreSQL refresh cut into pieces that load in parallel:
+//! a partitioned table partition by partition, a large table with an integer
+//! key by key range, everything else whole. Each piece commits with its
+//! journal row, so a killed run resumes piece by piece.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use cutover_db::schema::quote_identifier as quote;
+use cutover_db::{ConnectOptions, Database, LogicalType, Progress, TableName};
+
+use crate::error::{Error, Result};
+use crate::mask::Masker;
+use crate::pg_refresh::PostgresRefresh;
+use crate::sql::{first_column, literal, texts};
+use crate::transform::TableCopy;
+
+/// One piece of the copy.
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    /// The table's place in the outcome.
+    pub(crate) index: usize,
+    /// What is read and how it is masked.
+    pub(crate) copy: Box<TableCopy>,
+    /// The columns written (generated columns are computed by the target).
+    pub(crate) columns: Vec<String>,
+}
+
+impl Piece {
+    /// The staged relation the piece's rows land in: its partition, or its table.
+    pub(crate) fn relation(&self) -> &str {
+        self.copy
+            .read_from
+            .as_ref()
+            .map_or(&self.copy.table.name.name, |partition| &partition.name)
+    }
+
+    /// The piece's identity in the journal: its relation and what it reads.
+    pub(crate) fn id(&self, source: &Database) -> String {
+        let select = self.copy.select(source);
+        format!(
+            "copy {} {}",
+            self.relation(),
+            crate::pg_resume::plan_identity(&[&select, &self.columns.join(",")])
+        )
+    }
+}
+
+/// Each copy of a partitioned table becomes one copy per leaf partition
+/// (read from that partition, written through the staged parent, so
+/// partitions load in parallel); a table other tables inherit from is read
+/// `ONLY`.
+pub(crate) async fn expand_partitions(
+    source: &Database,
+    schema: &str,
+    copies: VecDeque<Piece>,
+) -> Result<VecDeque<Piece>> {
+    let namespace = format!(
+        "(SELECT oid FROM pg_namespace WHERE nspname = {})",
+        literal(schema)
+    );
+    let leaves = texts(
+        source,
+        &format!(
+            "SELECT p.relname, c.relname, n.nspname FROM pg_class p, LATERAL pg_partition_tree(p.oid) t \
+             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE p.relnamespace = {namespace} AND p.relkind = 'p' AND NOT p.relispartition AND t.isleaf \
+             ORDER BY p.relname, c.oid"
+        ),
+        3,
+        "the source's partitions",
+    )
+    .await?;
+    if let Some(elsewhere) = leaves.iter().find(|leaf| leaf[2] != schema) {
+        return Err(Error::Unsupported(format!(
+            "partition {}.{} of table {schema}.{} is in another schema: a PostgreSQL target is refreshed one schema at a time",
+            elsewhere[2], elsewhere[1], elsewhere[0]
+        )));
+    }
+    let inherited = first_column(
+        source,
+        &format!(
+            "SELECT DISTINCT p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relnamespace = {namespace} AND NOT c.relispartition"
+        ),
+        "the source's inherited tables",
+    )
+    .await?;
+    let mut expanded = VecDeque::new();
+    for mut piece in copies {
+        let name = piece.copy.table.name.name.clone();
+        let partitions: Vec<&Vec<String>> = leaves.iter().filter(|leaf| leaf[0] == name).collect();
+        if partitions.is_empty() {
+            piece.copy.only = inherited.contains(&name);
+            expanded.push_back(piece);
+            continue;
+        }
+        for leaf in partitions {
+            let mut part = piece.clone();
+            part.copy.read_from = Some(TableName::qualified(&leaf[2], &leaf[1]));
+            expanded.push_back(part);
+        }
+    }
+    Ok(expanded)
+}
+
+/// Tables with at least this many rows (by the source's estimate) are split.
+const SPLIT_ABOVE_ROWS: u64 = 100_000;
+
+/// Splits each large copied table with a single integer key into `jobs` key
+/// ranges (read from the source's snapshot), each its own piece of work.
+pub(crate) async fn split_large_tables(
+    source: &Database,
+    schema: &cutover_db::Schema,
+    copies: VecDeque<Piece>,
+    jobs: usize,
+) -> Result<VecDeque<Piece>> {
+    let mut split = VecDeque::new();
+    for piece in copies {
+        let copy = &piece.copy;
+        let table = schema
+            .tables
+            .iter()
+            .find(|table| table.name == copy.table.name);
+        let estimate = table
+            .and_then(|table| table.row_count.or(table.row_estimate))
+            .unwrap_or(0);
+        let key = table
+            .and_then(|table| table.primary_key.as_ref())
+            .filter(|key| key.columns.len() == 1)
+            .and_then(|key| table.and_then(|table| table.column(&key.columns[0])))
+            .filter(|column| column.logical_type == Some(LogicalType::Integer));
+        let (Some(key), true) = (key, jobs > 1 && estimate >= SPLIT_ABOVE_ROWS) else {
+            split.push_back(piece);
+            continue;
+        };
+        let name = quote(&key.name);
+        let bounds = texts(
+            source,
+            &format!(
+                "SELECT min({name})::text, max({name})::text FROM {}",
+                copy.table.name.quoted()
+            ),
+            2,
+            &format!("table {}", copy.table.name),
+        )
+        .await?;
+        let parsed = bounds
+            .first()
+            .and_then(|row| Some((row[0].parse::<i128>().ok()?, row[1].parse::<i128>().ok()?)));
+        let Some((low, high)) = parsed.filter(|(low, high)| high > low) else {
+            split.push_back(piece);
+            continue;
+        };
+        let step = (high - low) / jobs as i128 + 1;
+        for part in 0..jobs as i128 {
+            let from = low + part * step;
+            let range = if part + 1 == jobs as i128 {
+                format!("{name} >= {from}")
+            } else {
+                format!("{name} >= {from} AND {name} < {}", from + step)
+            };
+            let mut part = piece.clone();
+            part.copy.filter = Some(match &copy.filter {
+                Some(filter) => format!("({filter}) AND {range}"),
+                None => range,
+            });
+            split.push_back(part);
+        }
+    }
+    Ok(split)
+}
+
+/// Pieces waiting for a job, each with the statement that journals it and commits.
+pub(crate) type CopyQueue = Arc<Mutex<CopyQueueItems>>;
+
+/// Loads pieces from `queue` until it is empty, each in its own transaction
+/// ended by its journal row.
+pub(crate) async fn copy_worker(
+    settings: &PostgresRefresh,
+    snapshot: Option<String>,
+    stage: &str,
+    masker: Arc<Masker>,
+    progress: Arc<dyn Progress>,
+    queue: CopyQueue,
+) -> Result<Vec<(usize, u64)>> {
+    let read_only = ConnectOptions {
+        read_only: true,
+        ..settings.connect.clone()
+    };
+    let source = Database::connect(&settings.source, &read_only).await?;
+    if let Some(snapshot) = &snapshot {
+        source
+            .execute_batch(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                literal(snapshot)
+            ))
+            .await?;
+    }
+    let target = Database::connect(&settings.target, &settings.connect).await?;
+    let mut counts = Vec::new();
+    loop {
+        let next = queue
+            .lock()
+            .map_err(|_| Error::Unsupported("a copy job failed".into()))?
+            .pop_front();
+        let Some((piece, done)) = next else {
+            break;
+        };
+        let (index, columns, mut copy) = (piece.index, piece.columns, *piece.copy);
+        if columns.len() != copy.table.columns.len() {
+            // Generated columns are computed by the target, never written.
+            let keep: Vec<bool> = copy
+                .table
+                .columns
+                .iter()
+                .map(|column| columns.contains(&column.name))
+                .collect();
+            copy.retain_columns(&keep);
+        }
+        // A partition's rows go through its staged parent, which routes them.
+        let name = TableName::qualified(stage, &copy.table.name.name);
+        target.execute_batch("BEGIN").await?;
+        let rows = copy
+            .copy_with_progress(&source, &target, &name, masker.clone(), progress.clone())
+            .await?;
+        target.execute_batch(&done.commit_sql(rows)).await?;
+        counts.push((index, rows));
+    }
+    if snapshot.is_some() {
+        source.execute_batch("COMMIT").await?;
+    }
+    Ok(counts)
+}
+
+/// The pieces still to load, each with its journal row. On resume, a
+/// relation (partition or table) the killed run finished is kept, its rows
+/// counted into `outcome` and `progress`, when the journal lists exactly the
+/// pieces planned for it now and the staged relation holds the rows the
+/// journal says; any other relation the killed run began is emptied and
+/// redone.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn keep_finished(
+    target: &Database,
+    source: &Database,
+    stage: &str,
+    copies: VecDeque<Piece>,
+    journal: &mut crate::pg_resume::Journal,
+    outcome: &mut crate::sqlite_refresh::RefreshOutcome,
+    resumed: Option<&mut crate::pg_resume::Resumed>,
+    progress: &dyn Progress,
+) -> Result<CopyQueueItems> {
+    let all_copied = journal.done("copies");
+    let mut relations: Vec<(String, Vec<(Piece, String)>)> = Vec::new();
+    for piece in copies {
+        let id = piece.id(source);
+        let relation = piece.relation().to_owned();
+        match relations.iter_mut().find(|(name, _)| *name == relation) {
+            Some((_, pieces)) => pieces.push((piece, id)),
+            None => relations.push((relation, vec![(piece, id)])),
+        }
+    }
+    let mut queue = VecDeque::new();
+    let (mut kept_pieces, mut kept_rows, mut redone_pieces) = (0, 0, 0);
+    for (relation, pieces) in relations {
+        let done = journal.pieces(&relation);
+        if !done.is_empty() {
+            let rows: u64 = done.iter().map(|piece| piece.rows).sum();
+            let mut planned: Vec<&str> = pieces.iter().map(|(_, id)| id.as_str()).collect();
+            let mut finished: Vec<&str> = done.iter().map(|piece| piece.id.as_str()).collect();
+            planned.sort_unstable();
+            finished.sort_unstable();
+            let staged = format!("{}.{}", quote(stage), quote(&relation));
+            if (all_copied || planned == finished)
+                && first_column(
+                    target,
+                    &format!("SELECT count(*)::text FROM ONLY {staged}"),
+                    "a staged table's rows",
+                )
+                .await?
+                .first()
+                .and_then(|count| count.parse::<u64>().ok())
+                    == Some(rows)
+            {
+                kept_pieces += done.len();
+                kept_rows += rows;
+                outcome.tables[pieces[0].0.index].rows += rows;
+                progress.advance(rows);
+                continue;
+            }
+            redone_pieces += done.len();
+            target
+                .execute_batch(&format!("TRUNCATE ONLY {staged}"))
+                .await?;
+            journal.forget(target, &relation).await?;
+        }
+        for (piece, id) in pieces {
+            let record = journal.piece(id, &relation);
+            queue.push_back((piece, record));
+        }
+    }
+    if let Some(resumed) = resumed {
+        resumed.kept_pieces = kept_pieces;
+        resumed.kept_rows = kept_rows;
+        resumed.redone_pieces = redone_pieces;
+    }
+    Ok(queue)
+}
+
+/// Pieces with their journal rows.
+pub(crate) type CopyQueueItems = VecDeque<(Piece, crate::pg_resume::PieceRecord)>;
