@@ -415,7 +415,20 @@ fn unique_problems(table: &Table, table_policy: &crate::policy::TablePolicy) -> 
             let Some(rule) = table_policy.columns.get(column) else {
                 continue;
             };
+            // Rows of one `by` entity shift alike, so a shift-date keyed by
+            // another column of the key, itself kept distinct, keeps the key unique.
+            let shifted_within_key = match rule {
+                Rule::ShiftDate { by: Some(by), .. } => {
+                    key.contains(by)
+                        && table_policy
+                            .columns
+                            .get(by)
+                            .is_some_and(|rule| crate::unique::clashes(rule).is_none())
+                }
+                _ => false,
+            };
             if let Some(reason) = crate::unique::clashes(rule)
+                && !shifted_within_key
                 && named.insert(column.clone())
             {
                 let rule = match rule {

@@ -101,10 +101,7 @@ impl Masker {
     /// A public identity of the secret (a keyed digest of a fixed label):
     /// equal for equal secrets, and telling nothing of the secret.
     pub fn key_identity(&self) -> String {
-        self.mac("key identity", &[])[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        hex(&self.mac("key identity", &[])[..8])
     }
 
     fn number(&self, label: &str, input: &[u8], modulo: u64) -> u64 {
@@ -155,7 +152,8 @@ impl Masker {
         if value.is_null() && !matches!(rule, Rule::Fixed(_)) {
             return Ok(Value::Null);
         }
-        let input = canonical::encode(value);
+        // The canonical encoding keys the digests: only the rules that take one encode.
+        let encoded = || canonical::encode(value);
         Ok(match rule {
             Rule::Keep => value.clone(),
             Rule::Null => Value::Null,
@@ -182,25 +180,21 @@ impl Masker {
                     None => return Err(error()),
                 },
                 Value::Text(_) => {
-                    let digest = self.mac("hash", &[&input]);
-                    Value::Text(
-                        digest[..16]
-                            .iter()
-                            .map(|byte| format!("{byte:02x}"))
-                            .collect(),
-                    )
+                    let digest = self.mac("hash", &[&encoded()]);
+                    Value::Text(hex(&digest[..16]))
                 }
                 Value::Uuid(_) => {
-                    let digest = self.mac("hash", &[&input]);
+                    let digest = self.mac("hash", &[&encoded()]);
                     let mut bytes: [u8; 16] = digest[..16].try_into().unwrap_or_default();
                     bytes[6] = (bytes[6] & 0x0f) | 0x40;
                     bytes[8] = (bytes[8] & 0x3f) | 0x80;
                     Value::Uuid(bytes)
                 }
-                Value::Bytes(_) => Value::Bytes(self.mac("hash", &[&input]).to_vec()),
+                Value::Bytes(_) => Value::Bytes(self.mac("hash", &[&encoded()]).to_vec()),
                 _ => return Err(error()),
             },
             Rule::Fake(kind) => {
+                let input = encoded();
                 let uniqueness = if unique && kind.can_be_unique() {
                     Uniqueness::Unique(self.tag(value, &input))
                 } else {
@@ -210,9 +204,7 @@ impl Masker {
                     .ok_or_else(error)?
             }
             Rule::ShiftDate { max_days, .. } => {
-                let entity = entity
-                    .map(canonical::encode)
-                    .unwrap_or_else(|| input.clone());
+                let entity = entity.map_or_else(encoded, canonical::encode);
                 // Never zero: a shift of 0 days would copy the real date.
                 let max = u64::from((*max_days).max(1));
                 let magnitude = self.number("shift-date", &entity, max * 2) as i64;
@@ -286,6 +278,17 @@ impl Masker {
             )?),
         })
     }
+}
+
+/// Lower-case hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 #[cfg(test)]

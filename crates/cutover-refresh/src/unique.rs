@@ -60,7 +60,7 @@ pub(crate) fn clashes(rule: &Rule) -> Option<String> {
         )),
         Rule::Fixed(_) => Some("fixed gives every row the same value".into()),
         Rule::ShiftDate { .. } => {
-            Some("shift-date moves values by different amounts, so two can meet".into())
+            Some("shift-date moves values by different amounts, so two can meet (unless `by` names another column of the key)".into())
         }
         Rule::RedactBlob => Some("redact-blob empties every value".into()),
         Rule::Regex { .. } => Some("a regex replacement can make two values equal".into()),

@@ -199,6 +199,33 @@ async fn a_rule_that_cannot_keep_a_unique_key_unique_is_refused_by_name() {
         ),
         []
     );
+    // A date shifted by another column of its key (itself kept distinct)
+    // moves alike within each value of that column: the key stays unique.
+    // Shifted by anything else, it can meet another.
+    let (_visits_directory, visits) = sqlite(
+        "CREATE TABLE visits (id INTEGER NOT NULL, patient INTEGER, day DATE NOT NULL, \
+         PRIMARY KEY (id, day));",
+    )
+    .await;
+    let visits = self::schema(&visits).await;
+    let dated = |by: &str| {
+        let policy = Policy::parse(&format!(
+            "[tables.visits]\naction = \"copy\"\n[tables.visits.columns]\nid = \"keep\"\npatient = \"keep\"\n\
+             day = {{ rule = \"shift-date\", by = \"{by}\" }}"
+        ))
+        .expect("policy");
+        check(&policy, &visits, true)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dated("id"), Vec::<String>::new());
+    assert_eq!(
+        dated("patient"),
+        [
+            "table visits: column day is in the unique key (id, day) and its rule shift-date cannot keep it unique: shift-date moves values by different amounts, so two can meet (unless `by` names another column of the key); use hash, keep, or a fake kind with a unique form",
+        ]
+    );
     // An unknown locale is refused when the policy is read, by line.
     let error = Policy::parse("locale = \"de-DE\"").expect_err("unknown locale");
     assert!(
