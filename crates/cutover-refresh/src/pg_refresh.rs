@@ -222,7 +222,7 @@ pub async fn refresh_postgres(
     .await;
     if let Err(error) = result {
         let _ = target.execute_batch("ROLLBACK").await;
-        if copying.load(Ordering::SeqCst) {
+        if copying.load(Ordering::SeqCst) && worth_resuming(&error) {
             // Stopped during the copy (a lost connection, a server restart):
             // what was loaded stays for --resume.
             let pieces = first_column(
@@ -249,7 +249,7 @@ pub async fn refresh_postgres(
         let _ = target
             .execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(&stage)))
             .await;
-        return Err(error);
+        return Err(explained(error));
     }
     result
 }
@@ -716,6 +716,38 @@ fn hook_place<'a>(
     crate::hooks::HookPlace {
         database: Some(target),
         env,
+    }
+}
+
+/// Whether a copy that stopped with `error` is worth resuming: the
+/// connection or the server failed (the same data would load), not the
+/// data or the SQL (which would fail again).
+fn worth_resuming(error: &Error) -> bool {
+    match error {
+        Error::Database(cutover_db::Error::Postgres { code, .. }) => {
+            code.as_deref().is_none_or(|code| {
+                ["08", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            })
+        }
+        Error::Database(cutover_db::Error::Io { .. }) => true,
+        _ => false,
+    }
+}
+
+/// `error` with a hint where the cause is a known pitfall.
+fn explained(error: Error) -> Error {
+    match &error {
+        Error::Database(cutover_db::Error::Postgres {
+            code: Some(code),
+            message,
+            ..
+        }) if code == "23514" && message.contains("no partition") => Error::Unsupported(format!(
+            "{error}\nhint: a rule moved a partition key out of every partition (shift-date or fake:date \
+             on the key?): keep the key column, or give the table a DEFAULT partition; nothing was changed"
+        )),
+        _ => error,
     }
 }
 
