@@ -211,6 +211,20 @@ pub fn table_key(table: &Table) -> String {
     table.name.to_string()
 }
 
+/// The table `name` names: a policy key (`schema.table`), or a bare name.
+pub(crate) fn find_table<'a>(schema: &'a Schema, name: &str) -> Option<&'a Table> {
+    schema
+        .tables
+        .iter()
+        .find(|candidate| table_key(candidate) == name)
+        .or_else(|| {
+            schema
+                .tables
+                .iter()
+                .find(|candidate| candidate.name.name == name)
+        })
+}
+
 pub(crate) fn policy_table<'a>(
     policy: &'a Policy,
     table: &Table,

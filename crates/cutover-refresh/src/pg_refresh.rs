@@ -13,7 +13,6 @@
 //! redone (from a new snapshot), and the swap is still all or nothing.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cutover_db::schema::quote_identifier as quote;
@@ -202,7 +201,6 @@ pub async fn refresh_postgres(
             live = quote(&live)
         ))
         .await?;
-    let copying = AtomicBool::new(false);
     let result = build_and_swap(
         settings,
         policy,
@@ -217,33 +215,14 @@ pub async fn refresh_postgres(
         (&drift, &live_schema),
         hooks,
         (journal, resumed),
-        &copying,
     )
     .await;
     if let Err(error) = result {
         let _ = target.execute_batch("ROLLBACK").await;
-        if copying.load(Ordering::SeqCst) && worth_resuming(&error) {
-            // Stopped during the copy (a lost connection, a server restart):
-            // what was loaded stays for --resume.
-            let pieces = first_column(
-                &target,
-                &format!(
-                    "SELECT count(*)::text FROM {}.cutover_refresh_journal WHERE relation IS NOT NULL",
-                    quote(&stage)
-                ),
-                "the staging schema's journal",
-            )
-            .await
-            .ok()
-            .and_then(|rows| rows.first()?.parse().ok())
-            .unwrap_or(0);
-            if pieces > 0 {
-                return Err(Error::Interrupted {
-                    cause: Box::new(error),
-                    stage,
-                    pieces,
-                });
-            }
+        // A copy stopped by a lost connection or server keeps what it loaded
+        // for --resume.
+        if matches!(error, Error::Interrupted { .. }) {
+            return Err(error);
         }
         // Best effort: the live schema was never touched; drop what was staged.
         let _ = target
@@ -269,7 +248,6 @@ async fn build_and_swap(
     (drift, live_schema): (&crate::check::Drift, &cutover_db::Schema),
     hooks: Vec<crate::hooks::HookOutcome>,
     (mut journal, mut resumed): (Journal, Option<Resumed>),
-    copying: &AtomicBool,
 ) -> Result<RefreshOutcome> {
     for (number, sql) in definitions.before.iter().enumerate() {
         journal
@@ -499,8 +477,7 @@ async fn build_and_swap(
         "copy",
         Some(crate::subset::copied_rows_estimate(policy, schema)),
     );
-    copying.store(true, Ordering::SeqCst);
-    let copies = crate::pg_pieces::keep_finished(
+    let copies = match crate::pg_pieces::keep_finished(
         target,
         source,
         stage,
@@ -510,7 +487,11 @@ async fn build_and_swap(
         resumed.as_mut(),
         progress.as_ref(),
     )
-    .await?;
+    .await
+    {
+        Ok(copies) => copies,
+        Err(error) => return Err(journal.interrupted(target, stage, error).await),
+    };
     let jobs = settings.jobs.max(1).min(copies.len().max(1));
     let queue = Arc::new(Mutex::new(copies));
     let mut workers = Vec::new();
@@ -543,10 +524,9 @@ async fn build_and_swap(
         }
     }
     if let Some(error) = failed {
-        return Err(error);
+        return Err(journal.interrupted(target, stage, error).await);
     }
     journal.mark(target, "copies").await?;
-    copying.store(false, Ordering::SeqCst);
     drop(source.execute_batch("COMMIT").await);
 
     for (_, table, name, type_name) in &large_objects {
@@ -716,23 +696,6 @@ fn hook_place<'a>(
     crate::hooks::HookPlace {
         database: Some(target),
         env,
-    }
-}
-
-/// Whether a copy that stopped with `error` is worth resuming: the
-/// connection or the server failed (the same data would load), not the
-/// data or the SQL (which would fail again).
-fn worth_resuming(error: &Error) -> bool {
-    match error {
-        Error::Database(cutover_db::Error::Postgres { code, .. }) => {
-            code.as_deref().is_none_or(|code| {
-                ["08", "53", "57", "58"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-            })
-        }
-        Error::Database(cutover_db::Error::Io { .. }) => true,
-        _ => false,
     }
 }
 

@@ -14,8 +14,8 @@ use cutover_db::schema::quote_identifier as quote;
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::error::Result;
-use crate::sql::{literal, texts};
+use crate::error::{Error, Result};
+use crate::sql::{first_column, literal, texts};
 
 /// The journal's table in the staging schema.
 const JOURNAL: &str = "cutover_refresh_journal";
@@ -286,11 +286,57 @@ impl Journal {
         }
     }
 
+    /// `error`, stopping the copy: when the connection or the server failed
+    /// (the same data would load again) and pieces are loaded, the staging
+    /// schema is to be kept for `--resume` ([`Error::Interrupted`]).
+    pub(crate) async fn interrupted(&self, target: &Database, stage: &str, error: Error) -> Error {
+        if !worth_resuming(&error) {
+            return error;
+        }
+        let pieces = first_column(
+            target,
+            &format!(
+                "SELECT count(*)::text FROM {} WHERE relation IS NOT NULL",
+                self.table
+            ),
+            "the staging schema's journal",
+        )
+        .await
+        .ok()
+        .and_then(|rows| rows.first()?.parse().ok())
+        .unwrap_or(0);
+        if pieces == 0 {
+            return error;
+        }
+        Error::Interrupted {
+            cause: Box::new(error),
+            stage: stage.to_owned(),
+            pieces,
+        }
+    }
+
     /// Drops the journal (just before the swap).
     pub(crate) async fn drop_table(&self, target: &Database) -> Result<()> {
         target
             .execute_batch(&format!("DROP TABLE {}", self.table))
             .await?;
         Ok(())
+    }
+}
+
+/// Whether a copy that stopped with `error` is worth resuming: the
+/// connection or the server failed (the same data would load), not the
+/// data or the SQL (which would fail again).
+fn worth_resuming(error: &Error) -> bool {
+    match error {
+        Error::Database(cutover_db::Error::Postgres { code, .. }) => {
+            code.as_deref().is_none_or(|code| {
+                ["08", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            })
+        }
+        Error::Database(cutover_db::Error::Io { .. }) => true,
+        _ => false,
     }
 }

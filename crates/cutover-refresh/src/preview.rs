@@ -42,16 +42,9 @@ pub async fn preview(
     rows: usize,
     masker: &Masker,
 ) -> Result<Preview> {
-    let found = schema
-        .tables
-        .iter()
-        .find(|candidate| crate::check::table_key(candidate) == table)
-        .or_else(|| {
-            schema
-                .tables
-                .iter()
-                .find(|candidate| candidate.name.name == table)
-        })
+    // Rows are kept as the refresh keeps them: following declared references too.
+    let schema = &crate::subset::with_declared_references(policy, schema);
+    let found = crate::check::find_table(schema, table)
         .ok_or_else(|| Error::Unsupported(format!("table {table} is not in the source")))?;
     let key = crate::check::table_key(found);
     let action = crate::check::policy_table(policy, found).map(|table_policy| table_policy.action);
@@ -66,13 +59,7 @@ pub async fn preview(
             }
         )));
     }
-    let declared = crate::subset::with_declared_references(policy, schema);
-    let found = declared
-        .tables
-        .iter()
-        .find(|candidate| candidate.name == found.name)
-        .unwrap_or(found);
-    let plan = crate::subset::copy_plan(policy, &declared, found)
+    let plan = crate::subset::copy_plan(policy, schema, found)
         .ok_or_else(|| Error::Unsupported(format!("table {key} is not copied")))?;
     let columns = plan
         .table

@@ -338,16 +338,7 @@ fn resolve_reference(
     if let Some(missing) = local.iter().find(|column| table.column(column).is_none()) {
         return Err(format!("the table has no column {missing}"));
     }
-    let parent = schema
-        .tables
-        .iter()
-        .find(|candidate| crate::check::table_key(candidate) == parent_name)
-        .or_else(|| {
-            schema
-                .tables
-                .iter()
-                .find(|candidate| candidate.name.name == parent_name)
-        })
+    let parent = crate::check::find_table(schema, parent_name)
         .ok_or_else(|| format!("the source has no table {parent_name}"))?;
     if let Some(missing) = parent_columns
         .iter()
