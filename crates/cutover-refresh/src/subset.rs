@@ -6,44 +6,83 @@
 use crate::policy::{Action, OnRemovedParent, Policy};
 use crate::transform::TableCopy;
 
+/// The rows of a table a refresh keeps: a condition on the table's rows,
+/// and the joins (kept parent keys) it names.
+#[derive(Debug, Default)]
+struct Kept {
+    joins: Vec<String>,
+    conditions: Vec<String>,
+}
+
 /// The source rows of `table` that the refresh keeps: its own `where`, and,
 /// where rows referencing a removed row are removed, only rows whose parent
 /// is kept (recursively). `None` when every row is kept.
-fn kept_condition(
+fn kept_rows(
     policy: &Policy,
     schema: &cutover_db::Schema,
     table: &cutover_db::Table,
     depth: usize,
-) -> Option<String> {
+) -> Option<Kept> {
     let table_policy = crate::check::policy_table(policy, table)?;
-    let mut conditions: Vec<String> = table_policy
-        .filter
-        .iter()
-        .map(|filter| format!("({filter})"))
-        .collect();
+    let mut kept = Kept {
+        joins: Vec::new(),
+        conditions: table_policy
+            .filter
+            .iter()
+            .map(|filter| format!("({filter})"))
+            .collect(),
+    };
     if depth < 8
         && table_policy
             .on_removed_parent
             .unwrap_or(OnRemovedParent::Remove)
             == OnRemovedParent::Remove
     {
-        conditions.extend(parent_conditions(policy, schema, table, depth));
+        for reference in references_to_filtered(policy, schema, table, depth) {
+            // A reference with a NULL in any of its columns references
+            // nothing (MATCH SIMPLE, the default), so it stays.
+            kept.conditions
+                .push(format!("({} OR {})", reference.nulls(), reference.found));
+            kept.joins.push(reference.join);
+        }
     }
-    (!conditions.is_empty()).then(|| conditions.join(" AND "))
+    (!kept.conditions.is_empty()).then_some(kept)
 }
 
-/// For each reference (single or multi-column) to a copied parent that
-/// removes rows: `(columns, "EXISTS (SELECT 1 FROM parent WHERE parent.key =
-/// table.column … AND kept)")`. A correlated EXISTS is one key lookup per
-/// row; `column IN (SELECT …)` under an OR cannot become a join, and once
-/// the kept keys outgrow the server's hash memory it rescans the parent for
-/// every row.
+/// A reference (single or multi-column) from a table to a copied parent
+/// that removes rows, as a join to the parent's kept keys.
+struct KeptParent {
+    /// The referencing columns.
+    columns: Vec<String>,
+    /// `LEFT JOIN (SELECT [DISTINCT] key … FROM parent … WHERE kept) AS
+    /// alias ON alias.key = table.column …`.
+    join: String,
+    /// True where the row's parent is kept (`alias.key IS NOT NULL`).
+    found: String,
+}
+
+impl KeptParent {
+    /// True where a referencing column is NULL (the reference names nothing).
+    fn nulls(&self) -> String {
+        self.columns
+            .iter()
+            .map(|column| format!("{} IS NULL", cutover_db::schema::quote_identifier(column)))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    }
+}
+
+/// Each reference of `table` to a copied parent that removes rows, joined to
+/// the parent's kept keys. A join lets the server build the kept keys once
+/// (a hash of them, spilling to disk when large) where a correlated EXISTS
+/// under `IS NULL OR` is a key lookup per row, in every partition of a
+/// partitioned parent that its key does not prune.
 fn references_to_filtered(
     policy: &Policy,
     schema: &cutover_db::Schema,
     table: &cutover_db::Table,
     depth: usize,
-) -> Vec<(Vec<String>, String)> {
+) -> Vec<KeptParent> {
     let mut references = Vec::new();
     for foreign_key in &table.foreign_keys {
         if foreign_key.columns.is_empty()
@@ -60,52 +99,53 @@ fn references_to_filtered(
         if !parent_copied {
             continue;
         }
-        let Some(kept) = kept_condition(policy, schema, parent, depth + 1) else {
+        let Some(parent_kept) = kept_rows(policy, schema, parent, depth + 1) else {
             continue;
         };
+        let quote = cutover_db::schema::quote_identifier;
         let parent_name = parent.name.quoted();
         let table_name = table.name.quoted();
-        let matches: Vec<String> = foreign_key
+        // Aliases differ between the joins of one level; a nested level's
+        // aliases are inside its own subquery.
+        let alias = format!("cutover_kept_{depth}_{}", references.len());
+        let keys: Vec<String> = foreign_key
+            .referenced_columns
+            .iter()
+            .enumerate()
+            .map(|(index, column)| format!("{parent_name}.{} AS cutover_k{index}", quote(column)))
+            .collect();
+        let on: Vec<String> = foreign_key
             .columns
             .iter()
-            .zip(&foreign_key.referenced_columns)
-            .map(|(column, parent_column)| {
-                format!(
-                    "{parent_name}.{} = {table_name}.{}",
-                    cutover_db::schema::quote_identifier(parent_column),
-                    cutover_db::schema::quote_identifier(column)
-                )
+            .enumerate()
+            .map(|(index, column)| {
+                format!("{alias}.cutover_k{index} = {table_name}.{}", quote(column))
             })
             .collect();
-        references.push((
-            foreign_key.columns.clone(),
-            format!(
-                "EXISTS (SELECT 1 FROM {parent_name} WHERE {} AND ({kept}))",
-                matches.join(" AND ")
+        // A referenced key that is not unique (a declared reference) is
+        // made so, or the join would repeat the referencing rows.
+        let unique = crate::unique::unique_keys(parent).iter().any(|key| {
+            key.iter()
+                .all(|column| foreign_key.referenced_columns.contains(column))
+        });
+        references.push(KeptParent {
+            columns: foreign_key.columns.clone(),
+            join: format!(
+                "LEFT JOIN (SELECT {}{} FROM {parent_name}{} WHERE {}) AS {alias} ON {}",
+                if unique { "" } else { "DISTINCT " },
+                keys.join(", "),
+                parent_kept
+                    .joins
+                    .iter()
+                    .map(|join| format!(" {join}"))
+                    .collect::<String>(),
+                parent_kept.conditions.join(" AND "),
+                on.join(" AND ")
             ),
-        ));
+            found: format!("{alias}.cutover_k0 IS NOT NULL"),
+        });
     }
     references
-}
-
-fn parent_conditions(
-    policy: &Policy,
-    schema: &cutover_db::Schema,
-    table: &cutover_db::Table,
-    depth: usize,
-) -> Vec<String> {
-    // A reference with a NULL in any of its columns references nothing
-    // (MATCH SIMPLE, the default), so it stays.
-    references_to_filtered(policy, schema, table, depth)
-        .into_iter()
-        .map(|(columns, kept)| {
-            let nulls: Vec<String> = columns
-                .iter()
-                .map(|column| format!("{} IS NULL", cutover_db::schema::quote_identifier(column)))
-                .collect();
-            format!("({} OR {kept})", nulls.join(" OR "))
-        })
-        .collect()
 }
 
 /// Tables ordered so that referenced tables come before the tables referencing them.
@@ -135,34 +175,28 @@ pub(crate) fn copy_plan(
     table: &cutover_db::Table,
 ) -> Option<TableCopy> {
     let mut copy = TableCopy::plan(policy, table)?;
-    copy.filter = kept_condition(policy, schema, table, 0);
+    if let Some(kept) = kept_rows(policy, schema, table, 0) {
+        copy.filter = Some(kept.conditions.join(" AND "));
+        copy.joins = kept.joins;
+    }
     let nulls = crate::check::policy_table(policy, table)
         .and_then(|table_policy| table_policy.on_removed_parent)
         == Some(OnRemovedParent::Null);
     if nulls {
-        for (columns, kept) in references_to_filtered(policy, schema, table, 0) {
+        for reference in references_to_filtered(policy, schema, table, 0) {
             // A reference with a NULL in any column references nothing: it stays.
-            let kept = if columns.len() > 1 {
-                let nulls: Vec<String> = columns
-                    .iter()
-                    .map(|column| {
-                        format!("{} IS NULL", cutover_db::schema::quote_identifier(column))
-                    })
-                    .collect();
-                format!("{} OR {kept}", nulls.join(" OR "))
-            } else {
-                kept
-            };
-            for column in columns {
+            let kept = format!("{} OR {}", reference.nulls(), reference.found);
+            for column in &reference.columns {
                 if let Some(index) = table
                     .columns
                     .iter()
-                    .position(|candidate| candidate.name == column)
+                    .position(|candidate| &candidate.name == column)
                 {
-                    let quoted = cutover_db::schema::quote_identifier(&column);
+                    let quoted = cutover_db::schema::quote_identifier(column);
                     copy.expressions[index] = Some(format!("CASE WHEN {kept} THEN {quoted} END"));
                 }
             }
+            copy.joins.push(reference.join);
         }
     }
     Some(copy)

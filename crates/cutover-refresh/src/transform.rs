@@ -17,8 +17,11 @@ use crate::policy::{Action, Policy, Rule};
 pub struct TableCopy {
     /// The table (as the source has it).
     pub table: Table,
-    /// The policy's `where`, if any.
+    /// The rows kept: the policy's `where` and the kept parents' conditions.
     pub filter: Option<String>,
+    /// Joins the filter and expressions name (each parent's kept keys, as
+    /// `LEFT JOIN (…) AS alias ON …`), after the table in the FROM clause.
+    pub joins: Vec<String>,
     /// One rule per column, in column order.
     pub rules: Vec<Rule>,
     /// For `shift-date`: the index of the column naming the entity.
@@ -121,6 +124,7 @@ impl TableCopy {
         Some(TableCopy {
             table,
             filter: table_policy.filter.clone(),
+            joins: Vec::new(),
             expressions,
             rules,
             entities,
@@ -194,28 +198,36 @@ impl TableCopy {
             .collect::<Vec<_>>()
             .join(", ");
         let table = self.table.name.quoted();
-        let (relation, columns, condition) = match &self.read_from {
+        let joins = self.joined();
+        let (relation, columns, joins, condition) = match &self.read_from {
             // References to the table in conditions and expressions name the partition.
             Some(partition) => {
                 let (from, to) = (format!("{table}."), format!("{}.", partition.quoted()));
                 (
                     partition.quoted(),
                     columns.replace(&from, &to),
+                    joins.replace(&from, &to),
                     condition.map(|condition| condition.replace(&from, &to)),
                 )
             }
             None if self.only => (
                 format!("ONLY {table}"),
                 columns,
+                joins,
                 condition.map(str::to_owned),
             ),
-            None => (table, columns, condition.map(str::to_owned)),
+            None => (table, columns, joins, condition.map(str::to_owned)),
         };
-        let mut sql = format!("SELECT {columns} FROM {relation}");
+        let mut sql = format!("SELECT {columns} FROM {relation}{joins}");
         if let Some(condition) = condition {
             sql.push_str(&format!(" WHERE {condition}"));
         }
         sql
+    }
+
+    /// The plan's joins, each after a space, to follow the table in a FROM clause.
+    pub(crate) fn joined(&self) -> String {
+        self.joins.iter().map(|join| format!(" {join}")).collect()
     }
 
     /// Streams the table from `source` into `target_table` on `target`,

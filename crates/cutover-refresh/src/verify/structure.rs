@@ -32,8 +32,9 @@ pub(super) async fn row_counts(
                 count(
                     source,
                     &format!(
-                        "SELECT count(*) FROM {}{}",
+                        "SELECT count(*) FROM {}{}{}",
                         pair.source.name.quoted(),
+                        copy.joined(),
                         copy.filter
                             .as_ref()
                             .map(|filter| format!(" WHERE ({filter})"))
