@@ -275,33 +275,37 @@ impl TableCopy {
             .await?)
     }
 
-    /// Applies every column's rule to one row.
+    /// Applies every column's rule to one row. Kept values are moved, never
+    /// copied.
     pub fn transform(
         &self,
         masker: &Masker,
-        row: cutover_db::Row,
+        mut row: cutover_db::Row,
     ) -> cutover_db::Result<cutover_db::Row> {
-        let mut out = Vec::with_capacity(row.len());
+        // Rules read the row as the source has it (a shift-date's entity), so
+        // the masked values replace the row's only once all are made.
+        let mut masked = Vec::new();
         for (index, value) in row.iter().enumerate() {
+            let rule = &self.rules[index];
+            if matches!(rule, Rule::Keep) {
+                continue;
+            }
             let column = &self.table.columns[index];
             let logical = column.logical_type.unwrap_or(LogicalType::Text);
             let entity = self.entities[index].and_then(|entity| row.get(entity));
-            let masked = masker
-                .apply_to_column(
-                    &self.rules[index],
-                    value,
-                    logical,
-                    entity,
-                    self.unique[index],
-                )
+            let output = masker
+                .apply_to_column(rule, value, logical, entity, self.unique[index])
                 .map_err(|error| {
                     cutover_db::Error::Source(format!(
                         "table {}: column {}: {error}",
                         self.table.name, column.name
                     ))
                 })?;
-            out.push(masked);
+            masked.push((index, output));
         }
-        Ok(out)
+        for (index, output) in masked {
+            row[index] = output;
+        }
+        Ok(row)
     }
 }
