@@ -134,11 +134,7 @@ fn references_to_filtered(
                 "LEFT JOIN (SELECT {}{} FROM {parent_name}{} WHERE {}) AS {alias} ON {}",
                 if unique { "" } else { "DISTINCT " },
                 keys.join(", "),
-                parent_kept
-                    .joins
-                    .iter()
-                    .map(|join| format!(" {join}"))
-                    .collect::<String>(),
+                crate::transform::joined(&parent_kept.joins),
                 parent_kept.conditions.join(" AND "),
                 on.join(" AND ")
             ),

@@ -39,6 +39,11 @@ pub struct TableCopy {
     pub expressions: Vec<Option<String>>,
 }
 
+/// `joins`, each after a space, to follow a table in a FROM clause.
+pub(crate) fn joined(joins: &[String]) -> String {
+    joins.iter().map(|join| format!(" {join}")).collect()
+}
+
 /// Whether a PostgreSQL column holds large-object references (`oid`, or the
 /// `lo` extension's domain): its content is copied, masked as a blob.
 pub fn is_large_object(column: &Column) -> bool {
@@ -227,7 +232,7 @@ impl TableCopy {
 
     /// The plan's joins, each after a space, to follow the table in a FROM clause.
     pub(crate) fn joined(&self) -> String {
-        self.joins.iter().map(|join| format!(" {join}")).collect()
+        joined(&self.joins)
     }
 
     /// Streams the table from `source` into `target_table` on `target`,
