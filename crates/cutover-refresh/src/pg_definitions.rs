@@ -13,9 +13,12 @@ use crate::sql::{first_column, literal, texts};
 pub(crate) struct Definitions {
     /// Types, sequences, functions and tables (no constraints), before the data.
     pub(crate) before: Vec<String>,
-    /// Constraints and sequence ownership, after the data.
+    /// Keys, unique, exclusion and check constraints and the tables'
+    /// indexes, after the data: each on one table, built in parallel.
+    pub(crate) keys: Vec<String>,
+    /// Foreign keys and sequence ownership, after every key.
     pub(crate) constraints: Vec<String>,
-    /// Views, indexes and triggers, last.
+    /// Views, materialized views' indexes and triggers, last.
     pub(crate) after: Vec<String>,
     /// Generated columns, per table: never written.
     pub(crate) generated: Vec<(String, String)>,
@@ -209,21 +212,25 @@ pub(crate) async fn postgres_definitions(source: &Database, schema: &str) -> Res
     .into_iter()
     .map(|row| (row[0].clone(), row[1].clone()))
     .collect();
-    definitions.constraints.extend(
-        first_column(
+    for (keys, types) in [(true, "'p', 'u', 'x', 'c'"), (false, "'f'")] {
+        let found = first_column(
             source,
             &format!(
                 "SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.relname, con.conname, pg_get_constraintdef(con.oid)) \
                  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
-                 WHERE c.relnamespace = {namespace} AND c.relkind IN ('r', 'p') AND con.contype IN ('p', 'u', 'x', 'c', 'f') \
+                 WHERE c.relnamespace = {namespace} AND c.relkind IN ('r', 'p') AND con.contype IN ({types}) \
                    AND con.conparentid = 0 AND con.conislocal AND {} \
-                 ORDER BY CASE con.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c' THEN 3 ELSE 4 END, con.oid",
+                 ORDER BY CASE con.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 ELSE 3 END, con.oid",
                 not_extension("c.oid")
             ),
             "the source's constraints",
         )
-        .await?,
-    );
+        .await?;
+        match keys {
+            true => definitions.keys.extend(found),
+            false => definitions.constraints.extend(found),
+        }
+    }
     definitions.constraints.extend(
         first_column(
             source,
@@ -252,14 +259,14 @@ pub(crate) async fn postgres_definitions(source: &Database, schema: &str) -> Res
         )
         .await?,
     );
-    definitions.after.extend(
-        first_column(
+    for (tables, kinds) in [(true, "'r', 'p'"), (false, "'m'")] {
+        let found = first_column(
             source,
             &format!(
                 "SELECT format('CREATE %sINDEX %I ON %I USING %s', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END, \
                    ic.relname, c.relname, substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$')) \
                  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
-                 WHERE c.relnamespace = {namespace} AND c.relkind IN ('r', 'm', 'p') AND {} \
+                 WHERE c.relnamespace = {namespace} AND c.relkind IN ({kinds}) AND {} \
                    AND NOT EXISTS (SELECT 1 FROM pg_inherits inh WHERE inh.inhrelid = i.indexrelid) \
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid \
                      AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')) \
@@ -268,8 +275,12 @@ pub(crate) async fn postgres_definitions(source: &Database, schema: &str) -> Res
             ),
             "the source's indexes",
         )
-        .await?,
-    );
+        .await?;
+        match tables {
+            true => definitions.keys.extend(found),
+            false => definitions.after.extend(found),
+        }
+    }
     for definition in first_column(
         source,
         &format!(
@@ -341,13 +352,13 @@ pub(crate) fn translated_definitions(schema: &cutover_db::Schema) -> Definitions
             .before
             .push(format!("CREATE TABLE {name} ({})", columns.join(", ")));
         if let Some(key) = &table.primary_key {
-            definitions.constraints.push(format!(
+            definitions.keys.push(format!(
                 "ALTER TABLE {name} ADD PRIMARY KEY ({})",
                 list(&key.columns)
             ));
         }
         for unique in &table.unique_constraints {
-            definitions.constraints.push(format!(
+            definitions.keys.push(format!(
                 "ALTER TABLE {name} ADD UNIQUE ({})",
                 list(&unique.columns)
             ));
@@ -361,7 +372,7 @@ pub(crate) fn translated_definitions(schema: &cutover_db::Schema) -> Definitions
                 continue;
             }
             let unique = if index.unique { "UNIQUE " } else { "" };
-            definitions.after.push(format!(
+            definitions.keys.push(format!(
                 "CREATE {unique}INDEX {} ON {name} ({})",
                 quote(&index.name),
                 list(&index.columns)

@@ -104,11 +104,28 @@ pub(crate) async fn expand_partitions(
     Ok(expanded)
 }
 
-/// Tables with at least this many rows (by the source's estimate) are split.
+/// Tables with at least this many rows (by the source's estimate) are split
+/// into one key range per job.
 const SPLIT_ABOVE_ROWS: u64 = 100_000;
 
-/// Splits each large copied table with a single integer key into `jobs` key
-/// ranges (read from the source's snapshot), each its own piece of work.
+/// A key range holds about this many rows at most, so a killed run loses
+/// little and a resumed one redoes little.
+const PIECE_ROWS: u64 = 250_000;
+
+/// How many key ranges a table of `estimate` rows is read in by `jobs` jobs.
+fn ranges(estimate: u64, jobs: usize) -> u64 {
+    let per_job = if estimate >= SPLIT_ABOVE_ROWS {
+        jobs as u64
+    } else {
+        1
+    };
+    per_job.max(estimate.div_ceil(PIECE_ROWS))
+}
+
+/// Splits each large copied table with a single integer key into key ranges
+/// (read from the source's snapshot), each its own piece of work: one per
+/// job at least, and at most about [`PIECE_ROWS`] rows each. Partitions are
+/// pieces already and are not split.
 pub(crate) async fn split_large_tables(
     source: &Database,
     schema: &cutover_db::Schema,
@@ -130,7 +147,8 @@ pub(crate) async fn split_large_tables(
             .filter(|key| key.columns.len() == 1)
             .and_then(|key| table.and_then(|table| table.column(&key.columns[0])))
             .filter(|column| column.logical_type == Some(LogicalType::Integer));
-        let (Some(key), true) = (key, jobs > 1 && estimate >= SPLIT_ABOVE_ROWS) else {
+        let parts = ranges(estimate, jobs);
+        let (Some(key), true, None) = (key, parts > 1, &copy.read_from) else {
             split.push_back(piece);
             continue;
         };
@@ -152,10 +170,11 @@ pub(crate) async fn split_large_tables(
             split.push_back(piece);
             continue;
         };
-        let step = (high - low) / jobs as i128 + 1;
-        for part in 0..jobs as i128 {
+        let parts = i128::from(parts);
+        let step = (high - low) / parts + 1;
+        for part in 0..parts {
             let from = low + part * step;
-            let range = if part + 1 == jobs as i128 {
+            let range = if part + 1 == parts {
                 format!("{name} >= {from}")
             } else {
                 format!("{name} >= {from} AND {name} < {}", from + step)
@@ -233,12 +252,12 @@ pub(crate) async fn copy_worker(
     Ok(counts)
 }
 
-/// The pieces still to load, each with its journal row. On resume, a
-/// relation (partition or table) the killed run finished is kept, its rows
-/// counted into `outcome` and `progress`, when the journal lists exactly the
-/// pieces planned for it now and the staged relation holds the rows the
-/// journal says; any other relation the killed run began is emptied and
-/// redone.
+/// The pieces still to load, each with its journal row. On resume, the
+/// pieces a killed run finished are kept, their rows counted into `outcome`
+/// and `progress`, when every piece the journal lists for their relation
+/// (partition or table) is still planned and the staged relation holds the
+/// rows the journal says (an unfinished piece's rows were never committed);
+/// a relation that fails either test is emptied and redone.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn keep_finished(
     target: &Database,
@@ -263,15 +282,15 @@ pub(crate) async fn keep_finished(
     let mut queue = VecDeque::new();
     let (mut kept_pieces, mut kept_rows, mut redone_pieces) = (0, 0, 0);
     for (relation, pieces) in relations {
-        let done = journal.pieces(&relation);
+        let done = journal.pieces(&relation).to_vec();
+        let finished = |id: &str| done.iter().find(|piece| piece.id == id);
         if !done.is_empty() {
             let rows: u64 = done.iter().map(|piece| piece.rows).sum();
-            let mut planned: Vec<&str> = pieces.iter().map(|(_, id)| id.as_str()).collect();
-            let mut finished: Vec<&str> = done.iter().map(|piece| piece.id.as_str()).collect();
-            planned.sort_unstable();
-            finished.sort_unstable();
+            let still_planned = done
+                .iter()
+                .all(|piece| pieces.iter().any(|(_, id)| *id == piece.id));
             let staged = format!("{}.{}", quote(stage), quote(&relation));
-            if (all_copied || planned == finished)
+            if (all_copied || still_planned)
                 && first_column(
                     target,
                     &format!("SELECT count(*)::text FROM ONLY {staged}"),
@@ -284,8 +303,17 @@ pub(crate) async fn keep_finished(
             {
                 kept_pieces += done.len();
                 kept_rows += rows;
-                outcome.tables[pieces[0].0.index].rows += rows;
                 progress.advance(rows);
+                if all_copied {
+                    outcome.tables[pieces[0].0.index].rows += rows;
+                    continue;
+                }
+                for (piece, id) in pieces {
+                    match finished(&id) {
+                        Some(piece_done) => outcome.tables[piece.index].rows += piece_done.rows,
+                        None => queue.push_back((piece, journal.piece(id, &relation))),
+                    }
+                }
                 continue;
             }
             redone_pieces += done.len();
@@ -309,3 +337,18 @@ pub(crate) async fn keep_finished(
 
 /// Pieces with their journal rows.
 pub(crate) type CopyQueueItems = VecDeque<(Piece, crate::pg_resume::PieceRecord)>;
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn a_large_table_is_read_in_ranges_of_at_most_a_quarter_million_rows() {
+        assert_eq!(ranges(50_000, 2), 1);
+        assert_eq!(ranges(100_000, 2), 2);
+        assert_eq!(ranges(100_000, 1), 1);
+        assert_eq!(ranges(600_000, 1), 3);
+        assert_eq!(ranges(2_000_000, 2), 8);
+        assert_eq!(ranges(2_000_000, 16), 16);
+    }
+}

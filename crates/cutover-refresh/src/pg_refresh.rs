@@ -552,16 +552,44 @@ async fn build_and_swap(
             )
             .await?;
     }
+    let unsatisfied = |sql: &str, error: Error| {
+        Error::Unsupported(format!(
+            "{error}\nhint: the staged data does not satisfy the source's `{}`; \
+             a preserved table may reference rows the policy removed",
+            first_words(sql)
+        ))
+    };
+    // Keys and indexes, each on one table, built over `jobs` connections.
     progress.phase("keys", None);
+    let keys = definitions
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(number, sql)| (format!("key {number}"), sql.clone()))
+        .collect();
+    let session = format!(
+        "SET search_path = {}, {}; SET check_function_bodies = off",
+        quote(stage),
+        quote(live)
+    );
+    let connect = || async {
+        let connection = Database::connect(&settings.target, &settings.connect).await?;
+        connection.execute_batch(&session).await?;
+        Ok(connection)
+    };
+    journal
+        .steps_in_parallel(connect, keys, settings.jobs)
+        .await
+        .map_err(|(sql, error)| match sql.is_empty() {
+            true => error,
+            false => unsatisfied(&sql, error),
+        })?;
     for (number, sql) in definitions.constraints.iter().enumerate() {
         let id = format!("constraint {number}");
-        journal.step(target, &id, sql).await.map_err(|error| {
-            Error::Unsupported(format!(
-                "{error}\nhint: the staged data does not satisfy the source's constraint `{}`; \
-                 a preserved table may reference rows the policy removed",
-                first_words(sql)
-            ))
-        })?;
+        journal
+            .step(target, &id, sql)
+            .await
+            .map_err(|error| unsatisfied(sql, error))?;
     }
     set_sequences(target, schema, stage).await?;
     progress.phase("indexes", None);

@@ -254,6 +254,63 @@ impl Journal {
         Ok(())
     }
 
+    /// Runs the unfinished `steps` (id and SQL), each with its journal row in
+    /// its own transaction, over `jobs` connections opened by `connect`, in
+    /// any order: for steps that each touch one table. After a failure no
+    /// step starts; the first failure is returned with its SQL.
+    pub(crate) async fn steps_in_parallel<Connect, Connecting>(
+        &mut self,
+        connect: Connect,
+        steps: Vec<(String, String)>,
+        jobs: usize,
+    ) -> std::result::Result<(), (String, Error)>
+    where
+        Connect: Fn() -> Connecting,
+        Connecting: std::future::Future<Output = Result<Database>>,
+    {
+        let queue: std::sync::Mutex<std::collections::VecDeque<(String, String)>> = steps
+            .into_iter()
+            .filter(|(id, _)| !self.done(id))
+            .collect::<std::collections::VecDeque<_>>()
+            .into();
+        let jobs = jobs.max(1).min(queue.lock().map_or(0, |queue| queue.len()));
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let table = &self.table;
+        let worker = || async {
+            let mut finished = Vec::new();
+            let target = connect().await.map_err(|error| (String::new(), error))?;
+            while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some((id, sql)) = queue.lock().ok().and_then(|mut queue| queue.pop_front())
+                else {
+                    break;
+                };
+                let done = target
+                    .execute_batch(&format!(
+                        "BEGIN; {sql}; INSERT INTO {table} (step) VALUES ({}); COMMIT",
+                        literal(&id)
+                    ))
+                    .await;
+                if let Err(error) = done {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err((sql, error.into()));
+                }
+                finished.push(id);
+            }
+            Ok(finished)
+        };
+        let outcomes = futures_util::future::join_all((0..jobs).map(|_| worker())).await;
+        let mut first_failure = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(finished) => self.steps.extend(finished),
+                Err(failure) => {
+                    first_failure.get_or_insert(failure);
+                }
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
     /// Records step `id` as finished (for steps that are not SQL).
     pub(crate) async fn mark(&mut self, target: &Database, id: &str) -> Result<()> {
         self.step(target, id, "SELECT 1").await
