@@ -14,14 +14,38 @@ pub(crate) struct Definitions {
     /// Types, sequences, functions and tables (no constraints), before the data.
     pub(crate) before: Vec<String>,
     /// Keys, unique, exclusion and check constraints and the tables'
-    /// indexes, after the data: each on one table, built in parallel.
-    pub(crate) keys: Vec<String>,
+    /// indexes, after the data, each with its table: each on one table,
+    /// built in parallel, a table's as soon as it is loaded.
+    pub(crate) keys: Vec<(String, String)>,
     /// Foreign keys and sequence ownership, after every key.
     pub(crate) constraints: Vec<String>,
     /// Views, materialized views' indexes and triggers, last.
     pub(crate) after: Vec<String>,
     /// Generated columns, per table: never written.
     pub(crate) generated: Vec<(String, String)>,
+}
+
+/// Put before a partitioned table's foreign key: PostgreSQL validates it
+/// partition by partition with an anti-join whose hash join (before
+/// PostgreSQL 16) hashes the whole referenced table again for every
+/// partition; a merge join reads the referenced key's index instead (12 s
+/// against 2 s for 30 partitions referencing 2 million rows).
+pub(crate) const MERGE_VALIDATION: &str = "SET LOCAL enable_hashjoin = off; ";
+
+/// `error` from building `sql` on the staged data, explained when the data
+/// violates it (any other error, a lost connection say, as it is).
+pub(crate) fn unsatisfied(sql: &str, error: Error) -> Error {
+    let violated = matches!(&error,
+        Error::Database(cutover_db::Error::Postgres { code: Some(code), .. }) if code.starts_with("23"));
+    if !violated {
+        return error;
+    }
+    let sql = sql.strip_prefix(MERGE_VALIDATION).unwrap_or(sql);
+    Error::Unsupported(format!(
+        "{error}\nhint: the staged data does not satisfy the source's `{}`; \
+         a preserved table may reference rows the policy removed",
+        sql.chars().take(120).collect::<String>()
+    ))
 }
 
 const NOT_EXTENSION: &str =
@@ -212,23 +236,33 @@ pub(crate) async fn postgres_definitions(source: &Database, schema: &str) -> Res
     .into_iter()
     .map(|row| (row[0].clone(), row[1].clone()))
     .collect();
-    for (keys, types) in [(true, "'p', 'u', 'x', 'c'"), (false, "'f'")] {
-        let found = first_column(
+    let merged = format!(
+        "CASE c.relkind WHEN 'p' THEN {} ELSE '' END",
+        literal(MERGE_VALIDATION)
+    );
+    for (keys, types, prefix) in [
+        (true, "'p', 'u', 'x', 'c'", "''"),
+        (false, "'f'", merged.as_str()),
+    ] {
+        let found = texts(
             source,
             &format!(
-                "SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.relname, con.conname, pg_get_constraintdef(con.oid)) \
+                "SELECT format('%sALTER TABLE %I ADD CONSTRAINT %I %s', {prefix}, c.relname, con.conname, pg_get_constraintdef(con.oid)), c.relname \
                  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
                  WHERE c.relnamespace = {namespace} AND c.relkind IN ('r', 'p') AND con.contype IN ({types}) \
                    AND con.conparentid = 0 AND con.conislocal AND {} \
                  ORDER BY CASE con.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 ELSE 3 END, con.oid",
                 not_extension("c.oid")
             ),
+            2,
             "the source's constraints",
         )
-        .await?;
+        .await?
+        .into_iter()
+        .map(|row| (row[1].clone(), row[0].clone()));
         match keys {
             true => definitions.keys.extend(found),
-            false => definitions.constraints.extend(found),
+            false => definitions.constraints.extend(found.map(|(_, sql)| sql)),
         }
     }
     definitions.constraints.extend(
@@ -260,11 +294,11 @@ pub(crate) async fn postgres_definitions(source: &Database, schema: &str) -> Res
         .await?,
     );
     for (tables, kinds) in [(true, "'r', 'p'"), (false, "'m'")] {
-        let found = first_column(
+        let found = texts(
             source,
             &format!(
                 "SELECT format('CREATE %sINDEX %I ON %I USING %s', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END, \
-                   ic.relname, c.relname, substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$')) \
+                   ic.relname, c.relname, substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$')), c.relname \
                  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
                  WHERE c.relnamespace = {namespace} AND c.relkind IN ({kinds}) AND {} \
                    AND NOT EXISTS (SELECT 1 FROM pg_inherits inh WHERE inh.inhrelid = i.indexrelid) \
@@ -273,12 +307,15 @@ pub(crate) async fn postgres_definitions(source: &Database, schema: &str) -> Res
                  ORDER BY i.indexrelid",
                 not_extension("c.oid")
             ),
+            2,
             "the source's indexes",
         )
-        .await?;
+        .await?
+        .into_iter()
+        .map(|row| (row[1].clone(), row[0].clone()));
         match tables {
             true => definitions.keys.extend(found),
-            false => definitions.after.extend(found),
+            false => definitions.after.extend(found.map(|(_, sql)| sql)),
         }
     }
     for definition in first_column(
@@ -352,15 +389,18 @@ pub(crate) fn translated_definitions(schema: &cutover_db::Schema) -> Definitions
             .before
             .push(format!("CREATE TABLE {name} ({})", columns.join(", ")));
         if let Some(key) = &table.primary_key {
-            definitions.keys.push(format!(
-                "ALTER TABLE {name} ADD PRIMARY KEY ({})",
-                list(&key.columns)
+            definitions.keys.push((
+                table.name.name.clone(),
+                format!(
+                    "ALTER TABLE {name} ADD PRIMARY KEY ({})",
+                    list(&key.columns)
+                ),
             ));
         }
         for unique in &table.unique_constraints {
-            definitions.keys.push(format!(
-                "ALTER TABLE {name} ADD UNIQUE ({})",
-                list(&unique.columns)
+            definitions.keys.push((
+                table.name.name.clone(),
+                format!("ALTER TABLE {name} ADD UNIQUE ({})", list(&unique.columns)),
             ));
         }
         for index in &table.indexes {
@@ -372,10 +412,13 @@ pub(crate) fn translated_definitions(schema: &cutover_db::Schema) -> Definitions
                 continue;
             }
             let unique = if index.unique { "UNIQUE " } else { "" };
-            definitions.keys.push(format!(
-                "CREATE {unique}INDEX {} ON {name} ({})",
-                quote(&index.name),
-                list(&index.columns)
+            definitions.keys.push((
+                table.name.name.clone(),
+                format!(
+                    "CREATE {unique}INDEX {} ON {name} ({})",
+                    quote(&index.name),
+                    list(&index.columns)
+                ),
             ));
         }
     }

@@ -27,20 +27,24 @@ pub(crate) struct Piece {
 }
 
 impl Piece {
-    /// The staged relation the piece's rows land in: its partition, or its table.
+    /// The staged relation the piece's rows are written to: its table. A
+    /// partition's rows go through the staged parent, which routes them by
+    /// their masked partition key, perhaps to another partition.
     pub(crate) fn relation(&self) -> &str {
-        self.copy
-            .read_from
-            .as_ref()
-            .map_or(&self.copy.table.name.name, |partition| &partition.name)
+        &self.copy.table.name.name
     }
 
-    /// The piece's identity in the journal: its relation and what it reads.
+    /// The piece's identity in the journal: what it reads (its partition, or
+    /// its table) and how.
     pub(crate) fn id(&self, source: &Database) -> String {
         let select = self.copy.select(source);
+        let read = self
+            .copy
+            .read_from
+            .as_ref()
+            .map_or(self.relation(), |partition| &partition.name);
         format!(
-            "copy {} {}",
-            self.relation(),
+            "copy {read} {}",
             crate::pg_resume::plan_identity(&[&select, &self.columns.join(",")])
         )
     }
@@ -193,16 +197,51 @@ pub(crate) async fn split_large_tables(
 /// Pieces waiting for a job, each with the statement that journals it and commits.
 pub(crate) type CopyQueue = Arc<Mutex<CopyQueueItems>>;
 
+/// One journaled step: its id, its SQL, and its SQL with its journal row.
+pub(crate) type KeyStep = (String, String, String);
+
+/// The statistics, keys and indexes of each table being copied, built by
+/// the job that loads the table's last piece while other pieces still load
+/// (so a killed run keeps them too).
+#[derive(Debug, Default)]
+pub(crate) struct EarlyKeys {
+    /// What each job's target session sets first (the staging search path).
+    pub(crate) session: String,
+    /// Per staged table: its pieces still to load, and its steps.
+    pub(crate) tables: Mutex<std::collections::HashMap<String, (usize, Vec<KeyStep>)>>,
+}
+
+impl EarlyKeys {
+    /// The steps to run now that a piece of `relation` is loaded: all of
+    /// its table's once its last piece is.
+    fn loaded(&self, relation: &str) -> Vec<KeyStep> {
+        let Ok(mut tables) = self.tables.lock() else {
+            return Vec::new();
+        };
+        match tables.get_mut(relation) {
+            Some((pending, steps)) => {
+                *pending = pending.saturating_sub(1);
+                match pending {
+                    0 => std::mem::take(steps),
+                    _ => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
 /// Loads pieces from `queue` until it is empty, each in its own transaction
-/// ended by its journal row.
+/// ended by its journal row, and builds the keys of each table whose last
+/// piece it loads (`keys`). Returns the rows per table and the steps run.
 pub(crate) async fn copy_worker(
     settings: &PostgresRefresh,
     snapshot: Option<String>,
     stage: &str,
-    masker: Arc<Masker>,
-    progress: Arc<dyn Progress>,
+    (masker, progress): (Arc<Masker>, Arc<dyn Progress>),
     queue: CopyQueue,
-) -> Result<Vec<(usize, u64)>> {
+    keys: Arc<EarlyKeys>,
+) -> Result<(Vec<(usize, u64)>, Vec<String>)> {
     let read_only = ConnectOptions {
         read_only: true,
         ..settings.connect.clone()
@@ -217,7 +256,8 @@ pub(crate) async fn copy_worker(
             .await?;
     }
     let target = Database::connect(&settings.target, &settings.connect).await?;
-    let mut counts = Vec::new();
+    target.execute_batch(&keys.session).await?;
+    let (mut counts, mut ran) = (Vec::new(), Vec::new());
     loop {
         let next = queue
             .lock()
@@ -245,19 +285,26 @@ pub(crate) async fn copy_worker(
             .await?;
         target.execute_batch(&done.commit_sql(rows)).await?;
         counts.push((index, rows));
+        for (id, sql, journaled) in keys.loaded(&copy.table.name.name) {
+            target
+                .execute_batch(&journaled)
+                .await
+                .map_err(|error| crate::pg_definitions::unsatisfied(&sql, error.into()))?;
+            ran.push(id);
+        }
     }
     if snapshot.is_some() {
         source.execute_batch("COMMIT").await?;
     }
-    Ok(counts)
+    Ok((counts, ran))
 }
 
 /// The pieces still to load, each with its journal row. On resume, the
 /// pieces a killed run finished are kept, their rows counted into `outcome`
-/// and `progress`, when every piece the journal lists for their relation
-/// (partition or table) is still planned and the staged relation holds the
-/// rows the journal says (an unfinished piece's rows were never committed);
-/// a relation that fails either test is emptied and redone.
+/// and `progress`, when every piece the journal lists for their table is
+/// still planned and the staged table (with its partitions) holds the rows
+/// the journal says (an unfinished piece's rows were never committed); a
+/// table that fails either test is emptied and redone.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn keep_finished(
     target: &Database,
@@ -289,11 +336,17 @@ pub(crate) async fn keep_finished(
             let still_planned = done
                 .iter()
                 .all(|piece| pieces.iter().any(|(_, id)| *id == piece.id));
+            // A partitioned table's rows are in its partitions; an inheritance
+            // parent's own rows, in it alone.
+            let only = match pieces[0].0.copy.read_from {
+                Some(_) => "",
+                None => "ONLY ",
+            };
             let staged = format!("{}.{}", quote(stage), quote(&relation));
             if (all_copied || still_planned)
                 && first_column(
                     target,
-                    &format!("SELECT count(*)::text FROM ONLY {staged}"),
+                    &format!("SELECT count(*)::text FROM {only}{staged}"),
                     "a staged table's rows",
                 )
                 .await?
@@ -318,7 +371,7 @@ pub(crate) async fn keep_finished(
             }
             redone_pieces += done.len();
             target
-                .execute_batch(&format!("TRUNCATE ONLY {staged}"))
+                .execute_batch(&format!("TRUNCATE {only}{staged}"))
                 .await?;
             journal.forget(target, &relation).await?;
         }
@@ -337,6 +390,65 @@ pub(crate) async fn keep_finished(
 
 /// Pieces with their journal rows.
 pub(crate) type CopyQueueItems = VecDeque<(Piece, crate::pg_resume::PieceRecord)>;
+
+/// The statistics, keys and indexes of the staged tables, as (table, journal
+/// id, SQL): each table's statistics first (foreign keys are validated with
+/// plans made from them), then its keys and indexes.
+pub(crate) fn key_steps(
+    outcome: &crate::sqlite_refresh::RefreshOutcome,
+    schema: &cutover_db::Schema,
+    definitions: &crate::pg_definitions::Definitions,
+    stage: &str,
+) -> Vec<(String, String, String)> {
+    let analyzed = outcome.tables.iter().filter_map(|table| {
+        let table = schema
+            .tables
+            .iter()
+            .find(|t| t.name.to_string() == table.table)?;
+        let staged = format!("{}.{}", quote(stage), quote(&table.name.name));
+        Some((
+            table.name.name.clone(),
+            format!("analyze {staged}"),
+            format!("ANALYZE {staged}"),
+        ))
+    });
+    let keys = definitions
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(number, (table, sql))| (table.clone(), format!("key {number}"), sql.clone()));
+    analyzed.chain(keys).collect()
+}
+
+/// The steps of `steps` the copy jobs build as each table's last piece
+/// loads: those of tables in `copies` that are not `retyped` after the copy
+/// (a large object or a column held as text), and not finished already.
+pub(crate) fn early_keys(
+    copies: &CopyQueueItems,
+    steps: Vec<(String, String, String)>,
+    retyped: &[String],
+    journal: &crate::pg_resume::Journal,
+    session: String,
+) -> EarlyKeys {
+    let mut tables: std::collections::HashMap<String, (usize, Vec<KeyStep>)> =
+        std::collections::HashMap::new();
+    for (piece, _) in copies {
+        tables.entry(piece.relation().to_owned()).or_default().0 += 1;
+    }
+    for (table, id, sql) in steps {
+        if retyped.contains(&table) || journal.done(&id) {
+            continue;
+        }
+        if let Some((_, early)) = tables.get_mut(&table) {
+            let journaled = journal.step_sql(&id, &sql);
+            early.push((id, sql, journaled));
+        }
+    }
+    EarlyKeys {
+        session,
+        tables: tables.into(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -492,24 +492,48 @@ async fn build_and_swap(
         Ok(copies) => copies,
         Err(error) => return Err(journal.interrupted(target, stage, error).await),
     };
+    let session = format!(
+        "SET search_path = {}, {}; SET check_function_bodies = off",
+        quote(stage),
+        quote(live)
+    );
+    let retyped: Vec<String> = copies
+        .iter()
+        .map(|(piece, _)| piece.relation().to_owned())
+        .filter(|name| {
+            let staged = format!("{}.{}", quote(stage), quote(name));
+            large_objects.iter().any(|(table, ..)| table == name)
+                || as_text.iter().any(|(table, ..)| *table == staged)
+        })
+        .collect();
+    let early = Arc::new(crate::pg_pieces::early_keys(
+        &copies,
+        crate::pg_pieces::key_steps(&outcome, schema, definitions, stage),
+        &retyped,
+        &journal,
+        session.clone(),
+    ));
     let jobs = settings.jobs.max(1).min(copies.len().max(1));
     let queue = Arc::new(Mutex::new(copies));
     let mut workers = Vec::new();
     for _ in 0..jobs {
         let queue = queue.clone();
         let settings = settings.clone();
-        let masker = masker.clone();
+        let work = (masker.clone(), progress.clone());
         let snapshot = snapshot.clone();
         let stage = stage.to_owned();
-        let progress = progress.clone();
+        let early = early.clone();
         workers.push(tokio::spawn(async move {
-            copy_worker(&settings, snapshot, &stage, masker, progress, queue).await
+            copy_worker(&settings, snapshot, &stage, work, queue, early).await
         }));
     }
     let mut failed = None;
     for worker in workers {
         let counts = match worker.await {
-            Ok(Ok(counts)) => counts,
+            Ok(Ok((counts, ran))) => {
+                journal.ran(ran);
+                counts
+            }
             Ok(Err(error)) => {
                 failed.get_or_insert(error);
                 continue;
@@ -552,26 +576,13 @@ async fn build_and_swap(
             )
             .await?;
     }
-    let unsatisfied = |sql: &str, error: Error| {
-        Error::Unsupported(format!(
-            "{error}\nhint: the staged data does not satisfy the source's `{}`; \
-             a preserved table may reference rows the policy removed",
-            first_words(sql)
-        ))
-    };
-    // Keys and indexes, each on one table, built over `jobs` connections.
+    // The statistics, keys and indexes the copy jobs did not build, over
+    // `jobs` connections.
     progress.phase("keys", None);
-    let keys = definitions
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(number, sql)| (format!("key {number}"), sql.clone()))
+    let keys = crate::pg_pieces::key_steps(&outcome, schema, definitions, stage)
+        .into_iter()
+        .map(|(_, id, sql)| (id, sql))
         .collect();
-    let session = format!(
-        "SET search_path = {}, {}; SET check_function_bodies = off",
-        quote(stage),
-        quote(live)
-    );
     let connect = || async {
         let connection = Database::connect(&settings.target, &settings.connect).await?;
         connection.execute_batch(&session).await?;
@@ -580,16 +591,18 @@ async fn build_and_swap(
     journal
         .steps_in_parallel(connect, keys, settings.jobs)
         .await
-        .map_err(|(sql, error)| match sql.is_empty() {
-            true => error,
-            false => unsatisfied(&sql, error),
-        })?;
+        .map_err(
+            |(sql, error)| match sql.is_empty() || sql.starts_with("ANALYZE") {
+                true => error,
+                false => crate::pg_definitions::unsatisfied(&sql, error),
+            },
+        )?;
     for (number, sql) in definitions.constraints.iter().enumerate() {
         let id = format!("constraint {number}");
         journal
             .step(target, &id, sql)
             .await
-            .map_err(|error| unsatisfied(sql, error))?;
+            .map_err(|error| crate::pg_definitions::unsatisfied(sql, error))?;
     }
     set_sequences(target, schema, stage).await?;
     progress.phase("indexes", None);
@@ -599,22 +612,6 @@ async fn build_and_swap(
             .await?;
     }
     restore_privileges(target, live, stage).await?;
-    target
-        .execute_batch(&format!("ANALYZE {}", {
-            let names: Vec<String> = outcome
-                .tables
-                .iter()
-                .filter_map(|table| {
-                    schema
-                        .tables
-                        .iter()
-                        .find(|t| t.name.to_string() == table.table)
-                })
-                .map(|table| format!("{}.{}", quote(stage), quote(&table.name.name)))
-                .collect();
-            names.join(", ")
-        }))
-        .await?;
     progress.phase("swap", None);
     let replaced_large_objects: Vec<(String, String)> = large_objects
         .into_iter()
@@ -740,8 +737,4 @@ fn explained(error: Error) -> Error {
         )),
         _ => error,
     }
-}
-
-fn first_words(sql: &str) -> String {
-    sql.chars().take(120).collect()
 }

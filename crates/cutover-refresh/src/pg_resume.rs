@@ -243,15 +243,23 @@ impl Journal {
         if self.done(id) {
             return Ok(());
         }
-        target
-            .execute_batch(&format!(
-                "BEGIN; {sql}; INSERT INTO {} (step) VALUES ({}); COMMIT",
-                self.table,
-                literal(id)
-            ))
-            .await?;
+        target.execute_batch(&self.step_sql(id, sql)).await?;
         self.steps.insert(id.to_owned());
         Ok(())
+    }
+
+    /// `sql` as step `id`: in one transaction with its journal row.
+    pub(crate) fn step_sql(&self, id: &str, sql: &str) -> String {
+        format!(
+            "BEGIN; {sql}; INSERT INTO {} (step) VALUES ({}); COMMIT",
+            self.table,
+            literal(id)
+        )
+    }
+
+    /// Records steps that ran elsewhere (their `step_sql` committed).
+    pub(crate) fn ran(&mut self, ids: impl IntoIterator<Item = String>) {
+        self.steps.extend(ids);
     }
 
     /// Runs the unfinished `steps` (id and SQL), each with its journal row in
@@ -275,7 +283,7 @@ impl Journal {
             .into();
         let jobs = jobs.max(1).min(queue.lock().map_or(0, |queue| queue.len()));
         let failed = std::sync::atomic::AtomicBool::new(false);
-        let table = &self.table;
+        let journal = &*self;
         let worker = || async {
             let mut finished = Vec::new();
             let target = connect().await.map_err(|error| (String::new(), error))?;
@@ -284,12 +292,7 @@ impl Journal {
                 else {
                     break;
                 };
-                let done = target
-                    .execute_batch(&format!(
-                        "BEGIN; {sql}; INSERT INTO {table} (step) VALUES ({}); COMMIT",
-                        literal(&id)
-                    ))
-                    .await;
+                let done = target.execute_batch(&journal.step_sql(&id, &sql)).await;
                 if let Err(error) = done {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     return Err((sql, error.into()));
@@ -302,7 +305,7 @@ impl Journal {
         let mut first_failure = None;
         for outcome in outcomes {
             match outcome {
-                Ok(finished) => self.steps.extend(finished),
+                Ok(finished) => self.ran(finished),
                 Err(failure) => {
                     first_failure.get_or_insert(failure);
                 }

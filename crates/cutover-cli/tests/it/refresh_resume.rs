@@ -2,7 +2,9 @@
 
 use crate::refresh::{postgres_count, postgres_pair, scenario_d_schema};
 
-/// A month-partitioned results table (24 partitions) beside scenario D.
+/// A month-partitioned results table (24 partitions and a default) beside
+/// scenario D; its dates are shifted, so rows read from one partition land
+/// in another.
 const RESULTS: &str = "
 CREATE TABLE results (id bigint NOT NULL, patient_id bigint NOT NULL, taken_on date NOT NULL,
   value text, PRIMARY KEY (id, taken_on)) PARTITION BY RANGE (taken_on);
@@ -12,6 +14,7 @@ DO $$ BEGIN FOR m IN 0..23 LOOP
     date '2024-01-01' + make_interval(months => m),
     date '2024-01-01' + make_interval(months => m + 1));
 END LOOP; END $$;
+CREATE TABLE results_default PARTITION OF results DEFAULT;
 CREATE TABLE observations (id bigint PRIMARY KEY, value text NOT NULL);
 ";
 
@@ -21,7 +24,7 @@ action = "copy"
 [tables.results.columns]
 id = "keep"
 patient_id = "keep"
-taken_on = "keep"
+taken_on = { rule = "shift-date", by = "id" }
 value = "hash"
 
 [tables.observations]
