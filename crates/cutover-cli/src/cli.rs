@@ -7,6 +7,7 @@ use crate::commands::drain::DrainArgs;
 use crate::commands::hold::HoldArgs;
 use crate::commands::inspect::InspectArgs;
 use crate::commands::ledger::LedgerArgs;
+use crate::commands::manual::{CompletionsArgs, ManArgs};
 use crate::commands::quickstart::QuickstartArgs;
 use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
@@ -97,4 +98,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Check the run journal's hash chain.
     Journal(JournalArgs),
+    /// Print a shell's completion script (bash, zsh, fish, powershell, elvish).
+    Completions(CompletionsArgs),
+    /// Write man pages: cutover.1 and one per command.
+    Man(ManArgs),
 }

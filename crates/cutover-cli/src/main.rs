@@ -71,6 +71,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Quickstart(args) => commands::quickstart::run(args, &cli.global).await,
         Command::Journal(args) => commands::run::journal(args, &cli.global).await,
         Command::VerifyRefresh(args) => commands::verify_refresh::run(*args, &cli.global).await,
+        Command::Completions(args) => commands::manual::completions(&args),
+        Command::Man(args) => commands::manual::man(&args, &cli.global),
     }
 }
 

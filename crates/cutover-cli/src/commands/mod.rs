@@ -4,6 +4,7 @@ pub mod drain;
 pub mod hold;
 pub mod inspect;
 pub mod ledger;
+pub mod manual;
 pub mod quickstart;
 pub mod receive;
 pub mod refresh;

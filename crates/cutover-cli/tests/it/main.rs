@@ -8,6 +8,7 @@ mod hold;
 mod inspect;
 mod lake;
 mod lake_delta;
+mod manual;
 mod receive;
 mod refresh;
 mod refresh_resume;
