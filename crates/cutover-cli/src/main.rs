@@ -10,6 +10,11 @@ mod progress;
 
 use std::process::ExitCode;
 
+/// Masking and copying allocate a few small values per row on several
+/// threads; mimalloc serves them at about a third of glibc's cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use cli::{Cli, Command};
