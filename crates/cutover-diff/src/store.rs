@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 /// The partition id of the whole-table checks (NULL keys, duplicate keys).
 pub(crate) const CHECKS_PARTITION: i64 = -1;
 
+/// The state file's format (`cutover_format`): 1 since formats have versions.
+pub const STATE_FORMAT: i64 = 1;
+
 /// Findings per transaction before a commit (a partition's end commits too).
 const COMMIT_EVERY: usize = 20_000;
 
@@ -86,9 +89,16 @@ impl Store {
             }
         };
         let connection = connect(&path)?;
+        let format = |message: String| Error::Store {
+            context: format!("state file {}", path.display()),
+            message,
+        };
+        cutover_format::check_sqlite(&connection, &path, "diff state file", STATE_FORMAT)
+            .map_err(format)?;
         connection
             .execute_batch(SCHEMA)
             .map_err(|error| Error::store(format!("creating {}", path.display()), error))?;
+        cutover_format::stamp_sqlite(&connection, &path, STATE_FORMAT).map_err(format)?;
         let existing: Option<String> = connection
             .query_row(
                 "SELECT value FROM meta WHERE name = 'fingerprint'",

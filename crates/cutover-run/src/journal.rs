@@ -10,6 +10,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest as _;
 
+/// The run journal's format (`cutover_format`): 1 since formats have versions.
+pub const JOURNAL_FORMAT: i64 = 1;
+
 /// A journal failure.
 #[derive(Debug, thiserror::Error)]
 #[error("journal {path}: {message}")]
@@ -120,6 +123,12 @@ impl Journal {
             })?;
         }
         let connection = Connection::open(path).map_err(error)?;
+        let format = |message: String| JournalError {
+            path: path.display().to_string(),
+            message,
+        };
+        cutover_format::check_sqlite(&connection, path, "run journal", JOURNAL_FORMAT)
+            .map_err(format)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
@@ -132,6 +141,7 @@ impl Journal {
                  CREATE INDEX IF NOT EXISTS records_by_run ON records (run, seq);",
             )
             .map_err(error)?;
+        cutover_format::stamp_sqlite(&connection, path, JOURNAL_FORMAT).map_err(format)?;
         Ok(Journal {
             path: path.display().to_string(),
             connection,

@@ -162,6 +162,9 @@ pub struct KnownUpload {
     pub day: String,
 }
 
+/// The delivery ledger's format (`cutover_format`): 1 since formats have versions.
+pub const LEDGER_FORMAT: i64 = 1;
+
 /// A ledger failure.
 #[derive(Debug, thiserror::Error)]
 #[error("ledger {path}: {message}")]
@@ -191,6 +194,12 @@ impl Ledger {
             message: error.to_string(),
         };
         let connection = Connection::open(path).map_err(error)?;
+        let format = |message: String| LedgerError {
+            path: path.display().to_string(),
+            message,
+        };
+        cutover_format::check_sqlite(&connection, path, "delivery ledger", LEDGER_FORMAT)
+            .map_err(format)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
@@ -217,6 +226,7 @@ impl Ledger {
                     .map_err(error)?;
             }
         }
+        cutover_format::stamp_sqlite(&connection, path, LEDGER_FORMAT).map_err(format)?;
         Ok(Ledger {
             path: path.display().to_string(),
             connection,

@@ -4,6 +4,7 @@ mod deliver;
 mod diff;
 mod drain;
 mod exchange;
+mod formats;
 mod hold;
 mod inspect;
 mod lake;
