@@ -13,6 +13,9 @@ use std::sync::mpsc;
 
 use crate::error::{Error, Result};
 
+/// The hold journal's format (`cutover_format`): 1 since formats have versions.
+pub const HOLD_FORMAT: i64 = 1;
+
 const CALLS: &str = "calls.log";
 const OUTCOMES: &str = "outcomes.bin";
 /// The outcomes file of earlier versions: one `id status` line per call.
@@ -108,6 +111,12 @@ impl Cursor<'_> {
     }
 }
 
+/// Refuses a journal of a newer format than this cutover writes.
+fn check_format(directory: &Path) -> Result<()> {
+    cutover_format::check_directory(directory, "hold journal", HOLD_FORMAT)
+        .map_err(|message| journal_error(directory, message))
+}
+
 fn journal_error(path: &Path, error: impl std::fmt::Display) -> Error {
     Error::Journal {
         path: path.display().to_string(),
@@ -128,6 +137,7 @@ pub struct JournalReader {
 impl JournalReader {
     /// Opens the calls of the journal in `directory`.
     pub fn open(directory: &Path) -> Result<JournalReader> {
+        check_format(directory)?;
         let path = directory.join(CALLS);
         let file = File::open(&path).map_err(|error| journal_error(&path, error))?;
         Ok(JournalReader {
@@ -206,6 +216,9 @@ impl Journal {
     /// cannot write and sync, and cuts off a torn last record.
     pub fn open(directory: &Path) -> Result<Journal> {
         std::fs::create_dir_all(directory).map_err(|error| journal_error(directory, error))?;
+        check_format(directory)?;
+        cutover_format::stamp_directory(directory, HOLD_FORMAT)
+            .map_err(|message| journal_error(directory, message))?;
         let path = directory.join(CALLS);
         if !path.exists() {
             File::create(&path).map_err(|error| journal_error(&path, error))?;
@@ -338,6 +351,7 @@ fn outcome_record(id: u64, status: u16) -> [u8; OUTCOME_RECORD as usize] {
 impl Outcomes {
     /// Opens (or creates) the outcomes of the journal in `directory`.
     pub fn open(directory: &Path) -> Result<Outcomes> {
+        check_format(directory)?;
         let path = directory.join(OUTCOMES);
         let mut statuses = std::collections::HashMap::new();
         let legacy = directory.join(OUTCOMES_TEXT);

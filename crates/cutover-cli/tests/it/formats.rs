@@ -1,9 +1,9 @@
 //! cutover's own files carry their format's version: a file of a newer
 //! format is refused, naming both versions, and left as it was.
 
-/// A run journal, a delivery ledger and a diff state file written by a
-/// newer cutover (format 2) are each refused with exit 2, before anything
-/// is written to them.
+/// A run journal, a delivery ledger, a diff state file and a hold journal
+/// written by a newer cutover (format 2) are each refused with exit 2,
+/// before anything is written to them.
 #[test]
 fn files_of_a_newer_format_are_refused_and_left_unchanged() {
     let directory = tempfile::tempdir().expect("temporary directory");
@@ -56,6 +56,27 @@ fn files_of_a_newer_format_are_refused_and_left_unchanged() {
             run.stderr
         );
     }
+    // A hold journal is a directory; its format is in a file.
+    let held = directory.path().join("held");
+    std::fs::create_dir(&held).expect("hold journal");
+    std::fs::write(held.join("format"), "2\n").expect("format");
+    let run = crate::cutover(&[
+        "hold",
+        "replay",
+        "--journal",
+        &held.display().to_string(),
+        "--to",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "a hold journal of format 2, written by a newer cutover; this cutover reads formats 1 to 1"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_dir(&held).expect("files").count(), 1);
     for path in [&journal, &ledger, &state] {
         let connection = rusqlite::Connection::open(path).expect("file");
         let tables: Vec<String> = connection
