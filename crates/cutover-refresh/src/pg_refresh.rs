@@ -591,12 +591,7 @@ async fn build_and_swap(
     journal
         .steps_in_parallel(connect, keys, settings.jobs)
         .await
-        .map_err(
-            |(sql, error)| match sql.is_empty() || sql.starts_with("ANALYZE") {
-                true => error,
-                false => crate::pg_definitions::unsatisfied(&sql, error),
-            },
-        )?;
+        .map_err(|(sql, error)| crate::pg_definitions::unsatisfied(&sql, error))?;
     for (number, sql) in definitions.constraints.iter().enumerate() {
         let id = format!("constraint {number}");
         journal
