@@ -4,7 +4,9 @@
 # (PyPI's pyspark in a venv under ~/.cache/cutover-spark, Java installed if
 # missing, when run as root), and with the npm peers of the interop tests
 # (Node.js installed if missing, when run as root), tuspy in interop/.venv,
-# and Debian's Chromium for the report tests (when root); and two object
+# and Debian's Chromium for the report and console tests (when root; the
+# console test drives it with playwright-core and signs in at npm's
+# oidc-provider); and two object
 # stores on loopback for the lake tests: moto's S3 server (PyPI, in a venv
 # under ~/.cache/cutover-stores) and Azurite (npm, with the interop peers).
 # Extra arguments go to cargo test, e.g. scripts/test.sh -p cutover-db streaming
@@ -20,9 +22,9 @@ apt_install() {
   }
 }
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-# Headless Chromium renders the evidence reports in the report tests.
+# Headless Chromium renders the evidence reports and drives the console in the tests.
 command -v chromium >/dev/null 2>&1 || apt_install chromium
-if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ] || [ ! -d interop/node_modules/graphql ] || [ ! -d interop/node_modules/azurite ]; }; then
+if command -v npm >/dev/null 2>&1 && { [ ! -d interop/node_modules/tus-js-client ] || [ ! -d interop/node_modules/@tus/server ] || [ ! -d interop/node_modules/graphql ] || [ ! -d interop/node_modules/azurite ] || [ ! -d interop/node_modules/oidc-provider ] || [ ! -d interop/node_modules/playwright-core ]; }; then
   npm ci --prefix interop --no-audit --no-fund --loglevel=error
 fi
 # tuspy (PyPI) for the Python interop test, in a venv of its own.

@@ -13,6 +13,7 @@ use crate::commands::receive::ReceiveArgs;
 use crate::commands::refresh::RefreshArgs;
 use crate::commands::run::{ApproveArgs, JournalArgs, ReportArgs, RunArgs, StatusArgs};
 use crate::commands::send::SendArgs;
+use crate::commands::serve::ServeArgs;
 use crate::commands::verify::VerifyArgs;
 use crate::commands::verify_refresh::VerifyRefreshArgs;
 
@@ -90,8 +91,10 @@ pub enum Command {
     Ledger(LedgerArgs),
     /// Run a runbook: ordered steps with approvals, gates and checkpoints, journaled and resumable.
     Run(Box<RunArgs>),
-    /// Record an approval of a run's approval step.
+    /// Record an approval (or a rejection) of a run's approval step.
     Approve(ApproveArgs),
+    /// The migration console: runs, approvals in a browser behind sign-in, live updates.
+    Serve(ServeArgs),
     /// Show where each run stands, or one run step by step.
     Status(StatusArgs),
     /// Write a run's evidence report: a self-contained HTML page and JSON.

@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify(args) => commands::verify::run(*args, &cli.global).await,
         Command::Run(args) => commands::run::run(*args, &cli.global).await,
         Command::Approve(args) => commands::run::approve(args, &cli.global).await,
+        Command::Serve(args) => commands::serve::run(args, &cli.global).await,
         Command::Status(args) => commands::run::status(args, &cli.global).await,
         Command::Report(args) => commands::run::report(args, &cli.global).await,
         Command::Quickstart(args) => commands::quickstart::run(args, &cli.global).await,

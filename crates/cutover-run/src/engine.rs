@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub wait_for_approvals: Duration,
     /// The environment passed to steps (never written to the journal).
     pub environment: Vec<(String, String)>,
+    /// The console's address (`cutover serve`), for links to a run's page
+    /// in approval notifications and `${run.link}`.
+    pub console: Option<String>,
 }
 
 /// How a run ended this time.
@@ -136,11 +139,46 @@ pub fn evidence(records: &[Record]) -> HashMap<String, serde_json::Value> {
     evidence
 }
 
-/// The approvals recorded for a step: (who, when, note).
-pub fn approvals(records: &[Record], step: &str) -> Vec<(String, String, String)> {
+/// One decision on an approval step, as the journal recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The approver role it was given for.
+    pub by: String,
+    /// When.
+    pub at: String,
+    /// The note given with it.
+    pub note: String,
+    /// Whether it rejects rather than approves.
+    pub rejected: bool,
+    /// The signed-in identity that gave it (issuer, subject, name, email),
+    /// for decisions given in the console; null for `cutover approve`.
+    pub identity: serde_json::Value,
+    /// The address it came from (console decisions).
+    pub address: String,
+}
+
+impl Decision {
+    /// As the report and the step's evidence show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = json!({
+            "by": self.by, "at": self.at, "note": self.note,
+            "decision": if self.rejected { "rejected" } else { "approved" },
+        });
+        if !self.identity.is_null() {
+            value["identity"] = self.identity.clone();
+            value["address"] = json!(self.address);
+        }
+        value
+    }
+}
+
+/// Every decision recorded for a step (approvals and rejections), in order.
+pub fn decisions(records: &[Record], step: &str) -> Vec<Decision> {
     records
         .iter()
-        .filter(|record| record.step == step && record.event == "approved")
+        .filter(|record| {
+            record.step == step && (record.event == "approved" || record.event == "rejected")
+        })
         .map(|record| {
             let text = |key: &str| {
                 record
@@ -150,9 +188,31 @@ pub fn approvals(records: &[Record], step: &str) -> Vec<(String, String, String)
                     .unwrap_or_default()
                     .to_owned()
             };
-            (text("by"), record.at.clone(), text("note"))
+            Decision {
+                by: text("by"),
+                at: record.at.clone(),
+                note: text("note"),
+                rejected: record.event == "rejected",
+                identity: record
+                    .detail
+                    .get("identity")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
+                address: text("address"),
+            }
         })
         .collect()
+}
+
+/// Each role's standing decision on a step: its latest, so that a role
+/// that rejected and then approved has approved.
+pub fn standing(records: &[Record], step: &str) -> Vec<Decision> {
+    let mut latest: Vec<Decision> = Vec::new();
+    for decision in decisions(records, step) {
+        latest.retain(|earlier| earlier.by != decision.by);
+        latest.push(decision);
+    }
+    latest
 }
 
 /// Replaces each secret value in `text` with `[secret]`.
@@ -363,6 +423,7 @@ pub async fn run(
         .map_err(|error| RunError::Setup(format!("{}: {error}", run.dir)))?;
     variables.set("run.id", &run.id);
     variables.set("run.dir", &run.dir);
+    variables.set("run.link", &run_link(&run, options));
     journal.set_status(&run.id, "running")?;
     let run_dir = PathBuf::from(&run.dir);
     let services = start_services(runbook, &mut variables, options, &run_dir).await?;
@@ -442,8 +503,9 @@ async fn run_steps(
             });
         }
         if step.kind == Kind::Approval {
-            match approval(step, journal, run, options).await? {
-                Ok(evidence) => {
+            let step = &step.expanded(variables).unwrap_or_else(|_| step.clone());
+            match approval(step, journal, run, options, progress).await? {
+                Approval::Given(evidence) => {
                     let summary = format!(
                         "approved by {}",
                         evidence["approved_by"].as_array().map_or(0, Vec::len)
@@ -457,8 +519,34 @@ async fn run_steps(
                     progress.step_ended(step, "approved", &summary);
                     continue;
                 }
-                Err(missing) => {
-                    journal.append(&run.id, &step.name, "waiting", &json!({"missing": missing}))?;
+                Approval::Rejected(rejection, evidence) => {
+                    let who = rejection
+                        .identity
+                        .get("name")
+                        .and_then(serde_json::Value::as_str)
+                        .map_or(String::new(), |name| format!(" ({name})"));
+                    let summary = format!(
+                        "rejected by {}{who}{}",
+                        rejection.by,
+                        if rejection.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", rejection.note)
+                        }
+                    );
+                    journal.append(
+                        &run.id,
+                        &step.name,
+                        "step-failed",
+                        &json!({"outcome": "rejected", "summary": summary, "evidence": evidence}),
+                    )?;
+                    progress.step_ended(step, "rejected", &summary);
+                    return Ok(RunEnd::Failed {
+                        step: step.name.clone(),
+                        reason: summary,
+                    });
+                }
+                Approval::Missing(missing) => {
                     progress.step_ended(
                         step,
                         "waiting",
@@ -516,38 +604,109 @@ async fn run_steps(
     Ok(RunEnd::Finished(last_checkpoint))
 }
 
-/// The approvals a step has, or who is still missing; waits up to
-/// `wait_for_approvals`, reading the journal again each second.
+/// Where an approval step stands.
+enum Approval {
+    /// Every approver approved: the step's evidence.
+    Given(serde_json::Value),
+    /// These approvers are still missing.
+    Missing(Vec<String>),
+    /// An approver rejected: who, the note, and the step's evidence.
+    Rejected(Decision, serde_json::Value),
+}
+
+/// The approvals a step has, a rejection, or who is still missing; waits up
+/// to `wait_for_approvals`, reading the journal again each second. The wait
+/// is journaled (`waiting`, with who is missing and the link) when it
+/// begins, and notified to the step's `to` targets, so that a console and
+/// the approvers know at once.
 async fn approval(
     step: &Step,
     journal: &mut Journal,
     run: &RunInfo,
     options: &RunOptions,
-) -> Result<Result<serde_json::Value, Vec<String>>, RunError> {
+    progress: &dyn RunProgress,
+) -> Result<Approval, RunError> {
     let deadline = tokio::time::Instant::now() + options.wait_for_approvals;
+    let mut announced = false;
     loop {
         let records = journal.records(&run.id)?;
-        let given = approvals(&records, &step.name);
+        let given = standing(&records, &step.name);
+        let evidence = |given: &[Decision]| {
+            json!({
+                "approved_by": given.iter().filter(|decision| !decision.rejected).map(Decision::to_json).collect::<Vec<_>>(),
+                "rejected_by": given.iter().filter(|decision| decision.rejected).map(Decision::to_json).collect::<Vec<_>>(),
+                "message": step.message,
+            })
+        };
+        if let Some(rejection) = given
+            .iter()
+            .find(|decision| decision.rejected && step.approvers.contains(&decision.by))
+        {
+            return Ok(Approval::Rejected(rejection.clone(), evidence(&given)));
+        }
         let missing: Vec<String> = step
             .approvers
             .iter()
-            .filter(|approver| !given.iter().any(|(by, _, _)| by == *approver))
+            .filter(|approver| !given.iter().any(|decision| decision.by == **approver))
             .cloned()
             .collect();
         if missing.is_empty() {
-            let approved: Vec<serde_json::Value> = given
-                .iter()
-                .map(|(by, at, note)| json!({"by": by, "at": at, "note": note}))
-                .collect();
-            return Ok(Ok(
-                json!({"approved_by": approved, "message": step.message}),
-            ));
+            return Ok(Approval::Given(evidence(&given)));
+        }
+        if !announced {
+            announced = true;
+            let link = format!("{}#step-{}", run_link(run, options), step.name);
+            let mut detail = json!({"missing": missing, "link": link});
+            if !step.to.is_empty() {
+                let message = format!(
+                    "{} waits for approval by {}{}: {link}",
+                    step.name,
+                    missing.join(", "),
+                    step.message
+                        .as_deref()
+                        .map_or(String::new(), |message| format!(" ({message})")),
+                );
+                let mut notice = step.clone();
+                notice.message = Some(message);
+                let (_, failed, summary, _) = notify(&notice, run, progress).await;
+                detail["notified"] = json!(summary);
+                detail["notified_ok"] = json!(!failed);
+            }
+            journal.append(&run.id, &step.name, "waiting", &detail)?;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Ok(Err(missing));
+            return Ok(Approval::Missing(missing));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Where people look at a run: its page in the console when one is
+/// configured (`RunOptions::console`), else its report file.
+pub fn run_link(run: &RunInfo, options: &RunOptions) -> String {
+    match &options.console {
+        Some(console) => format!(
+            "{}/runs/{}",
+            console.trim_end_matches('/'),
+            percent_encode(&run.id)
+        ),
+        None => PathBuf::from(&run.dir)
+            .join("report.html")
+            .display()
+            .to_string(),
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
 }
 
 struct Outcome {

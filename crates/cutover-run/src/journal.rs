@@ -148,6 +148,73 @@ impl Journal {
         })
     }
 
+    /// Opens a journal that exists, for a reader beside a running engine
+    /// (the console): nothing is created or stamped; a newer format is
+    /// refused.
+    pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
+        let error = |message: String| JournalError {
+            path: path.display().to_string(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(error("no journal here".to_owned()));
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| error(e.to_string()))?;
+        cutover_format::check_sqlite(&connection, path, "run journal", JOURNAL_FORMAT)
+            .map_err(error)?;
+        connection
+            .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;")
+            .map_err(|e| error(e.to_string()))?;
+        let tables: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('runs', 'records')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| error(e.to_string()))?;
+        if tables != 2 {
+            return Err(error("not a run journal".to_owned()));
+        }
+        Ok(Journal {
+            path: path.display().to_string(),
+            connection,
+        })
+    }
+
+    /// A number that changes whenever another connection commits to the
+    /// journal (SQLite's `data_version`): cheap enough to poll.
+    pub fn data_version(&self) -> Result<i64, JournalError> {
+        self.connection
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(|error| self.error(error))
+    }
+
+    /// The last record's sequence number (0 for none).
+    pub fn last_seq(&self) -> Result<i64, JournalError> {
+        self.connection
+            .query_row("SELECT coalesce(max(seq), 0) FROM records", [], |row| {
+                row.get(0)
+            })
+            .map_err(|error| self.error(error))
+    }
+
+    /// The runs with records after `seq`.
+    pub fn runs_changed_after(&self, seq: i64) -> Result<Vec<String>, JournalError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT DISTINCT run FROM records WHERE seq > ?1")
+            .map_err(|error| self.error(error))?;
+        let rows = statement
+            .query_map(params![seq], |row| row.get(0))
+            .map_err(|error| self.error(error))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.error(error))
+    }
+
     fn error(&self, error: impl std::fmt::Display) -> JournalError {
         JournalError {
             path: self.path.clone(),

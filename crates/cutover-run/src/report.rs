@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::{approvals, evidence};
+use crate::engine::{Decision, decisions, evidence};
 use crate::journal::{Journal, JournalError, Record, RunInfo};
 
 /// One step as the report shows it.
@@ -88,7 +88,8 @@ fn text(value: &Value, key: &str) -> String {
         .to_owned()
 }
 
-fn steps_of(records: &[Record]) -> Vec<StepReport> {
+/// The steps of a run as its records tell them.
+pub fn steps_of(records: &[Record]) -> Vec<StepReport> {
     let mut names: Vec<(String, String)> = Vec::new();
     if let Some(start) = records.iter().find(|record| record.event == "run-started") {
         for name in start.detail["steps"].as_array().into_iter().flatten() {
@@ -125,7 +126,11 @@ fn steps_of(records: &[Record]) -> Vec<StepReport> {
                 .map(|record| text(&record.detail, "kind"))
                 .filter(|kind| !kind.is_empty())
                 .unwrap_or_else(|| {
-                    if waiting.is_some() || mine.iter().any(|record| record.event == "approved") {
+                    if waiting.is_some()
+                        || mine
+                            .iter()
+                            .any(|record| record.event == "approved" || record.event == "rejected")
+                    {
                         "approval".to_owned()
                     } else {
                         String::new()
@@ -156,7 +161,7 @@ fn steps_of(records: &[Record]) -> Vec<StepReport> {
                 _ => ("not run".to_owned(), String::new()),
             };
             StepReport {
-                kind: if kind.is_empty() && !approvals(records, &name).is_empty() {
+                kind: if kind.is_empty() && !decisions(records, &name).is_empty() {
                     "approval".to_owned()
                 } else {
                     kind
@@ -168,9 +173,9 @@ fn steps_of(records: &[Record]) -> Vec<StepReport> {
                     .and_then(Value::as_f64),
                 outcome,
                 summary,
-                approvals: approvals(records, &name)
-                    .into_iter()
-                    .map(|(by, at, note)| json!({"by": by, "at": at, "note": note}))
+                approvals: decisions(records, &name)
+                    .iter()
+                    .map(Decision::to_json)
                     .collect(),
                 evidence: evidence.get(&name).cloned().unwrap_or(Value::Null),
                 name,
@@ -179,15 +184,13 @@ fn steps_of(records: &[Record]) -> Vec<StepReport> {
         .collect()
 }
 
-/// Builds the report of `run` from the journal.
-pub fn build(journal: &Journal, run: &RunInfo) -> Result<Report, JournalError> {
-    let records = journal.records(&run.id)?;
-    let steps = steps_of(&records);
+/// The diff results of every run of `runbook`, oldest first.
+pub fn trend(journal: &Journal, runbook: &str) -> Result<Vec<TrendPoint>, JournalError> {
     let mut trend = Vec::new();
     for other in journal
         .runs()?
         .iter()
-        .filter(|other| other.runbook == run.runbook)
+        .filter(|other| other.runbook == runbook)
     {
         let other_records = journal.records(&other.id)?;
         for (step, found) in evidence(&other_records) {
@@ -215,6 +218,14 @@ pub fn build(journal: &Journal, run: &RunInfo) -> Result<Report, JournalError> {
             .cmp(&b.started_at)
             .then_with(|| a.step.cmp(&b.step))
     });
+    Ok(trend)
+}
+
+/// Builds the report of `run` from the journal.
+pub fn build(journal: &Journal, run: &RunInfo) -> Result<Report, JournalError> {
+    let records = journal.records(&run.id)?;
+    let steps = steps_of(&records);
+    let trend = trend(journal, &run.runbook)?;
     let journal_state = match journal.verify()? {
         Ok(records) => json!({"intact": true, "records": records}),
         Err(tampered) => {
@@ -234,7 +245,8 @@ pub fn build(journal: &Journal, run: &RunInfo) -> Result<Report, JournalError> {
     })
 }
 
-fn escape(text: &str) -> String {
+/// `text` escaped for HTML text and attribute values.
+pub fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
@@ -249,13 +261,13 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-/// The colour of an outcome.
-fn tone(outcome: &str) -> &'static str {
+/// The badge class of an outcome: good, warn, bad or none.
+pub fn tone(outcome: &str) -> &'static str {
     match outcome {
         "passed" | "green" | "approved" | "finished" | "verified" => "good",
         "differences" | "yellow" | "waiting" | "skipped" | "running" | "acknowledged"
         | "replayed" => "warn",
-        "failed" | "red" | "missing" | "stopped" | "undelivered" => "bad",
+        "failed" | "red" | "missing" | "stopped" | "undelivered" | "rejected" => "bad",
         _ => "none",
     }
 }
@@ -524,7 +536,8 @@ fn reconcile_chart(step: &StepReport) -> String {
     )
 }
 
-const STYLE: &str = "
+/// The report's style sheet, which the console shares.
+pub const STYLE: &str = "
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d232b;background:#f6f7f9}
 header{background:#1d2b3a;color:#fff;padding:20px 32px}header h1{margin:0 0 4px;font-size:22px}
 header p{margin:2px 0;color:#c9d3de}main{padding:20px 32px;max-width:1100px}
@@ -540,6 +553,26 @@ svg .bar.bad{fill:#d9534f}svg .bar.none{fill:#9aa5b1}svg .axis{stroke:#9aa5b1}sv
 svg .point{fill:#2f6db5}details pre{background:#f3f5f8;padding:10px;overflow:auto;font-size:12px;max-height:360px}
 .integrity.good{color:#1e6b34}.integrity.bad{color:#a32019}
 ";
+
+/// A line chart per diff step of a runbook's differing rows across its
+/// runs (inline SVG).
+pub fn trend_charts(trend: &[TrendPoint]) -> String {
+    let mut by_step: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
+    for point in trend {
+        by_step
+            .entry(point.step.as_str())
+            .or_default()
+            .push((point.started_at.clone(), point.difference_rate));
+    }
+    let mut charts = String::new();
+    for (step, points) in by_step {
+        charts.push_str(&line(
+            &format!("{step}: differing rows across this runbook's runs"),
+            &points,
+        ));
+    }
+    charts
+}
 
 /// The report as one self-contained HTML page.
 pub fn html(report: &Report) -> String {
@@ -581,9 +614,24 @@ pub fn html(report: &Report) -> String {
             .iter()
             .map(|approval| {
                 let note = text(approval, "note");
+                let identity = approval.get("identity").map_or(String::new(), |identity| {
+                    format!(
+                        r#" <span class="identity">signed in as {} &lt;{}&gt;, subject {} of {}, from {}</span>"#,
+                        escape(&text(identity, "name")),
+                        escape(&text(identity, "email")),
+                        escape(&text(identity, "subject")),
+                        escape(&text(identity, "issuer")),
+                        escape(&text(approval, "address")),
+                    )
+                });
                 format!(
-                    "{} at {}{}",
+                    "{}{} at {}{}{identity}",
                     escape(&text(approval, "by")),
+                    if text(approval, "decision") == "rejected" {
+                        " <strong>rejected</strong>"
+                    } else {
+                        ""
+                    },
                     escape(&text(approval, "at")),
                     if note.is_empty() {
                         String::new()
@@ -709,19 +757,7 @@ pub fn html(report: &Report) -> String {
         }
     }
     if report.trend.len() > 1 {
-        let mut by_step: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
-        for point in &report.trend {
-            by_step
-                .entry(point.step.as_str())
-                .or_default()
-                .push((point.started_at.clone(), point.difference_rate));
-        }
-        for (step, points) in by_step {
-            charts.push_str(&line(
-                &format!("{step}: differing rows across this runbook's runs"),
-                &points,
-            ));
-        }
+        charts.push_str(&trend_charts(&report.trend));
     }
     if !charts.is_empty() {
         let _ = write!(

@@ -103,7 +103,7 @@ impl Kind {
     /// and description; the first ones listed before `|` are required.
     fn fields(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            Kind::Approval => (&["approvers"], &["message"]),
+            Kind::Approval => (&["approvers"], &["message", "to"]),
             Kind::Notify => (&["message"], &["to"]),
             Kind::Check => (&[], &["command", "sql", "url", "expect"]),
             Kind::Shell => (&["command"], &[]),
@@ -407,7 +407,7 @@ impl Variables {
 }
 
 /// Names the run itself defines, filled in when it starts.
-const RUN_NAMES: [&str; 2] = ["run.id", "run.dir"];
+const RUN_NAMES: [&str; 3] = ["run.id", "run.dir", "run.link"];
 
 /// Reads and checks a runbook; `environment` answers environment variables.
 pub fn load(
@@ -626,7 +626,10 @@ pub fn parse(
                     }
                 })
                 .collect(),
-            None => vec!["stdout".to_owned()],
+            // A notification goes to stdout unless told otherwise; an
+            // approval step notifies only where it is told to.
+            None if kind == Kind::Notify => vec!["stdout".to_owned()],
+            None => Vec::new(),
         };
         for target in &to {
             let valid = target == "stdout"

@@ -10,5 +10,6 @@ pub mod receive;
 pub mod refresh;
 pub mod run;
 pub mod send;
+pub mod serve;
 pub mod verify;
 pub mod verify_refresh;

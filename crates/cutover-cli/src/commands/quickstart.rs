@@ -31,6 +31,7 @@ use crate::output::print;
 ///
 /// Examples:
 ///   cutover quickstart
+///   cutover quickstart --serve        # then the console at http://localhost:8480/
 ///   cutover quickstart --setup-only && CUTOVER_HOLD_TOKEN=any-demo-token cutover run cutover-demo/runbook-c-move.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -42,6 +43,11 @@ pub struct QuickstartArgs {
     /// Only create the demo files; run nothing.
     #[arg(long)]
     pub setup_only: bool,
+
+    /// Then serve the console on the demo journal (read-only, no sign-in)
+    /// at 127.0.0.1:8480 until Ctrl-C.
+    #[arg(long, conflicts_with = "setup_only")]
+    pub serve: bool,
 }
 
 /// A made-up key for the demo, different on every machine.
@@ -88,6 +94,7 @@ pub async fn run(args: QuickstartArgs, global: &GlobalArgs) -> anyhow::Result<Ou
         skip: Vec::new(),
         wait_for_approvals: Duration::ZERO,
         environment: environment.clone(),
+        console: None,
     };
     let printer = Printer::new(global);
     let mut reports = Vec::new();
@@ -166,8 +173,20 @@ pub async fn run(args: QuickstartArgs, global: &GlobalArgs) -> anyhow::Result<Ou
         .collect();
     let journal_shown = journal_path.display();
     print(&format!(
-        "\nevidence reports (open in a browser):\n{}\njournal: {journal_shown} (cutover status --journal {journal_shown}; cutover journal verify --journal {journal_shown})\nmore: CUTOVER_HOLD_TOKEN=any-demo-token cutover run {shown}/runbook-c-move.toml --journal {journal_shown}\n      ({shown}/runbook-b-delivery.toml delivers to a data-exchange service: its header says how)\n",
+        "\nevidence reports (open in a browser):\n{}\njournal: {journal_shown} (cutover status --journal {journal_shown}; cutover journal verify --journal {journal_shown})\nconsole: cutover serve --journal {journal_shown} (read-only; open http://localhost:8480/)\nmore: CUTOVER_HOLD_TOKEN=any-demo-token cutover run {shown}/runbook-c-move.toml --journal {journal_shown}\n      ({shown}/runbook-b-delivery.toml delivers to a data-exchange service: its header says how)\n",
         lines.join("\n"),
     ))?;
+    if args.serve {
+        let serve = crate::commands::serve::ServeArgs {
+            journal: journal_path,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8480)),
+            config: None,
+            tls_cert: None,
+            tls_key: None,
+            trust_proxy: false,
+            runbook: Vec::new(),
+        };
+        return crate::commands::serve::run(serve, global).await;
+    }
     Ok(Outcome::Success)
 }

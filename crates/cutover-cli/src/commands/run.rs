@@ -84,9 +84,15 @@ pub struct RunArgs {
     /// Wait this long for missing approvals before stopping (e.g. 10m).
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub wait_for_approvals: String,
+
+    /// The address of the console (`cutover serve`) that approvers use:
+    /// notifications of a waiting approval and `${run.link}` link to the
+    /// run's page there (otherwise to its report file).
+    #[arg(long, value_name = "URL", env = "CUTOVER_CONSOLE_URL")]
+    pub console_url: Option<String>,
 }
 
-/// Record an approval of a run's approval step.
+/// Record an approval (or a rejection) of a run's approval step.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// The run's id (see `cutover status`).
@@ -104,6 +110,11 @@ pub struct ApproveArgs {
     /// A note kept with the approval (a ticket number, a condition).
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub note: String,
+
+    /// Reject instead: the run stops at this step when it next reads the
+    /// journal (a later approval by the same approver replaces it).
+    #[arg(long)]
+    pub reject: bool,
 
     #[command(flatten)]
     pub journal: JournalArg,
@@ -246,6 +257,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> 
         skip: args.skip.clone(),
         wait_for_approvals: Duration::from_micros(wait.max(0) as u64),
         environment: environment(),
+        console: args.console_url.clone(),
     };
     let printer = Printer::new(global);
     let (run, end) =
@@ -344,18 +356,20 @@ pub async fn approve(args: ApproveArgs, global: &GlobalArgs) -> anyhow::Result<O
     if run.status == "finished" {
         bail!("{}: the run has finished", run.id);
     }
+    let decision = if args.reject { "rejected" } else { "approved" };
     let record = journal.append(
         &run.id,
         &args.step,
-        "approved",
+        decision,
         &serde_json::json!({"by": args.approver, "note": args.note}),
     )?;
     match global.format {
         Format::Json => print_json(&serde_json::json!({
             "run": run.id, "step": args.step, "by": args.approver, "at": record.at,
+            "decision": decision,
         }))?,
         Format::Text => print(&format!(
-            "{} approved {} of {} at {}\n",
+            "{} {decision} {} of {} at {}\n",
             args.approver, args.step, run.id, record.at
         ))?,
     }
@@ -398,7 +412,7 @@ pub async fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<Out
                     .unwrap_or("done")
                     .to_owned(),
                 "waiting" => "waiting".to_owned(),
-                "approved" => continue,
+                "approved" | "rejected" => continue,
                 other => other.to_owned(),
             };
             let summary = record

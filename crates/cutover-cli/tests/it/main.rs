@@ -1,5 +1,6 @@
 //! End-to-end tests of the `cutover` binary.
 
+mod console;
 mod deliver;
 mod diff;
 mod drain;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// Headless Chromium, or None outside CI when it is not installed (in CI,
 /// scripts/test.sh installs it, so its absence fails the test).
-fn chromium() -> Option<PathBuf> {
+pub fn chromium() -> Option<PathBuf> {
     for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
         if Path::new(candidate).exists() {
             return Some(PathBuf::from(candidate));
