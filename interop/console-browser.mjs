@@ -94,7 +94,7 @@ await approver.screenshot({ path: `${shots}/01-runs.png`, fullPage: true });
 
 const bystanderContext = await browser.newContext();
 const bystander = await signIn(bystanderContext, consoleUrl, "bystander");
-await bystander.goto(`${consoleUrl}/runs/${encodeURIComponent(runId)}`);
+await visit(bystander, `${consoleUrl}/runs/${encodeURIComponent(runId)}`);
 check((await bystander.content()).includes("Waiting for approval: data-owner-permission"), "the bystander sees the waiting approval");
 check((await bystander.locator('button:has-text("Approve as")').count()) === 0, "the bystander has no approve button");
 await bystander.screenshot({ path: `${shots}/02-bystander.png`, fullPage: true });
@@ -111,14 +111,39 @@ const noToken = await approverContext.request.post(
 );
 check(noToken.status() === 403, `a POST without the CSRF token is refused (${noToken.status()})`);
 
+/** Opens `url`, again if the live script's reload interrupts the navigation. */
+async function visit(page, url) {
+  for (let tries = 0; tries < 5; tries++) {
+    try {
+      await page.goto(url, { waitUntil: "load" });
+      return;
+    } catch (error) {
+      await page.waitForTimeout(300);
+    }
+  }
+  await page.goto(url, { waitUntil: "load" });
+}
+
 async function approve(step, role, note) {
-  await approver.goto(`${consoleUrl}/runs/${encodeURIComponent(runId)}`);
+  const runUrl = `${consoleUrl}/runs/${encodeURIComponent(runId)}`;
+  await visit(approver, runUrl);
   check(await waitFor(approver, `Waiting for approval: ${step}`), `the run waits at ${step}`);
-  const form = approver.locator(`form:has(input[name="role"][value="${role}"])`);
-  await form.locator("textarea").fill(note);
-  await approver.screenshot({ path: `${shots}/03-${step}-${role}.png`, fullPage: true });
-  await form.locator('button[value="approve"]').click();
-  await approver.waitForLoadState("load");
+  // The live script reloads the page when the wait changes: try again then.
+  for (let tries = 0; tries < 5; tries++) {
+    try {
+      await approver.waitForLoadState("load");
+      const form = approver.locator(`form:has(input[name="role"][value="${role}"])`);
+      await form.locator("textarea").fill(note, { timeout: 5000 });
+      if (tries === 0) {
+        await approver.screenshot({ path: `${shots}/03-${step}-${role}.png`, fullPage: true });
+      }
+      await form.locator('button[value="approve"]').click({ timeout: 5000 });
+      break;
+    } catch (error) {
+      await approver.waitForTimeout(300);
+    }
+  }
+  await visit(approver, runUrl);
   check(
     await waitFor(approver, `${role} <strong>approved</strong> by Ada Approver`, 20),
     `${role} approved ${step} as Ada Approver`,
@@ -130,11 +155,11 @@ await approve("change-approval", "change-management", "CAB-2026-118");
 await approve("sign-off", "test-lead", "acceptance tests passed");
 await approve("sign-off", "client", "signed for the client");
 
-await approver.goto(`${consoleUrl}/runs/${encodeURIComponent(runId)}`);
+await visit(approver, `${consoleUrl}/runs/${encodeURIComponent(runId)}`);
 check(await waitFor(approver, '<span class="badge good">finished</span>'), "the run went on to its sign-off and finished");
 await approver.screenshot({ path: `${shots}/04-finished.png`, fullPage: true });
 
-await approver.goto(`${consoleUrl}/runs/${encodeURIComponent(runId)}/report`);
+await visit(approver, `${consoleUrl}/runs/${encodeURIComponent(runId)}/report`);
 await approver.waitForLoadState("load");
 const report = await approver.content();
 check(report.includes("signed in as Ada Approver &lt;approver@example.org&gt;"), "the report names the approver's identity");

@@ -76,6 +76,23 @@ struct File {
     sign_in: Option<SignIn>,
     #[serde(default)]
     roles: BTreeMap<String, Role>,
+    #[serde(default)]
+    ledgers: Vec<std::path::PathBuf>,
+    #[serde(default)]
+    drain: Vec<DrainSource>,
+}
+
+/// A db-scheduler table whose drain forecast the console shows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainSource {
+    /// The database and table (`URL#table`; default table `scheduled_tasks`),
+    /// as `cutover drain` takes it; read-only.
+    pub url: String,
+    /// Version and site rules (`cutover drain --rules`); default: versions
+    /// from the task names.
+    #[serde(default)]
+    pub rules: Option<std::path::PathBuf>,
 }
 
 /// The console's configuration, checked.
@@ -93,6 +110,10 @@ pub struct Config {
     pub sign_in: Option<SignIn>,
     /// Approver roles.
     pub roles: BTreeMap<String, Role>,
+    /// Delivery ledgers (`cutover send --ledger`) shown per day and stream.
+    pub ledgers: Vec<std::path::PathBuf>,
+    /// Drain sources.
+    pub drain: Vec<DrainSource>,
 }
 
 impl Default for Config {
@@ -104,6 +125,8 @@ impl Default for Config {
             session: Duration::from_secs(8 * 3600),
             sign_in: None,
             roles: BTreeMap::new(),
+            ledgers: Vec::new(),
+            drain: Vec::new(),
         }
     }
 }
@@ -170,6 +193,8 @@ impl Config {
             session,
             sign_in: file.sign_in,
             roles: file.roles,
+            ledgers: file.ledgers,
+            drain: file.drain,
         })
     }
 

@@ -10,6 +10,7 @@
 //! runbook's approver roles, the issuer) before it listens.
 
 pub mod config;
+mod drain;
 mod live;
 pub mod pages;
 mod routes;
@@ -65,11 +66,14 @@ pub struct ServeOptions {
     /// Runbooks to check for unmapped approver roles besides the ones the
     /// journal's runs name.
     pub runbooks: Vec<PathBuf>,
+    /// How drain sources are connected to (passwords, `.pgpass`).
+    pub connect: cutover_db::ConnectOptions,
 }
 
 /// The running console's shared state.
 pub(crate) struct Console {
     config: Config,
+    drains: Vec<drain::Source>,
     journal: Mutex<Journal>,
     provider: Option<Provider>,
     sessions: Sessions,
@@ -209,10 +213,12 @@ pub async fn start(options: ServeOptions) -> Result<Running, ConsoleError> {
         Some((cert, key)) => Some(tls_config(cert, key).await?),
         None => None,
     };
+    let drains = drain::sources(&config, &options.connect)?;
     let live = Arc::new(live::Live::default());
     tokio::spawn(live::watch(options.journal.clone(), live.clone()));
     let console = Arc::new(Console {
         sessions: Sessions::new(config.session),
+        drains,
         config,
         journal: Mutex::new(journal),
         provider,
@@ -310,6 +316,8 @@ fn router(console: Arc<Console>) -> Router {
         .route("/runs/{id}/report", get(routes::report_html))
         .route("/runs/{id}/report.json", get(routes::report_json))
         .route("/runs/{id}/steps/{step}/decision", post(routes::decide))
+        .route("/deliveries", get(routes::deliveries))
+        .route("/drain", get(drain::page))
         .route("/static/console.js", get(routes::script))
         .route("/sign-in", get(routes::sign_in))
         .route("/auth/callback", get(routes::callback))

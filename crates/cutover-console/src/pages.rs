@@ -91,7 +91,7 @@ pub fn page(title: &str, viewer: &Viewer<'_>, body: &str, refresh: bool) -> Stri
     let mut out = String::with_capacity(body.len() + 4096);
     let _ = write!(
         out,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{title} · cutover</title>{refresh}<style>{}{CONSOLE_STYLE}</style><script src="/static/console.js" defer></script></head><body><nav><a href="/">Runs</a>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{title} · cutover</title>{refresh}<style>{}{CONSOLE_STYLE}</style><script src="/static/console.js" defer></script></head><body><nav><a href="/">Runs</a><a href="/deliveries">Deliveries</a><a href="/drain">Drain</a>"#,
         cutover_run::report::STYLE,
         title = escape(title),
         refresh = if refresh {
@@ -208,7 +208,7 @@ pub fn live(run: &RunInfo, records: &[Record], now: chrono::DateTime<chrono::Utc
             wait.missing.join(",")
         ))
     );
-    let mut out = String::with_capacity(256 * records.len() + 4096);
+    let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
         r#"<div id="live" data-events="/runs/{id}/events" data-state="{state}"><section><h2>Status</h2><p><span class="badge {tone}">{status}</span> {done} of {total} steps ended; journal record {last}.</p></section><section><h2>Steps</h2><table><thead><tr><th>Step</th><th>Kind</th><th>Outcome</th><th>Started</th><th>Seconds</th><th>Summary</th><th>Decisions</th></tr></thead><tbody>"#,
@@ -226,11 +226,19 @@ pub fn live(run: &RunInfo, records: &[Record], now: chrono::DateTime<chrono::Utc
     for step in &steps {
         step_row(&mut out, step, now);
     }
-    out.push_str(
-        r#"</tbody></table></section><section><details><summary>Journal records of this run ("#,
+    out.push_str("</tbody></table></section></div>");
+    out
+}
+
+/// Every journal record of a run (at page load; live updates leave it out,
+/// so that an update stays small however long the run).
+pub fn records_table(records: &[Record]) -> String {
+    let mut out = String::with_capacity(200 * records.len() + 512);
+    let _ = write!(
+        out,
+        r#"<section><details><summary>Journal records of this run ({})</summary><table><thead><tr><th>#</th><th>At</th><th>Step</th><th>Event</th><th>Detail</th></tr></thead><tbody>"#,
+        records.len()
     );
-    let _ = write!(out, "{}", records.len());
-    out.push_str(r#")</summary><table><thead><tr><th>#</th><th>At</th><th>Step</th><th>Event</th><th>Detail</th></tr></thead><tbody>"#);
     for record in records {
         let detail = ["outcome", "summary", "by", "note", "missing", "reason"]
             .iter()
@@ -254,7 +262,7 @@ pub fn live(run: &RunInfo, records: &[Record], now: chrono::DateTime<chrono::Utc
             escape(&detail)
         );
     }
-    out.push_str("</tbody></table></details></section></div>");
+    out.push_str("</tbody></table></details></section>");
     out
 }
 
@@ -379,6 +387,7 @@ pub fn run_page(
         body.push_str("</section>");
     }
     body.push_str(live_part);
+    body.push_str(&records_table(records));
     body.push_str("</main>");
     let refresh = matches!(run.status.as_str(), "running");
     page(&run.id, viewer, &body, refresh)
@@ -401,9 +410,76 @@ pub const SCRIPT: &str = r#"(function () {
       window.location.reload();
       return;
     }
-    var open = current.querySelector('details[open]') !== null;
     current.replaceWith(fresh);
-    if (open) { var details = fresh.querySelector('details'); if (details) { details.open = true; } }
   });
 })();
 "#;
+
+/// One delivery ledger as the deliveries page shows it: its files per
+/// state, and per day, data stream and state; or why it cannot be read.
+pub type LedgerView = Result<(Vec<(String, u64)>, Vec<(String, String, String, u64)>), String>;
+
+/// The deliveries page: each configured ledger per day and stream.
+pub fn ledgers(found: &[(String, LedgerView)], viewer: &Viewer<'_>) -> String {
+    let mut body = String::from(
+        r#"<header><h1>Deliveries</h1><p>Each delivery ledger's files per day (first recorded, UTC) and data stream, by state.</p></header><main>"#,
+    );
+    if found.is_empty() {
+        body.push_str(r#"<section><p class="muted">No ledgers: name them with <code>cutover serve --ledger FILE</code> or <code>ledgers = [...]</code> in the console file.</p></section>"#);
+    }
+    for (path, view) in found {
+        let _ = write!(body, "<section><h2>{}</h2>", escape(path));
+        match view {
+            Err(message) => {
+                let _ = write!(body, r#"<p class="muted">{}</p>"#, escape(message));
+            }
+            Ok((counts, rows)) => {
+                body.push_str("<p>");
+                for (state, count) in counts {
+                    let _ = write!(
+                        body,
+                        r#"<span class="badge {}">{} {count}</span> "#,
+                        tone(state),
+                        escape(state)
+                    );
+                }
+                body.push_str("</p>");
+                let mut states: Vec<&str> = rows.iter().map(|row| row.2.as_str()).collect();
+                states.sort_unstable();
+                states.dedup();
+                body.push_str("<table><thead><tr><th>Day</th><th>Stream</th>");
+                for state in &states {
+                    let _ = write!(body, "<th>{}</th>", escape(state));
+                }
+                body.push_str("</tr></thead><tbody>");
+                let mut index = 0;
+                while index < rows.len() {
+                    let (day, stream) = (&rows[index].0, &rows[index].1);
+                    let _ = write!(
+                        body,
+                        "<tr><td>{}</td><td>{}</td>",
+                        escape(day),
+                        escape(if stream.is_empty() { "(none)" } else { stream })
+                    );
+                    let group: Vec<&(String, String, String, u64)> = rows[index..]
+                        .iter()
+                        .take_while(|row| &row.0 == day && &row.1 == stream)
+                        .collect();
+                    for state in &states {
+                        let count = group
+                            .iter()
+                            .find(|row| row.2 == *state)
+                            .map_or(0, |row| row.3);
+                        let _ = write!(body, "<td>{count}</td>");
+                    }
+                    body.push_str("</tr>");
+                    index += group.len();
+                }
+                body.push_str("</tbody></table>");
+            }
+        }
+        body.push_str("</section>");
+    }
+    body.push_str("</main>");
+    page("Deliveries", viewer, &body, false)
+}

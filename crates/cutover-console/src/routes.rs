@@ -26,16 +26,16 @@ use crate::pages::{self, Viewer};
 use crate::session::{Lookup, SESSION, SIGN_IN, Session, jar, same_secret};
 use crate::{Console, live};
 
-type Shared = State<Arc<Console>>;
+pub(crate) type Shared = State<Arc<Console>>;
 
 /// What a request's cookies say about who sends it.
-struct Caller {
+pub(crate) struct Caller {
     session: Option<(String, Session)>,
     roles: Vec<String>,
 }
 
 impl Caller {
-    fn viewer<'a>(&'a self, console: &Console) -> Viewer<'a> {
+    pub(crate) fn viewer<'a>(&'a self, console: &Console) -> Viewer<'a> {
         Viewer {
             identity: self.session.as_ref().map(|(_, session)| &session.identity),
             roles: &self.roles,
@@ -48,7 +48,7 @@ impl Caller {
     }
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -93,7 +93,11 @@ fn to_sign_in(return_to: &str, clear: bool, console: &Console) -> Response {
 /// Who calls, or the answer for a caller who may not read: a tampered
 /// cookie is refused, an ended session is sent to sign in again, and an
 /// anonymous caller is sent to sign in when reading needs it.
-fn caller(console: &Console, headers: &HeaderMap, path: &str) -> Result<Caller, Response> {
+pub(crate) fn caller(
+    console: &Console,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Caller, Response> {
     let cookies = headers
         .get(header::COOKIE)
         .and_then(|value| value.to_str().ok());
@@ -352,6 +356,31 @@ async fn report(
         ),
         Err(response) => response,
     }
+}
+
+pub async fn deliveries(State(console): Shared, headers: HeaderMap) -> Response {
+    let caller = match caller(&console, &headers, "/deliveries") {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let paths = console.config.ledgers.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .map(|path| {
+                let view = cutover_tus::Ledger::open_read_only(path)
+                    .and_then(|ledger| Ok((ledger.counts()?, ledger.report()?)))
+                    .map_err(|error| error.to_string());
+                (path.display().to_string(), view)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    html(
+        StatusCode::OK,
+        pages::ledgers(&found, &caller.viewer(&console)),
+    )
 }
 
 pub async fn script() -> Response {

@@ -74,13 +74,22 @@ const PENDING_FOR: Duration = Duration::from_secs(600);
 const PENDING_MAX: usize = 10_000;
 
 /// The console's OpenID Connect client.
-pub(crate) struct Provider {
+pub struct Provider {
     settings: SignIn,
     secret: Option<String>,
     redirect: RedirectUrl,
     http: reqwest::Client,
     client: Mutex<(Client, Instant)>,
     pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Provider")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads the issuer's discovery document and keys.

@@ -233,6 +233,32 @@ impl Ledger {
         })
     }
 
+    /// Opens a ledger that exists, read-only, for a reader beside a running
+    /// sender (the console); a newer format is refused.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        let error = |message: String| LedgerError {
+            path: path.display().to_string(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(error("no ledger here".to_owned()));
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| error(e.to_string()))?;
+        cutover_format::check_sqlite(&connection, path, "delivery ledger", LEDGER_FORMAT)
+            .map_err(error)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| error(e.to_string()))?;
+        Ok(Ledger {
+            path: path.display().to_string(),
+            connection,
+        })
+    }
+
     fn error(&self, error: rusqlite::Error) -> LedgerError {
         LedgerError {
             path: self.path.clone(),

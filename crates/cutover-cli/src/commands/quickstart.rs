@@ -44,8 +44,8 @@ pub struct QuickstartArgs {
     #[arg(long)]
     pub setup_only: bool,
 
-    /// Then serve the console on the demo journal (read-only, no sign-in)
-    /// at 127.0.0.1:8480 until Ctrl-C.
+    /// Then serve the console on the demo journal (read-only, no sign-in;
+    /// the demo's timers on its Drain page) at 127.0.0.1:8480 until Ctrl-C.
     #[arg(long, conflicts_with = "setup_only")]
     pub serve: bool,
 }
@@ -184,6 +184,11 @@ pub async fn run(args: QuickstartArgs, global: &GlobalArgs) -> anyhow::Result<Ou
             tls_cert: None,
             tls_key: None,
             trust_proxy: false,
+            ledger: Vec::new(),
+            drain: vec![format!(
+                "sqlite:{}#scheduled_tasks",
+                args.dir.join("app.db").display()
+            )],
             runbook: Vec::new(),
         };
         return crate::commands::serve::run(serve, global).await;

@@ -31,6 +31,10 @@ use crate::output::{print, print_json};
 ///   public_url = "https://console.example.org"   # default: the listen address
 ///   read = "signed-in"                            # or "anyone"
 ///   session = "8h"                                # how long a sign-in lasts
+///   ledgers = ["/srv/cutover/ledger.db"]          # delivery ledgers to show
+///   [[drain]]                                     # db-scheduler tables to forecast
+///   url = "postgres://reader@db/app#scheduled_tasks"
+///   rules = "drain-rules.toml"
 ///   [sign_in]
 ///   issuer = "https://login.example.org/realms/health"
 ///   client_id = "cutover-console"
@@ -83,6 +87,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub trust_proxy: bool,
 
+    /// A delivery ledger (`cutover send --ledger`) to show per day and
+    /// stream on the Deliveries page; repeat for several (added to the
+    /// console file's `ledgers`).
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Vec<PathBuf>,
+
+    /// A db-scheduler table (`URL#TABLE`, as `cutover drain` takes it) whose
+    /// drain forecast the Drain page shows, read-only; repeat for several
+    /// (added to the console file's `[[drain]]`, which can also name rules).
+    #[arg(long, value_name = "URL")]
+    pub drain: Vec<String>,
+
     /// A runbook whose approver roles must be mapped too (besides those of
     /// the journal's runs); repeat for several.
     #[arg(long, value_name = "FILE")]
@@ -96,10 +112,19 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<Outcome
             args.journal.display()
         );
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    config.ledgers.extend(args.ledger.iter().cloned());
+    config.drain.extend(
+        args.drain
+            .iter()
+            .map(|url| cutover_console::config::DrainSource {
+                url: url.clone(),
+                rules: None,
+            }),
+    );
     let options = ServeOptions {
         journal: args.journal.clone(),
         listen: args.listen,
@@ -107,6 +132,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<Outcome
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         trust_proxy: args.trust_proxy,
         runbooks: args.runbook.clone(),
+        connect: crate::environment::connect_options(),
     };
     let running = cutover_console::start(options)
         .await

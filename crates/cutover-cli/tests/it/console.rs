@@ -122,7 +122,30 @@ fn a_read_only_console_lists_runs_streams_updates_and_refuses_anonymous_writes()
     let made = cutover(&["quickstart", "--dir", demo.to_str().expect("path")]);
     assert_eq!(made.code, 0, "{}", made.stderr);
     let journal = demo.join("journal.db");
-    let (_console, url) = serve(&journal, &["--listen", "127.0.0.1:0"]);
+    let timers = format!("sqlite:{}#scheduled_tasks", demo.join("app.db").display());
+    let no_ledger = demo.join("no-ledger.db");
+    let (_console, url) = serve(
+        &journal,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--drain",
+            &timers,
+            "--ledger",
+            no_ledger.to_str().expect("path"),
+        ],
+    );
+
+    let (status, drain) = http(&format!("{url}/drain"), "GET", "", &[]);
+    assert_eq!(status, 200, "{drain}");
+    assert!(
+        drain.contains("timers in") && drain.contains("2.x") && drain.contains("3.x"),
+        "{drain}"
+    );
+    let (status, deliveries) = http(&format!("{url}/deliveries"), "GET", "", &[]);
+    assert_eq!(status, 200, "{deliveries}");
+    assert!(deliveries.contains("no ledger here"), "{deliveries}");
+    assert!(!no_ledger.exists(), "the console created no ledger");
 
     let (status, index) = http(&format!("{url}/"), "GET", "", &[]);
     assert_eq!(status, 200, "{index}");
@@ -419,4 +442,138 @@ fn an_approver_signs_in_and_approves_example_d_in_chromium_and_a_bystander_canno
         notifications.contains(&format!("data-owner-permission waits for approval by data-owner (Permission to refresh acceptance from production with the scenario D policy): {console_url}/runs/")),
         "{notifications}"
     );
+}
+
+/// With --tls-cert and --tls-key the console serves HTTPS (rustls): a
+/// client that trusts the certificate reads it, and plain http is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_serves_https_with_a_certificate() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let demo = directory.path().join("demo");
+    let made = cutover(&[
+        "quickstart",
+        "--setup-only",
+        "--dir",
+        demo.to_str().expect("path"),
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let journal = demo.join("journal.db");
+    cutover_run_journal(&journal);
+    // A test authority and a certificate for localhost that it signs.
+    let path = |name: &str| directory.path().join(name).display().to_string();
+    std::fs::write(path("leaf.ext"), "subjectAltName=DNS:localhost\n").expect("extensions");
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=cutover test authority",
+            "-keyout",
+            &path("ca.key"),
+            "-out",
+            &path("ca.pem"),
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &path("key.pem"),
+            "-out",
+            &path("leaf.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &path("leaf.csr"),
+            "-CA",
+            &path("ca.pem"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &path("leaf.ext"),
+            "-out",
+            &path("cert.pem"),
+        ],
+    ] {
+        let made = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let (cert, key) = (
+        directory.path().join("cert.pem"),
+        directory.path().join("key.pem"),
+    );
+    let (_console, url) = serve(
+        &journal,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().expect("path"),
+            "--tls-key",
+            key.to_str().expect("path"),
+        ],
+    );
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(path("ca.pem")).expect("ca"))
+                .expect("pem"),
+        )
+        .resolve(
+            "localhost",
+            format!(
+                "127.0.0.1:{}",
+                url.rsplit(':')
+                    .next()
+                    .expect("port")
+                    .parse::<u16>()
+                    .expect("port")
+            )
+            .parse()
+            .expect("address"),
+        )
+        .build()
+        .expect("client");
+    let answer = client.get(format!("{url}/")).send().await.expect("https");
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().await.expect("body").contains("Runs"));
+    let (status, _) = http(&url.replace("https://", "http://"), "GET", "", &[]);
+    assert_ne!(status, 200, "plain http is not served");
+}
+
+/// Makes `journal` exist with no runs (a console needs a journal).
+fn cutover_run_journal(journal: &Path) {
+    let book = journal.with_file_name("empty.toml");
+    std::fs::write(
+        &book,
+        "name = \"empty\"\n[[step]]\nname = \"hello\"\nkind = \"notify\"\nmessage = \"hello\"\n",
+    )
+    .expect("runbook");
+    let run = cutover(&[
+        "run",
+        book.to_str().expect("path"),
+        "--journal",
+        journal.to_str().expect("path"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }

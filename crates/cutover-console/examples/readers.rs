@@ -1,0 +1,230 @@
+//! The console's load generator for `bench/console`.
+//!
+//! `readers seed JOURNAL RECORDS`: writes a run of RECORDS journal records
+//! (a runbook of 40 steps, each started and finished, then more records) and
+//! prints its id.
+//!
+//! `readers load URL JOURNAL RUN READERS UPDATES PAGES`: times PAGES loads
+//! of the run's page; then opens READERS event streams of the run, appends
+//! UPDATES records to the journal (a second apart), and measures for each
+//! the time from its commit to its arrival at every reader. Prints the
+//! figures as `name value` lines.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// A line of the answer, on stdout.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stdout)]
+        {
+            println!($($arg)*);
+        }
+    }};
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn address(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .replace("localhost", "127.0.0.1")
+}
+
+async fn get(url: &str, path: &str) -> usize {
+    let mut stream = tokio::net::TcpStream::connect(address(url))
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "the page answered {:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(200)])
+    );
+    answer.len()
+}
+
+fn seed(journal: &str, records: usize) {
+    let mut journal = cutover_run::Journal::open(std::path::Path::new(journal)).expect("journal");
+    let steps: Vec<String> = (0..40).map(|step| format!("step-{step:02}")).collect();
+    let run = cutover_run::RunInfo {
+        id: "bench-run".to_owned(),
+        runbook: "bench".to_owned(),
+        path: "bench.toml".to_owned(),
+        dir: "bench-run".to_owned(),
+        started_at: "2026-12-02T06:00:00.000Z".to_owned(),
+        status: "running".to_owned(),
+    };
+    journal.create_run(&run).expect("run");
+    journal
+        .append(
+            &run.id,
+            "",
+            "run-started",
+            &serde_json::json!({"runbook": "bench", "steps": steps}),
+        )
+        .expect("append");
+    let mut written = 1;
+    while written < records {
+        let step = &steps[(written / 2) % steps.len()];
+        let (event, detail) = if written % 2 == 1 {
+            ("step-started", serde_json::json!({"kind": "check"}))
+        } else {
+            (
+                "step-finished",
+                serde_json::json!({"outcome": "passed", "summary": "the check answered 0", "seconds": 0.25, "evidence": {"value": 0}}),
+            )
+        };
+        journal
+            .append(&run.id, step, event, &detail)
+            .expect("append");
+        written += 1;
+    }
+    say!("{}", run.id);
+}
+
+async fn load(url: &str, journal: &str, run: &str, readers: usize, updates: usize, pages: usize) {
+    let mut times = Vec::new();
+    let mut size = 0;
+    for _ in 0..pages {
+        let started = Instant::now();
+        size = get(url, &format!("/runs/{run}")).await;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    say!("page_bytes {size}");
+    say!("page_ms_p50 {:.2}", percentile(&times, 0.5));
+    say!("page_ms_p99 {:.2}", percentile(&times, 0.99));
+
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let sender = sender.clone();
+        let address = address(url);
+        let path = format!("/runs/{run}/events");
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        tasks.push(tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let Ok(read) = stream.read(&mut chunk).await else {
+                    return;
+                };
+                if read == 0 {
+                    return;
+                }
+                let now = Instant::now();
+                buffer.extend_from_slice(&chunk[..read]);
+                // Each update says "journal record N." once.
+                let text = String::from_utf8_lossy(&buffer).into_owned();
+                let mut rest = text.as_str();
+                while let Some(at) = rest.find("journal record ") {
+                    let after = &rest[at + 15..];
+                    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(seq) = digits.parse() {
+                        let _ = sender.send((seq, now));
+                    }
+                    rest = &after[digits.len()..];
+                }
+                let keep = text.rfind("\n\n").map_or(0, |end| end + 2);
+                buffer.drain(..keep.min(buffer.len()));
+            }
+        }));
+    }
+    drop(sender);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while received.try_recv().is_ok() {}
+    let journal_path = std::path::PathBuf::from(journal);
+    let mut journal = cutover_run::Journal::open_existing(&journal_path).expect("journal");
+    let mut latencies = Vec::new();
+    let mut appends = Vec::new();
+    for update in 0..updates {
+        let started = Instant::now();
+        let record = journal
+            .append(
+                run,
+                "step-00",
+                "waiting",
+                &serde_json::json!({"missing": [], "update": update}),
+            )
+            .expect("append");
+        let committed = Instant::now();
+        appends.push((committed - started).as_secs_f64() * 1000.0);
+        let mut seen = 0;
+        let deadline = committed + Duration::from_secs(5);
+        while seen < readers {
+            match tokio::time::timeout_at(deadline.into(), received.recv()).await {
+                Ok(Some((seq, at))) if seq == record.seq => {
+                    latencies.push((at - committed).as_secs_f64() * 1000.0);
+                    seen += 1;
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(
+            seen, readers,
+            "update {update} reached {seen} of {readers} readers within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    appends.sort_by(f64::total_cmp);
+    say!("readers {readers}");
+    say!("updates {updates}");
+    say!("append_ms_p50 {:.2}", percentile(&appends, 0.5));
+    say!("update_ms_p50 {:.2}", percentile(&latencies, 0.5));
+    say!("update_ms_p99 {:.2}", percentile(&latencies, 0.99));
+    say!("update_ms_max {:.2}", percentile(&latencies, 1.0));
+    for task in tasks {
+        task.abort();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let number = |index: usize| -> usize {
+        args.get(index)
+            .and_then(|text| text.parse().ok())
+            .expect("a number")
+    };
+    match args.get(1).map(String::as_str) {
+        Some("seed") => seed(&args[2], number(3)),
+        Some("load") => {
+            load(
+                &args[2],
+                &args[3],
+                &args[4],
+                number(5),
+                number(6),
+                number(7),
+            )
+            .await
+        }
+        _ => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "usage: readers seed JOURNAL RECORDS | readers load URL JOURNAL RUN READERS UPDATES PAGES"
+                );
+            }
+            std::process::exit(2);
+        }
+    }
+}
