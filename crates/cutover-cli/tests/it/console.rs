@@ -260,15 +260,7 @@ fn an_approver_signs_in_and_approves_example_d_in_chromium_and_a_bystander_canno
         return;
     };
     let directory = tempfile::tempdir().expect("temporary directory");
-    let demo = directory.path().join("demo");
-    let made = cutover(&[
-        "quickstart",
-        "--setup-only",
-        "--dir",
-        demo.to_str().expect("path"),
-    ]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let journal = demo.join("journal.db");
+    let (demo, journal) = demo_files(directory.path());
     let [main_port, short_port, provider_port] = free_ports();
     let console_url = format!("http://localhost:{main_port}");
     let short_url = format!("http://localhost:{short_port}");
@@ -449,15 +441,7 @@ fn an_approver_signs_in_and_approves_example_d_in_chromium_and_a_bystander_canno
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_serves_https_with_a_certificate() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let demo = directory.path().join("demo");
-    let made = cutover(&[
-        "quickstart",
-        "--setup-only",
-        "--dir",
-        demo.to_str().expect("path"),
-    ]);
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let journal = demo.join("journal.db");
+    let (_, journal) = demo_files(directory.path());
     cutover_run_journal(&journal);
     // A test authority and a certificate for localhost that it signs.
     let path = |name: &str| directory.path().join(name).display().to_string();
@@ -559,6 +543,20 @@ async fn the_console_serves_https_with_a_certificate() {
     assert!(answer.text().await.expect("body").contains("Runs"));
     let (status, _) = http(&url.replace("https://", "http://"), "GET", "", &[]);
     assert_ne!(status, 200, "plain http is not served");
+}
+
+/// The demo's files in `directory`/demo (nothing run): its folder and journal path.
+fn demo_files(directory: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let demo = directory.join("demo");
+    let made = cutover(&[
+        "quickstart",
+        "--setup-only",
+        "--dir",
+        demo.to_str().expect("path"),
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let journal = demo.join("journal.db");
+    (demo, journal)
 }
 
 /// Makes `journal` exist with no runs (a console needs a journal).
