@@ -107,6 +107,7 @@ async fn load(url: &str, journal: &str, run: &str, readers: usize, updates: usiz
     say!("page_ms_p99 {:.2}", percentile(&times, 0.99));
 
     let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+    let connecting = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..readers {
         let sender = sender.clone();
@@ -147,7 +148,19 @@ async fn load(url: &str, journal: &str, run: &str, readers: usize, updates: usiz
         }));
     }
     drop(sender);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every reader's first update (the run as it stands) before timing updates.
+    let mut first = 0;
+    while first < readers {
+        match tokio::time::timeout(Duration::from_secs(30), received.recv()).await {
+            Ok(Some(_)) => first += 1,
+            _ => panic!("{first} of {readers} readers had their first update within 30 s"),
+        }
+    }
+    say!(
+        "connect_all_ms {:.1}",
+        connecting.elapsed().as_secs_f64() * 1000.0
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
     while received.try_recv().is_ok() {}
     let journal_path = std::path::PathBuf::from(journal);
     let mut journal = cutover_run::Journal::open_existing(&journal_path).expect("journal");

@@ -19,7 +19,7 @@ pub mod signin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -74,7 +74,9 @@ pub struct ServeOptions {
 pub(crate) struct Console {
     config: Config,
     drains: Vec<drain::Source>,
-    journal: Mutex<Journal>,
+    /// The console's own journal connection: an async lock, so that readers
+    /// wait on the runtime, not in blocked threads.
+    journal: Arc<tokio::sync::Mutex<Journal>>,
     provider: Option<Provider>,
     sessions: Sessions,
     live: Arc<live::Live>,
@@ -220,7 +222,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ConsoleError> {
         sessions: Sessions::new(config.session),
         drains,
         config,
-        journal: Mutex::new(journal),
+        journal: Arc::new(tokio::sync::Mutex::new(journal)),
         provider,
         live,
         tls,

@@ -17,10 +17,13 @@ use crate::pages;
 /// How often the journal is looked at.
 const POLL: Duration = Duration::from_millis(10);
 
-/// The runs being watched, each with its channel of rendered updates.
+/// The runs being watched, each with its channel of rendered updates and
+/// its latest rendering (which a new reader gets first, so that a crowd of
+/// readers arriving at once costs one rendering, not one each).
 #[derive(Default)]
 pub struct Live {
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>,
+    latest: Mutex<HashMap<String, Arc<str>>>,
     /// Woken by the console's own writes, so its readers need not wait for a poll.
     pub wake: Notify,
 }
@@ -35,9 +38,41 @@ impl Live {
             .subscribe()
     }
 
+    /// The latest rendering of a watched run.
+    pub fn cached(&self, run: &str) -> Option<Arc<str>> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run)
+            .cloned()
+    }
+
+    /// Keeps a reader's own first rendering unless the watcher has kept a
+    /// newer one meanwhile; the one kept.
+    pub fn keep_first(&self, run: &str, rendered: &Arc<str>) -> Arc<str> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(run.to_owned())
+            .or_insert_with(|| rendered.clone())
+            .clone()
+    }
+
+    fn keep(&self, run: &str, rendered: &Arc<str>) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.to_owned(), rendered.clone());
+    }
+
     fn watched(&self) -> Vec<(String, broadcast::Sender<Arc<str>>)> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels.retain(|_, sender| sender.receiver_count() > 0);
+        // A run nobody watches is not re-rendered: forget its rendering.
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|run, _| channels.contains_key(run));
         channels
             .iter()
             .map(|(run, sender)| (run.clone(), sender.clone()))
@@ -66,6 +101,7 @@ pub async fn watch(path: PathBuf, live: Arc<Live>) {
         }
         let watched = live.watched();
         let journal = journal.clone();
+        let keeper = live.clone();
         let checked = tokio::task::spawn_blocking(move || -> Option<(i64, i64)> {
             let journal = journal.lock().unwrap_or_else(|e| e.into_inner());
             let now = journal.data_version().ok()?;
@@ -79,6 +115,7 @@ pub async fn watch(path: PathBuf, live: Arc<Live>) {
             let changed = journal.runs_changed_after(seen).ok()?;
             for (run, sender) in watched.iter().filter(|(run, _)| changed.contains(run)) {
                 if let Some(update) = render(&journal, run) {
+                    keeper.keep(run, &update);
                     let _ = sender.send(update);
                 }
             }

@@ -141,28 +141,25 @@ async fn with_journal<T: Send + 'static>(
     console: &Arc<Console>,
     work: impl FnOnce(&Journal) -> Result<T, cutover_run::JournalError> + Send + 'static,
 ) -> Result<T, Response> {
-    let console = console.clone();
-    tokio::task::spawn_blocking(move || {
-        let journal = console.journal.lock().unwrap_or_else(|e| e.into_inner());
-        work(&journal)
-    })
-    .await
-    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?
-    .map_err(|error| {
-        html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem(
-                "Journal unavailable",
-                &error.to_string(),
-                &Viewer {
-                    identity: None,
-                    roles: &[],
-                    csrf: None,
-                    sign_in: false,
-                },
-            ),
-        )
-    })
+    let journal = console.journal.clone().lock_owned().await;
+    tokio::task::spawn_blocking(move || work(&journal))
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?
+        .map_err(|error| {
+            html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::problem(
+                    "Journal unavailable",
+                    &error.to_string(),
+                    &Viewer {
+                        identity: None,
+                        roles: &[],
+                        csrf: None,
+                        sign_in: false,
+                    },
+                ),
+            )
+        })
 }
 
 pub async fn index(State(console): Shared, headers: HeaderMap) -> Response {
@@ -280,10 +277,17 @@ pub async fn events(
         });
     }
     let receiver = console.live.subscribe(&id);
-    let wanted = id.clone();
-    let first = with_journal(&console, move |journal| Ok(live::render(journal, &wanted))).await?;
-    let Some(first) = first else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+    let first = match console.live.cached(&id) {
+        Some(first) => first,
+        None => {
+            let wanted = id.clone();
+            let rendered =
+                with_journal(&console, move |journal| Ok(live::render(journal, &wanted))).await?;
+            let Some(first) = rendered else {
+                return Err(StatusCode::NOT_FOUND.into_response());
+            };
+            console.live.keep_first(&id, &first)
+        }
     };
     let updates = futures_util::stream::unfold(
         (receiver, console.clone(), id),
@@ -653,11 +657,10 @@ pub async fn decide(
     let role = form.role.clone();
     let event = if rejected { "rejected" } else { "approved" };
     let wanted = (id.clone(), step.clone());
-    let shared = console.clone();
     // The check and the record under one lock, so that two decisions for
     // one role cannot both pass.
+    let mut journal = console.journal.clone().lock_owned().await;
     let outcome = tokio::task::spawn_blocking(move || {
-        let mut journal = shared.journal.lock().unwrap_or_else(|e| e.into_inner());
         let Some(run) = journal.run(&wanted.0)? else {
             return Ok(Err(StatusCode::NOT_FOUND));
         };
