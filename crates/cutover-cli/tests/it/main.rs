@@ -6,6 +6,7 @@ mod diff;
 mod drain;
 mod exchange;
 mod formats;
+mod guide;
 mod hold;
 mod inspect;
 mod lake;
