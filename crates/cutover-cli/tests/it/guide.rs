@@ -264,15 +264,31 @@ fn how_to_write_a_runbook_runs() {
     run_page("how-to/runbook.md");
 }
 
-/// The commands with a reference page, read off `cutover --help`.
-fn commands() -> Vec<String> {
-    let help = crate::cutover(&["--help"]);
-    assert_eq!(help.code, 0, "{}", help.stderr);
-    help.stdout
-        .lines()
+/// `cutover ARGS --help`, as wide as it is without a terminal.
+fn help(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .arg("--help")
+        .env_remove("COLUMNS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cutover --help");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 help")
+}
+
+/// The commands a help text lists (each at the start of a `Commands:`
+/// line; wrapped descriptions are indented further).
+fn listed(help: &str) -> Vec<String> {
+    help.lines()
         .skip_while(|line| !line.starts_with("Commands:"))
         .skip(1)
         .take_while(|line| line.starts_with("  "))
+        .filter(|line| !line.starts_with("   "))
         .filter_map(|line| line.split_whitespace().next())
         .filter(|name| *name != "help")
         .map(str::to_owned)
@@ -281,26 +297,13 @@ fn commands() -> Vec<String> {
 
 /// `command`'s reference page: its `--help`, and each subcommand's.
 fn reference(command: &[&str]) -> String {
-    let mut args = command.to_vec();
-    args.push("--help");
-    let help = crate::cutover(&args);
-    assert_eq!(help.code, 0, "{command:?}: {}", help.stderr);
+    let help = help(command);
     let mut page = format!(
-        "{} `cutover {}`\n\n```text\n{}```\n",
+        "{} `cutover {}`\n\n```text\n{help}```\n",
         "#".repeat(command.len()),
         command.join(" "),
-        help.stdout
     );
-    let subcommands: Vec<String> = help
-        .stdout
-        .lines()
-        .skip_while(|line| !line.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|line| line.starts_with("  "))
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != "help")
-        .map(str::to_owned)
-        .collect();
+    let subcommands = listed(&help);
     for subcommand in &subcommands {
         let mut nested = command.to_vec();
         nested.push(subcommand);
@@ -323,7 +326,7 @@ fn the_reference_pages_are_the_help() {
          again). The same text is in the man pages (`cutover man --out DIR`).\n\n",
     );
     let mut stale = Vec::new();
-    for command in commands() {
+    for command in listed(&help(&[])) {
         let page = format!("<!-- generated from `cutover {command} --help` -->\n{}", reference(&[&command]));
         index.push_str(&format!("- [`cutover {command}`]({command}.md)\n"));
         let path = directory.join(format!("{command}.md"));
