@@ -112,7 +112,7 @@ CREATE TABLE scheduled_tasks (
 CREATE TABLE launches (id INTEGER PRIMARY KEY, site TEXT NOT NULL, launched_at TIMESTAMP NOT NULL);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 24)
 INSERT INTO scheduled_tasks
-SELECT 'BsaScheduledJob', printf('%d_CHECK_TRIGGER_CODES_%d_%08x-demo', i, 500 + i, i * 2654435761 % 4294967296),
+SELECT 'BsaScheduledJob', printf('%d_CHECK_TRIGGER_CODES_%d_%08x-0000-4000-8000-%012x', i, 500 + i, i * 2654435761 % 4294967296, i),
        NULL, datetime('now', '+' || (i * 5) || ' minutes'), 0, NULL, NULL, NULL, 0, NULL, 1
 FROM n;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)

@@ -32,8 +32,18 @@ fn steps(markdown: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     let mut inside = false;
     let mut continued = false;
+    let mut heredoc: Option<String> = None;
     for (index, line) in markdown.lines().enumerate() {
         let trimmed = line.trim_end();
+        if let Some(end) = &heredoc {
+            let step = steps.last_mut().expect("a command with a here-document");
+            step.command.push('\n');
+            step.command.push_str(line);
+            if trimmed == end {
+                heredoc = None;
+            }
+            continue;
+        }
         if trimmed.starts_with("```") {
             inside = !inside && trimmed == "```console";
             continued = false;
@@ -47,6 +57,7 @@ fn steps(markdown: &str) -> Vec<Step> {
             step.command.push('\n');
             step.command.push_str(trimmed);
             continued = trimmed.ends_with('\\');
+            heredoc = here_document(trimmed);
         } else if let Some(command) = trimmed.strip_prefix("$ ") {
             steps.push(Step {
                 line: index + 1,
@@ -54,6 +65,7 @@ fn steps(markdown: &str) -> Vec<Step> {
                 expected: Vec::new(),
             });
             continued = trimmed.ends_with('\\');
+            heredoc = here_document(trimmed);
         } else if !trimmed.is_empty() {
             let step = steps
                 .last_mut()
@@ -62,6 +74,20 @@ fn steps(markdown: &str) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// The word ending the here-document a command line starts (`<<'PY'`,
+/// `<<EOF`), if it starts one.
+fn here_document(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("<<")?;
+    let word: String = rest
+        .trim_start_matches('-')
+        .trim_start()
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!word.is_empty()).then_some(word)
 }
 
 /// Whether `actual` is `pattern`, where `...` in the pattern stands for any
@@ -227,6 +253,10 @@ fn the_output_patterns_match_as_the_guide_says() {
     assert_eq!(found[0].command, "cutover diff a \\\n    b");
     assert_eq!(found[0].expected, ["missing 1"]);
     assert_eq!((found[1].line, found[1].expected.as_slice()), (7, &["1".to_owned()][..]));
+    let page = "```console\n$ python3 - <<'PY'\nprint(1)\nPY\n1\n```\n";
+    let found = steps(page);
+    assert_eq!(found[0].command, "python3 - <<'PY'\nprint(1)\nPY");
+    assert_eq!(found[0].expected, ["1"]);
 }
 
 #[test]
