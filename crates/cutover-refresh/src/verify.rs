@@ -611,9 +611,17 @@ fn classified(policy: &Policy, target: &Schema) -> Check {
     let mut columns = 0;
     for table in &target.tables {
         let Some(table_policy) = crate::check::policy_table(policy, table) else {
-            check
-                .failures
-                .push(format!("{}: the table is not in the policy", table.name));
+            // A table only the target has, kept by the policy's [drift].
+            let kept = [crate::check::table_key(table), table.name.name.clone()]
+                .iter()
+                .any(|key| {
+                    policy.drift.get(key) == Some(&crate::policy::DriftDecision::Preserve)
+                });
+            if !kept {
+                check
+                    .failures
+                    .push(format!("{}: the table is not in the policy", table.name));
+            }
             continue;
         };
         if table_policy.action != Action::Copy {

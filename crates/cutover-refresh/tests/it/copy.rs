@@ -567,12 +567,33 @@ async fn drift_in_the_target_is_refused_until_the_policy_decides() {
         "the target is unchanged"
     );
 
-    let outcome = refresh(policy(
+    let decided = policy(
         "[drift]\nfeature_flags = \"preserve\"\nold_import = \"drop\"\n\"patients.trial_arm\" = \"drop\"",
-    ))
-    .await
-    .expect("refresh with every drift decided");
+    );
+    let outcome = refresh(decided.clone())
+        .await
+        .expect("refresh with every drift decided");
     let acceptance = open(&target, false).await;
+    // The preserved target-only table is classified by [drift].
+    let verification = cutover_refresh::verify(
+        &production,
+        &acceptance,
+        &decided,
+        Some(&Masker::new(b"secret")),
+        &cutover_refresh::VerifyOptions::default(),
+    )
+    .await
+    .expect("verify");
+    let classified = verification
+        .checks
+        .iter()
+        .find(|check| check.name == "every-column-classified")
+        .expect("the check");
+    assert_eq!(
+        classified.status,
+        cutover_refresh::Status::Pass,
+        "{classified:#?}"
+    );
     assert_eq!(
         count(
             &acceptance,
