@@ -294,6 +294,11 @@ fn how_to_write_a_runbook_runs() {
     run_page("how-to/runbook.md");
 }
 
+#[test]
+fn how_to_read_an_evidence_report_runs() {
+    run_page("how-to/evidence-report.md");
+}
+
 /// `cutover ARGS --help`, as wide as it is without a terminal.
 fn help(args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
