@@ -614,9 +614,7 @@ fn classified(policy: &Policy, target: &Schema) -> Check {
             // A table only the target has, kept by the policy's [drift].
             let kept = [crate::check::table_key(table), table.name.name.clone()]
                 .iter()
-                .any(|key| {
-                    policy.drift.get(key) == Some(&crate::policy::DriftDecision::Preserve)
-                });
+                .any(|key| policy.drift.get(key) == Some(&crate::policy::DriftDecision::Preserve));
             if !kept {
                 check
                     .failures

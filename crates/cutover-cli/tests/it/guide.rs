@@ -200,7 +200,13 @@ fn run_page(page: &str) {
     let group = child.id();
     assert!(group > 1, "the page's process group");
     let _ = std::process::Command::new("bash")
-        .args(["--norc", "-c", "kill -KILL -- \"-$1\"", "kill", &group.to_string()])
+        .args([
+            "--norc",
+            "-c",
+            "kill -KILL -- \"-$1\"",
+            "kill",
+            &group.to_string(),
+        ])
         .stderr(Stdio::null())
         .status();
     let _ = child.wait();
@@ -252,7 +258,10 @@ fn the_output_patterns_match_as_the_guide_says() {
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].command, "cutover diff a \\\n    b");
     assert_eq!(found[0].expected, ["missing 1"]);
-    assert_eq!((found[1].line, found[1].expected.as_slice()), (7, &["1".to_owned()][..]));
+    assert_eq!(
+        (found[1].line, found[1].expected.as_slice()),
+        (7, &["1".to_owned()][..])
+    );
     let page = "```console\n$ python3 - <<'PY'\nprint(1)\nPY\n1\n```\n";
     let found = steps(page);
     assert_eq!(found[0].command, "python3 - <<'PY'\nprint(1)\nPY");
@@ -362,7 +371,10 @@ fn the_reference_pages_are_the_help() {
     );
     let mut stale = Vec::new();
     for command in listed(&help(&[])) {
-        let page = format!("<!-- generated from `cutover {command} --help` -->\n{}", reference(&[&command]));
+        let page = format!(
+            "<!-- generated from `cutover {command} --help` -->\n{}",
+            reference(&[&command])
+        );
         index.push_str(&format!("- [`cutover {command}`]({command}.md)\n"));
         let path = directory.join(format!("{command}.md"));
         if update {
