@@ -12,12 +12,21 @@
 # the package holds only the binary and its documentation).
 #
 # Usage: scripts/package.sh [--profile PROFILE]   (default: dist, the release
-# profile with symbols stripped; CI packages its dev build to test the package)
+# profile with symbols stripped, one codegen unit and whole-program LTO; CI
+# packages its dev build to test the package)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=dist
 if [ "${1:-}" = --profile ]; then profile=${2:?a profile}; fi
 target_dir=${CARGO_TARGET_DIR:-target}
+if [ "$profile" != dev ] && [ "$profile" != test ]; then
+  # Paths in the binary (panic locations) name neither this checkout nor
+  # the cargo home, so that a build anywhere gives the same bytes
+  # (scripts/reproducible.sh checks it). Not for dev: it would rebuild
+  # everything the tests built.
+  cargo_home=${CARGO_HOME:-$HOME/.cargo}
+  export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/cutover --remap-path-prefix=$cargo_home=/cargo"
+fi
 cargo build --locked --quiet --profile "$profile" -p cutover-cli
 case $profile in dev | test) built=debug ;; *) built=$profile ;; esac
 binary=$target_dir/$built/cutover

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Checks that two builds of one commit give the same binary: clones the
+# commit (default HEAD) twice, into directories of different names, and runs
+# scripts/package.sh in each with a target directory of its own, then
+# compares the binaries' and the packages' SHA-256. Two release builds from
+# scratch: about an hour on 2 cores, so CI does not run it.
+# Usage: scripts/reproducible.sh [COMMIT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+commit=$(git rev-parse "${1:-HEAD}")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for side in first second-build; do
+  git clone --quiet --no-checkout . "$work/$side"
+  git -C "$work/$side" checkout --quiet "$commit"
+  started=$(date +%s)
+  (cd "$work/$side" && CARGO_TARGET_DIR="$work/$side-target" scripts/package.sh >/dev/null)
+  echo "$side: built in $(( $(date +%s) - started )) s"
+  rm -rf "$work/$side-target"
+done
+status=0
+for file in $(cd "$work/first/dist" && ls); do
+  one=$(sha256sum <"$work/first/dist/$file" | cut -d' ' -f1)
+  two=$(sha256sum <"$work/second-build/dist/$file" | cut -d' ' -f1)
+  if [ "$one" = "$two" ]; then
+    echo "same      $file  $one  ($(du -k "$work/first/dist/$file" | cut -f1) KB)"
+  else
+    echo "DIFFERENT $file  $one  $two"
+    status=1
+  fi
+done
+exit $status
