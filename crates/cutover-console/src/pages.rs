@@ -22,6 +22,15 @@ pub struct Waiting {
     pub live: bool,
 }
 
+/// How many of a run's steps have ended (passed, failed, skipped, decided
+/// by a checkpoint): not running, waiting or still to run.
+pub fn ended(steps: &[StepReport]) -> usize {
+    steps
+        .iter()
+        .filter(|step| !matches!(step.outcome.as_str(), "running" | "not run" | "waiting"))
+        .count()
+}
+
 /// The approval step a run waits at, if any: the latest `waiting` record
 /// of a step that has not ended since, in a run that has not ended, with
 /// the roles whose standing decision is not yet an approval.
@@ -216,10 +225,7 @@ pub fn live(run: &RunInfo, records: &[Record], now: chrono::DateTime<chrono::Utc
         state = escape(&state),
         tone = tone(&run.status),
         status = escape(&run.status),
-        done = steps
-            .iter()
-            .filter(|step| !matches!(step.outcome.as_str(), "running" | "not run" | "waiting"))
-            .count(),
+        done = ended(&steps),
         total = steps.len(),
         last = records.last().map_or(0, |record| record.seq),
     );

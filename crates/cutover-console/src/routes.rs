@@ -151,12 +151,7 @@ async fn with_journal<T: Send + 'static>(
                 pages::problem(
                     "Journal unavailable",
                     &error.to_string(),
-                    &Viewer {
-                        identity: None,
-                        roles: &[],
-                        csrf: None,
-                        sign_in: false,
-                    },
+                    &anonymous(console),
                 ),
             )
         })
@@ -178,12 +173,7 @@ pub async fn index(State(console): Shared, headers: HeaderMap) -> Response {
             }
             listed.push(pages::Listed {
                 waiting: pages::waiting(&run, &records),
-                done: steps
-                    .iter()
-                    .filter(|step| {
-                        !matches!(step.outcome.as_str(), "running" | "not run" | "waiting")
-                    })
-                    .count(),
+                done: pages::ended(&steps),
                 steps: steps.len(),
                 run,
             });

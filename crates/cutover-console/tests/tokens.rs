@@ -36,25 +36,17 @@ struct Issuer {
 
 fn rsa_key(directory: &std::path::Path, name: &str) -> RsaKeyPair {
     let path = directory.join(name);
-    let made = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-outform",
-            "DER",
-            "-out",
-        ])
-        .arg(&path)
-        .output()
-        .expect("openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    cutover_testing::openssl(&[
+        std::ffi::OsStr::new("genpkey"),
+        "-algorithm".as_ref(),
+        "RSA".as_ref(),
+        "-pkeyopt".as_ref(),
+        "rsa_keygen_bits:2048".as_ref(),
+        "-outform".as_ref(),
+        "DER".as_ref(),
+        "-out".as_ref(),
+        path.as_os_str(),
+    ]);
     // OpenSSL writes an RSAPrivateKey (PKCS#1) in DER.
     RsaKeyPair::from_der(&std::fs::read(&path).expect("key")).expect("an RSA key")
 }

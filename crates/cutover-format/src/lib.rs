@@ -28,6 +28,33 @@ pub fn check_sqlite(
     Ok(())
 }
 
+/// Opens the SQLite file at `path` (a `what`, such as a run journal) that
+/// must already exist, read-only or for writing, never creating it; refuses
+/// a newer format than `current`; waits up to 10 seconds for a writer's lock.
+pub fn open_existing_sqlite(
+    path: &Path,
+    what: &str,
+    current: i64,
+    read_only: bool,
+) -> Result<Connection, String> {
+    use rusqlite::OpenFlags;
+    if !path.is_file() {
+        return Err(format!("no {what} here"));
+    }
+    let access = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let connection = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|error| error.to_string())?;
+    check_sqlite(&connection, path, what, current)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|error| error.to_string())?;
+    Ok(connection)
+}
+
 /// Records `current` as the format of the SQLite file behind `connection`,
 /// once its tables are made or brought up to date.
 pub fn stamp_sqlite(connection: &Connection, path: &Path, current: i64) -> Result<(), String> {

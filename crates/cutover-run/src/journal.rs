@@ -156,18 +156,11 @@ impl Journal {
             path: path.display().to_string(),
             message,
         };
-        if !path.is_file() {
-            return Err(error("no journal here".to_owned()));
-        }
-        let connection = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| error(e.to_string()))?;
-        cutover_format::check_sqlite(&connection, path, "run journal", JOURNAL_FORMAT)
-            .map_err(error)?;
+        let connection =
+            cutover_format::open_existing_sqlite(path, "run journal", JOURNAL_FORMAT, false)
+                .map_err(error)?;
         connection
-            .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;")
+            .execute_batch("PRAGMA synchronous = FULL;")
             .map_err(|e| error(e.to_string()))?;
         let tables: i64 = connection
             .query_row(

@@ -199,3 +199,17 @@ pub const LAKE_PYTHON_VARIABLE: &str = "CUTOVER_TEST_LAKE_PYTHON";
 pub fn lake_python() -> Option<String> {
     service_url(LAKE_PYTHON_VARIABLE)
 }
+
+/// Runs the machine's `openssl` with `args` (keys and certificates made for
+/// a test), panicking with its error output if it fails.
+pub fn openssl<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
+    let made = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}

@@ -240,19 +240,9 @@ impl Ledger {
             path: path.display().to_string(),
             message,
         };
-        if !path.is_file() {
-            return Err(error("no ledger here".to_owned()));
-        }
-        let connection = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| error(e.to_string()))?;
-        cutover_format::check_sqlite(&connection, path, "delivery ledger", LEDGER_FORMAT)
-            .map_err(error)?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| error(e.to_string()))?;
+        let connection =
+            cutover_format::open_existing_sqlite(path, "delivery ledger", LEDGER_FORMAT, true)
+                .map_err(error)?;
         Ok(Ledger {
             path: path.display().to_string(),
             connection,

@@ -144,7 +144,10 @@ fn a_read_only_console_lists_runs_streams_updates_and_refuses_anonymous_writes()
     );
     let (status, deliveries) = http(&format!("{url}/deliveries"), "GET", "", &[]);
     assert_eq!(status, 200, "{deliveries}");
-    assert!(deliveries.contains("no ledger here"), "{deliveries}");
+    assert!(
+        deliveries.contains("no delivery ledger here"),
+        "{deliveries}"
+    );
     assert!(!no_ledger.exists(), "the console created no ledger");
 
     let (status, index) = http(&format!("{url}/"), "GET", "", &[]);
@@ -492,15 +495,7 @@ async fn the_console_serves_https_with_a_certificate() {
             &path("cert.pem"),
         ],
     ] {
-        let made = Command::new("openssl")
-            .args(&args)
-            .output()
-            .expect("openssl");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        cutover_testing::openssl(&args);
     }
     let (cert, key) = (
         directory.path().join("cert.pem"),
