@@ -1,0 +1,239 @@
+//! The receiver's storage: an open upload's state (`uploads/ID.json`), its
+//! data (`uploads/ID.part`), the finished file and its receipt, each written
+//! durably; and the small helpers every handler shares.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt;
+
+use super::{Receipt, ReceiverConfig, TUS_VERSION};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Info {
+    pub(super) id: String,
+    pub(super) length: u64,
+    pub(super) offset: u64,
+    pub(super) metadata_header: String,
+    pub(super) metadata: BTreeMap<String, String>,
+    pub(super) expires_at: i64,
+}
+
+pub(super) struct Shared {
+    pub(super) config: ReceiverConfig,
+    pub(super) locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each open upload's SHA-256 so far and the offset it covers, so a
+    /// finished file need not be read again for its receipt. In memory
+    /// only: after a restart the file is read once at the end instead.
+    pub(super) running: Mutex<HashMap<String, (u64, sha2::Sha256)>>,
+}
+
+pub(super) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub(super) fn rfc3339(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|time| time.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+pub(super) fn http_date(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|time| time.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
+}
+
+pub(super) fn reply(status: StatusCode) -> Response {
+    let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+pub(super) fn reply_text(status: StatusCode, text: &str) -> Response {
+    let mut response = reply(status);
+    *response.body_mut() = Body::from(format!("{text}\n"));
+    response
+}
+
+pub(super) fn set(response: &mut Response, name: &'static str, value: impl ToString) {
+    if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// A fresh upload id: 128 random bits, hex.
+pub(super) fn new_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Ids are ours (32 hex digits); anything else names no upload.
+pub(super) fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, directory fsync.
+pub(super) async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = tokio::fs::File::create(&temporary).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&temporary, path).await?;
+    sync_directory(path.parent().unwrap_or(Path::new("."))).await
+}
+
+pub(super) async fn sync_directory(directory: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(directory).await?.sync_all().await
+}
+
+impl Shared {
+    pub(super) fn uploads(&self) -> PathBuf {
+        self.config.directory.join("uploads")
+    }
+
+    pub(super) fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(id.to_owned()).or_default().clone()
+    }
+
+    pub(super) async fn info(&self, id: &str) -> Option<Info> {
+        let text = tokio::fs::read(self.uploads().join(format!("{id}.json")))
+            .await
+            .ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub(super) async fn save(&self, info: &Info) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(info).map_err(std::io::Error::other)?;
+        write_atomically(&self.uploads().join(format!("{}.json", info.id)), &bytes).await
+    }
+
+    /// The receipt of a finished upload whose file is still stored whole.
+    pub(super) async fn receipt(&self, id: &str) -> Option<Receipt> {
+        let path = self
+            .config
+            .directory
+            .join("receipts")
+            .join(format!("{id}.json"));
+        let receipt: Receipt = serde_json::from_slice(&tokio::fs::read(path).await.ok()?).ok()?;
+        let stored = tokio::fs::metadata(self.config.directory.join("complete").join(id))
+            .await
+            .ok()?;
+        (stored.len() == receipt.size).then_some(receipt)
+    }
+
+    /// Whether the lose-after-acknowledging fault applies to `id`.
+    pub(super) fn loses(&self, id: &str) -> bool {
+        self.config.lose_percent > 0
+            && sha2::Sha256::digest(id.as_bytes())[0] % 100 < self.config.lose_percent
+    }
+
+    /// Takes the running SHA-256 of `id` if it covers exactly `offset` bytes.
+    pub(super) fn take_running(&self, id: &str, offset: u64) -> Option<sha2::Sha256> {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.remove(id) {
+            Some((covered, hasher)) if covered == offset => Some(hasher),
+            _ if offset == 0 => Some(sha2::Sha256::new()),
+            _ => None,
+        }
+    }
+
+    pub(super) fn keep_running(&self, id: &str, offset: u64, hasher: sha2::Sha256) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned(), (offset, hasher));
+    }
+
+    pub(super) async fn remove(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        for name in [format!("{id}.part"), format!("{id}.json")] {
+            let _ = tokio::fs::remove_file(self.uploads().join(name)).await;
+        }
+    }
+}
+
+/// Moves the finished file into place and writes its receipt, durably.
+/// `running` is the file's SHA-256 when it was hashed as it arrived;
+/// otherwise the file is read once more.
+pub(super) async fn finish(
+    shared: &Shared,
+    info: &Info,
+    running: Option<sha2::Sha256>,
+) -> std::io::Result<()> {
+    let part = shared.uploads().join(format!("{}.part", info.id));
+    let hasher = match running {
+        Some(hasher) => hasher,
+        None => {
+            let mut hasher = sha2::Sha256::new();
+            let mut file = tokio::fs::File::open(&part).await?;
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let read = tokio::io::AsyncReadExt::read(&mut file, &mut buffer).await?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+            }
+            hasher
+        }
+    };
+    if shared.loses(&info.id) {
+        shared.remove(&info.id).await;
+        return Ok(());
+    }
+    let complete = shared.config.directory.join("complete").join(&info.id);
+    tokio::fs::rename(&part, &complete).await?;
+    sync_directory(&shared.config.directory.join("complete")).await?;
+    sync_directory(&shared.uploads()).await?;
+    let receipt = Receipt {
+        id: info.id.clone(),
+        size: info.length,
+        sha256: hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect(),
+        stored_at: rfc3339(now()),
+        metadata: info.metadata.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&receipt).map_err(std::io::Error::other)?;
+    write_atomically(
+        &shared
+            .config
+            .directory
+            .join("receipts")
+            .join(format!("{}.json", info.id)),
+        &bytes,
+    )
+    .await?;
+    let _ = tokio::fs::remove_file(shared.uploads().join(format!("{}.json", info.id))).await;
+    Ok(())
+}
+
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
