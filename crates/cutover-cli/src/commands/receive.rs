@@ -12,13 +12,21 @@ use crate::output::{print, print_json};
 
 /// Receive files over tus 1.0, and never acknowledge what is not on disk.
 ///
-/// A tus server (core, creation, creation-with-upload, checksum with sha256
-/// or sha1, termination, expiration; OPTIONS discovery). Each chunk is synced
-/// before the offset advances; the upload's state is written atomically
+/// A tus 1.0 server with every extension: creation, creation-with-upload,
+/// creation-defer-length (streams whose length is known only at the end),
+/// concatenation (a large file sent as parallel partial uploads, made into
+/// one final upload), checksum (crc32, sha256, sha1; 460 on a mismatch, the
+/// chunk discarded) and checksum-trailer (the checksum after a chunked body),
+/// termination (of open, partial and finished uploads) and expiration;
+/// OPTIONS says which. Each chunk is synced before the offset advances; the upload's state is written atomically
 /// (temporary file, fsync, rename, directory fsync); the PATCH that completes
 /// an upload is answered only after the file is moved into place and its
 /// receipt (size, SHA-256, stored-at, metadata) is on disk. Metadata file
 /// names are kept in the receipt and never used as paths.
+///
+/// Upload URLs (Location) are absolute: --public-url, else, with
+/// --trust-proxy, the X-Forwarded-Proto and X-Forwarded-Host a reverse proxy
+/// sets, else the request's Host.
 ///
 /// GET /receipts/ID returns a receipt (only while the file is stored whole);
 /// GET /receipts?day=YYYY-MM-DD lists a day's, GET /receipts?sha256=HEX the
@@ -28,6 +36,7 @@ use crate::output::{print, print_json};
 /// Examples:
 ///   cutover receive --dir /srv/inbox --listen 0.0.0.0:1080
 ///   CUTOVER_RECEIVE_TOKEN=… cutover receive --dir /srv/inbox --listen 127.0.0.1:1080 --token-env CUTOVER_RECEIVE_TOKEN
+///   cutover receive --dir /srv/inbox --listen 127.0.0.1:1080 --public-url https://inbox.example.org
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ReceiveArgs {
@@ -50,6 +59,17 @@ pub struct ReceiveArgs {
     /// How long an unfinished upload is kept (e.g. 24h, 7d).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub expire_after: String,
+
+    /// The receiver's address as senders reach it (e.g. behind a reverse
+    /// proxy: https://inbox.example.org); upload URLs are this followed by
+    /// /files/ID.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Behind a reverse proxy: make upload URLs from the X-Forwarded-Proto
+    /// and X-Forwarded-Host it sets (only when the proxy is the sole way in).
+    #[arg(long)]
+    pub trust_proxy: bool,
 
     /// Testing only: acknowledge and then lose this percentage of uploads,
     /// as a lying receiver does, to prove a sender's verification.
@@ -91,12 +111,28 @@ pub async fn run(args: ReceiveArgs, global: &GlobalArgs) -> anyhow::Result<Outco
             args.expire_after
         );
     };
+    if let Some(url) = &args.public_url {
+        let parsed = reqwest::Url::parse(url).ok().filter(|parsed| {
+            matches!(parsed.scheme(), "http" | "https")
+                && parsed.host().is_some()
+                && parsed.username().is_empty()
+                && parsed.password().is_none()
+                && parsed.query().is_none()
+        });
+        if parsed.is_none() {
+            bail!(
+                "--public-url must be an http or https URL without credentials or a query\nhint: e.g. https://inbox.example.org or https://gateway.example.org/tus"
+            );
+        }
+    }
     let config = ReceiverConfig {
         directory: args.dir.clone(),
         max_size: size(&args.max_size)?,
         token,
         expire_after_seconds: expire / 1_000_000,
         lose_percent: args.fault_lose_percent,
+        public_url: args.public_url.clone(),
+        trust_proxy: args.trust_proxy,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

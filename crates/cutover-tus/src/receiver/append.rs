@@ -1,34 +1,140 @@
 //! Appending a request body to an upload: streamed to its file, checked
-//! against `Upload-Checksum`, synced, and only then the offset advanced.
+//! against `Upload-Checksum` (a header, or a trailer after the body),
+//! synced, and only then the offset advanced.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
-use futures_util::StreamExt;
+use http_body_util::BodyExt as _;
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt;
 
 use super::WRITE_BUFFER;
 use super::store::{Info, Shared, finish, header, http_date, now, reply, reply_text, set};
 
+/// One checksum algorithm's running state.
+enum Digest {
+    Crc32(crc32fast::Hasher),
+    Sha256(sha2::Sha256),
+    Sha1(sha1::Sha1),
+}
+
+impl Digest {
+    fn new(algorithm: &str) -> Option<Digest> {
+        match algorithm {
+            "crc32" => Some(Digest::Crc32(crc32fast::Hasher::new())),
+            "sha256" => Some(Digest::Sha256(sha2::Sha256::new())),
+            "sha1" => Some(Digest::Sha1(sha1::Sha1::new())),
+            _ => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Digest::Crc32(_) => "crc32",
+            Digest::Sha256(_) => "sha256",
+            Digest::Sha1(_) => "sha1",
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Digest::Crc32(hasher) => hasher.update(bytes),
+            Digest::Sha256(hasher) => hasher.update(bytes),
+            Digest::Sha1(hasher) => hasher.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Digest::Crc32(hasher) => hasher.finalize().to_be_bytes().to_vec(),
+            Digest::Sha256(hasher) => hasher.finalize().to_vec(),
+            Digest::Sha1(hasher) => hasher.finalize().to_vec(),
+        }
+    }
+}
+
+/// What a chunk is held to.
 enum Checksum {
-    Crc32(crc32fast::Hasher, Vec<u8>),
-    Sha256(sha2::Sha256, Vec<u8>),
-    Sha1(sha1::Sha1, Vec<u8>),
+    None,
+    /// `Upload-Checksum` in the headers: one algorithm, the expected digest.
+    Header(Digest, Vec<u8>),
+    /// Announced as a trailer (`Trailer: Upload-Checksum`): the algorithm is
+    /// known only after the body, so every one is computed.
+    Trailer(Vec<Digest>),
+}
+
+/// Parses `algorithm base64`.
+fn parse_checksum(value: &str) -> Result<(Digest, Vec<u8>), Response> {
+    let malformed = || {
+        reply_text(
+            StatusCode::BAD_REQUEST,
+            "Upload-Checksum is not algorithm base64",
+        )
+    };
+    let (algorithm, encoded) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let digest = Digest::new(algorithm).ok_or_else(|| {
+        reply_text(
+            StatusCode::BAD_REQUEST,
+            "Upload-Checksum algorithm must be crc32, sha256 or sha1",
+        )
+    })?;
+    Ok((digest, expected))
+}
+
+fn mismatch() -> Response {
+    reply_text(
+        StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+        "checksum mismatch",
+    )
+}
+
+/// The chunk's verdict once the body (and its trailer, if any) is in.
+fn verdict(checksum: Checksum, trailer: Option<&str>) -> Result<(), Response> {
+    match checksum {
+        Checksum::None if trailer.is_some() => Err(reply_text(
+            StatusCode::BAD_REQUEST,
+            "an Upload-Checksum trailer must be announced with Trailer: Upload-Checksum",
+        )),
+        Checksum::None => Ok(()),
+        Checksum::Header(digest, expected) => (digest.finish() == expected)
+            .then_some(())
+            .ok_or_else(mismatch),
+        Checksum::Trailer(digests) => {
+            let Some(trailer) = trailer else {
+                return Err(reply_text(
+                    StatusCode::BAD_REQUEST,
+                    "the announced Upload-Checksum trailer did not arrive",
+                ));
+            };
+            let (wanted, expected) = parse_checksum(trailer)?;
+            let digest = digests
+                .into_iter()
+                .find(|digest| digest.name() == wanted.name())
+                .ok_or_else(mismatch)?;
+            (digest.finish() == expected)
+                .then_some(())
+                .ok_or_else(mismatch)
+        }
+    }
 }
 
 /// Appends a request body at the upload's offset: streamed to the file,
 /// checked against `Upload-Checksum`, synced, then the offset advanced; the
-/// final chunk also finishes the upload. The caller holds the upload's lock.
-/// `saved`: whether the upload's state is on disk yet (not for a creation
-/// with data, which saves it only if the upload stays open).
+/// final chunk also finishes the upload (a partial upload stays, whole, for
+/// its final upload). The caller holds the upload's lock. `creating`: the
+/// data came with the creation, so the upload's state is not on disk yet
+/// (it is saved only if the upload stays open).
 pub(super) async fn append(
     shared: &Shared,
     mut info: Info,
     headers: &HeaderMap,
-    body: Body,
-    saved: bool,
+    mut body: Body,
+    creating: bool,
 ) -> Response {
     if let Some(offset) = header(headers, "upload-offset") {
         if offset.parse::<u64>().ok() != Some(info.offset) {
@@ -39,38 +145,57 @@ pub(super) async fn append(
             set(&mut response, "upload-offset", info.offset);
             return response;
         }
-    } else if info.offset != 0 || headers.get("upload-length").is_none() {
+    } else if !creating {
         return reply_text(StatusCode::BAD_REQUEST, "Upload-Offset is required");
     }
-    let mut checksum = match header(headers, "upload-checksum").map(|value| value.split_once(' ')) {
-        None => None,
-        Some(Some((algorithm, encoded))) => {
-            let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(encoded.trim())
-            else {
+    // A deferred length is set once, by a PATCH; repeating the same value
+    // (a retried request) is harmless, another value is refused.
+    if let (false, Some(value)) = (creating, header(headers, "upload-length")) {
+        let Ok(length) = value.parse::<u64>() else {
+            return reply_text(StatusCode::BAD_REQUEST, "Upload-Length is not a number");
+        };
+        match info.length {
+            Some(known) if known == length => {}
+            Some(_) => {
                 return reply_text(
                     StatusCode::BAD_REQUEST,
-                    "Upload-Checksum is not algorithm base64",
+                    "Upload-Length is already set and cannot change",
                 );
-            };
-            match algorithm {
-                "crc32" => Some(Checksum::Crc32(crc32fast::Hasher::new(), expected)),
-                "sha256" => Some(Checksum::Sha256(sha2::Sha256::new(), expected)),
-                "sha1" => Some(Checksum::Sha1(sha1::Sha1::new(), expected)),
-                _ => {
-                    return reply_text(
-                        StatusCode::BAD_REQUEST,
-                        "Upload-Checksum algorithm must be crc32, sha256 or sha1",
-                    );
-                }
             }
+            None if length < info.offset => {
+                return reply_text(
+                    StatusCode::BAD_REQUEST,
+                    "Upload-Length is below the upload's offset",
+                );
+            }
+            None if length > shared.config.max_size => {
+                return reply_text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Upload-Length is over Tus-Max-Size",
+                );
+            }
+            None => info.length = Some(length),
         }
-        Some(None) => {
-            return reply_text(
-                StatusCode::BAD_REQUEST,
-                "Upload-Checksum is not algorithm base64",
-            );
-        }
+    }
+    let announced = header(headers, "trailer").is_some_and(|names| {
+        names
+            .split(',')
+            .any(|name| name.trim().eq_ignore_ascii_case("upload-checksum"))
+    });
+    let mut checksum = match header(headers, "upload-checksum") {
+        Some(value) => match parse_checksum(value) {
+            Ok((digest, expected)) => Checksum::Header(digest, expected),
+            Err(response) => return response,
+        },
+        None if announced => Checksum::Trailer(
+            ["crc32", "sha256", "sha1"]
+                .into_iter()
+                .filter_map(Digest::new)
+                .collect(),
+        ),
+        None => Checksum::None,
     };
+    let limit = info.length.unwrap_or(shared.config.max_size);
     let part = shared.uploads().join(format!("{}.part", info.id));
     let start = info.offset;
     let mut running = shared.take_running(&info.id, start);
@@ -99,27 +224,41 @@ pub(super) async fn append(
         );
     };
     let mut written = 0u64;
-    let mut stream = body.into_data_stream();
     let mut failure = None;
+    let mut trailer: Option<String> = None;
     // Body frames are small; the file gets writes of up to WRITE_BUFFER bytes.
     let mut pending: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
             // The client went away: keep what arrived whole (it is resumable).
             break;
         };
-        if start + written + chunk.len() as u64 > info.length {
+        let chunk = match frame.into_data() {
+            Ok(chunk) => chunk,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    trailer = header(&trailers, "upload-checksum").map(str::to_owned);
+                }
+                continue;
+            }
+        };
+        if start + written + chunk.len() as u64 > limit {
             failure = Some(reply_text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the data goes past Upload-Length",
+                if info.length.is_some() {
+                    "the data goes past Upload-Length"
+                } else {
+                    "the data goes past Tus-Max-Size"
+                },
             ));
             break;
         }
         match &mut checksum {
-            Some(Checksum::Crc32(hasher, _)) => hasher.update(&chunk),
-            Some(Checksum::Sha256(hasher, _)) => hasher.update(&chunk),
-            Some(Checksum::Sha1(hasher, _)) => hasher.update(&chunk),
-            None => {}
+            Checksum::Header(digest, _) => digest.update(&chunk),
+            Checksum::Trailer(digests) => {
+                digests.iter_mut().for_each(|digest| digest.update(&chunk))
+            }
+            Checksum::None => {}
         }
         if let Some(hasher) = &mut running {
             hasher.update(&chunk);
@@ -144,30 +283,14 @@ pub(super) async fn append(
         ));
     }
     drop(pending);
-    let checksum_failed = failure.is_none()
-        && match checksum {
-            Some(Checksum::Crc32(hasher, expected)) => {
-                hasher.finalize().to_be_bytes().as_slice() != expected.as_slice()
-            }
-            Some(Checksum::Sha256(hasher, expected)) => {
-                hasher.finalize().as_slice() != expected.as_slice()
-            }
-            Some(Checksum::Sha1(hasher, expected)) => {
-                hasher.finalize().as_slice() != expected.as_slice()
-            }
-            None => false,
-        };
-    if checksum_failed {
-        failure = Some(reply_text(
-            StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
-            "checksum mismatch",
-        ));
+    if failure.is_none() {
+        failure = verdict(checksum, trailer.as_deref()).err();
     }
     if let Some(failure) = failure {
         // The chunk is discarded: the offset stays where it was.
         let _ = file.set_len(start).await;
         let _ = file.sync_data().await;
-        if !saved && shared.save(&info).await.is_err() {
+        if creating && shared.save(&info).await.is_err() {
             return reply_text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the upload state could not be saved",
@@ -184,7 +307,8 @@ pub(super) async fn append(
     }
     drop(file);
     info.offset = start + written;
-    if info.offset < info.length {
+    let complete = info.complete();
+    if !complete {
         if let Some(hasher) = running.take() {
             shared.keep_running(&info.id, info.offset, hasher);
         }
@@ -192,16 +316,17 @@ pub(super) async fn append(
     info.expires_at = now() + shared.config.expire_after_seconds;
     // A finished upload's state is not saved: the receipt replaces it. If
     // finishing is cut short, the saved offset is behind the data, and a
-    // resend from it truncates and rewrites the tail.
-    if info.offset < info.length && shared.save(&info).await.is_err() {
+    // resend from it truncates and rewrites the tail. A finished partial
+    // upload's state is saved: it waits, whole, for its final upload.
+    if (!complete || info.partial) && shared.save(&info).await.is_err() {
         return reply_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the upload state could not be saved",
         );
     }
-    if info.offset == info.length {
+    if complete && !info.partial {
         // The persistence step runs before the answer, never after.
-        if let Err(error) = finish(shared, &info, running).await {
+        if let Err(error) = finish(shared, &info, running, None).await {
             return reply_text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("the upload could not be finished: {error}"),
@@ -210,7 +335,7 @@ pub(super) async fn append(
     }
     let mut response = reply(StatusCode::NO_CONTENT);
     set(&mut response, "upload-offset", info.offset);
-    if info.offset < info.length {
+    if !complete {
         set(&mut response, "upload-expires", http_date(info.expires_at));
     }
     response

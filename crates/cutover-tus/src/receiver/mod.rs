@@ -1,8 +1,10 @@
-//! The tus receiver (core, creation, creation-with-upload, checksum,
-//! termination, expiration) and its receipts.
+//! The tus receiver (core and every tus 1.0 extension: creation,
+//! creation-with-upload, creation-defer-length, concatenation, checksum,
+//! checksum-trailer, termination, expiration) and its receipts.
 //!
 //! Layout of the storage directory: `uploads/ID.part` and `uploads/ID.json`
-//! while an upload is open; `complete/ID` and `receipts/ID.json` once done.
+//! while an upload is open (and while a finished partial upload waits to be
+//! concatenated); `complete/ID` and `receipts/ID.json` once done.
 //! A file's name from the metadata is only ever data in the receipt, never
 //! part of a path, so no metadata can reach outside the directory.
 
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 mod append;
+mod concat;
 mod store;
 
 use append::append;
@@ -31,7 +34,8 @@ use store::{
 const TUS_VERSION: &str = "1.0.0";
 /// The most body bytes gathered before one write to the upload's file.
 const WRITE_BUFFER: usize = 1 << 20;
-const EXTENSIONS: &str = "creation,creation-with-upload,checksum,termination,expiration";
+const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,concatenation,\
+                          checksum,checksum-trailer,termination,expiration";
 
 /// How the receiver runs.
 #[derive(Debug, Clone)]
@@ -48,6 +52,13 @@ pub struct ReceiverConfig {
     /// (chosen by id) is acknowledged and then not kept, as a lying receiver
     /// does. 0 in every real use.
     pub lose_percent: u8,
+    /// The receiver's address as clients reach it (`https://host/prefix`):
+    /// upload URLs are this followed by `/files/ID`. Without it they are
+    /// made from the request's `Host`.
+    pub public_url: Option<String>,
+    /// Behind a reverse proxy: upload URLs are made from
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` when the request has them.
+    pub trust_proxy: bool,
 }
 
 /// What the receiver keeps of a finished upload, served at `GET /receipts/ID`.
@@ -63,6 +74,10 @@ pub struct Receipt {
     pub stored_at: String,
     /// The upload's metadata (values decoded; not used as paths).
     pub metadata: BTreeMap<String, String>,
+    /// For a file concatenated from partial uploads, the `Upload-Concat`
+    /// that made it (`final;/files/A /files/B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<String>,
 }
 
 /// Serves the receiver on `listener` until the process ends. Creates the
@@ -166,18 +181,109 @@ fn parse_metadata(header: &str) -> Option<BTreeMap<String, String>> {
     Some(metadata)
 }
 
-async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
-    let Some(length) = header(headers, "upload-length").and_then(|value| value.parse::<u64>().ok())
+/// The media type of upload data.
+const OCTETS: &str = "application/offset+octet-stream";
+
+/// Whether a request carries a body (a length over zero, or chunks).
+fn has_body(headers: &HeaderMap) -> bool {
+    header(headers, "content-length")
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|length| length > 0)
+        || headers.contains_key("transfer-encoding")
+}
+
+/// The upload's URL, absolute: the configured public URL, else the proxy's
+/// forwarded host and scheme (with `trust_proxy`), else the request's
+/// `Host`; relative only when none names a plausible host.
+fn location(shared: &Shared, headers: &HeaderMap, id: &str) -> String {
+    let path = format!("/files/{id}");
+    if let Some(base) = &shared.config.public_url {
+        return format!("{}{path}", base.trim_end_matches('/'));
+    }
+    let first = |name: &str| {
+        header(headers, name)
+            .and_then(|value| value.split(',').next())
+            .map(|value| value.trim().to_owned())
+    };
+    let forwarded = if shared.config.trust_proxy {
+        first("x-forwarded-host").map(|host| {
+            let scheme = first("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
+            (scheme.to_ascii_lowercase(), host)
+        })
+    } else {
+        None
+    };
+    let Some((scheme, host)) = forwarded
+        .or_else(|| header(headers, "host").map(|host| ("http".to_owned(), host.to_owned())))
     else {
+        return path;
+    };
+    let plausible = !host.is_empty()
+        && host
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b".-:[]_".contains(&byte));
+    if !plausible || !matches!(scheme.as_str(), "http" | "https") {
+        return path;
+    }
+    format!("{scheme}://{host}{path}")
+}
+
+async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
+    let concat = header(headers, "upload-concat");
+    if let Some(list) = concat.and_then(|value| value.strip_prefix("final;")) {
+        if has_body(headers) {
+            return reply_text(
+                StatusCode::FORBIDDEN,
+                "a final upload takes no data: it is the concatenation of its partial uploads",
+            );
+        }
+        let (response, id) = concat::create_final(shared, headers, list).await;
+        let mut response = response;
+        if let Some(id) = id {
+            set(&mut response, "location", location(shared, headers, &id));
+        }
+        return response;
+    }
+    if concat.is_some_and(|value| value != "partial") {
         return reply_text(
             StatusCode::BAD_REQUEST,
-            "Upload-Length is required (deferred lengths are not supported)",
+            "Upload-Concat must be partial, or final; followed by the partial uploads' URLs",
         );
+    }
+    let deferred = match header(headers, "upload-defer-length") {
+        None => false,
+        Some("1") => true,
+        Some(_) => return reply_text(StatusCode::BAD_REQUEST, "Upload-Defer-Length must be 1"),
     };
-    if length > shared.config.max_size {
+    let length = match (header(headers, "upload-length"), deferred) {
+        (Some(value), false) => match value.parse::<u64>() {
+            Ok(length) => Some(length),
+            Err(_) => return reply_text(StatusCode::BAD_REQUEST, "Upload-Length is not a number"),
+        },
+        (None, true) => None,
+        (Some(_), true) => {
+            return reply_text(
+                StatusCode::BAD_REQUEST,
+                "Upload-Length and Upload-Defer-Length cannot both be given",
+            );
+        }
+        (None, false) => {
+            return reply_text(
+                StatusCode::BAD_REQUEST,
+                "Upload-Length (or Upload-Defer-Length: 1) is required",
+            );
+        }
+    };
+    if length.is_some_and(|length| length > shared.config.max_size) {
         return reply_text(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Upload-Length is over Tus-Max-Size",
+        );
+    }
+    if has_body(headers) && header(headers, "content-type") != Some(OCTETS) {
+        return reply_text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "data sent with the creation must be application/offset+octet-stream",
         );
     }
     let metadata_header = header(headers, "upload-metadata")
@@ -199,10 +305,10 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
         metadata_header,
         metadata,
         expires_at: now() + shared.config.expire_after_seconds,
+        partial: concat.is_some(),
     };
     let part = shared.uploads().join(format!("{id}.part"));
-    let with_data =
-        length > 0 && header(headers, "content-type") == Some("application/offset+octet-stream");
+    let with_data = has_body(headers) && length != Some(0);
     // With data, nothing is made durable until the data is: the client
     // learns the upload's URL only from this answer, so a crash before it
     // leaves nothing anyone could resume.
@@ -221,9 +327,9 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
             "the upload could not be stored",
         );
     }
-    if length == 0 {
+    if info.complete() && !info.partial {
         // Nothing to wait for: an empty file is complete, and persisted, before the answer.
-        if finish(shared, &info, Some(sha2::Sha256::new()))
+        if finish(shared, &info, Some(sha2::Sha256::new()), None)
             .await
             .is_err()
         {
@@ -233,14 +339,14 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
             );
         }
         let mut response = reply(StatusCode::CREATED);
-        set(&mut response, "location", format!("/files/{id}"));
+        set(&mut response, "location", location(shared, headers, &id));
         set(&mut response, "upload-offset", 0);
         return response;
     }
     let mut response = if with_data {
         let lock = shared.lock(&id);
         let _guard = lock.lock().await;
-        let mut response = append(shared, info.clone(), headers, body, false).await;
+        let mut response = append(shared, info.clone(), headers, body, true).await;
         if response.status() == StatusCode::NO_CONTENT {
             *response.status_mut() = StatusCode::CREATED;
         }
@@ -250,7 +356,7 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
         set(&mut response, "upload-expires", http_date(info.expires_at));
         response
     };
-    set(&mut response, "location", format!("/files/{id}"));
+    set(&mut response, "location", location(shared, headers, &id));
     response
 }
 
@@ -262,6 +368,9 @@ async fn head(shared: &Shared, id: &str) -> Response {
         let mut response = reply(StatusCode::OK);
         set(&mut response, "upload-offset", receipt.size);
         set(&mut response, "upload-length", receipt.size);
+        if let Some(concat) = &receipt.concat {
+            set(&mut response, "upload-concat", concat);
+        }
         return response;
     }
     match shared.info(id).await {
@@ -272,9 +381,15 @@ async fn head(shared: &Shared, id: &str) -> Response {
         Some(info) => {
             let mut response = reply(StatusCode::OK);
             set(&mut response, "upload-offset", info.offset);
-            set(&mut response, "upload-length", info.length);
+            match info.length {
+                Some(length) => set(&mut response, "upload-length", length),
+                None => set(&mut response, "upload-defer-length", 1),
+            }
             if !info.metadata_header.is_empty() {
                 set(&mut response, "upload-metadata", &info.metadata_header);
+            }
+            if info.partial {
+                set(&mut response, "upload-concat", "partial");
             }
             set(&mut response, "upload-expires", http_date(info.expires_at));
             response
@@ -287,7 +402,7 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
     if !valid_id(id) {
         return reply(StatusCode::NOT_FOUND);
     }
-    if header(headers, "content-type") != Some("application/offset+octet-stream") {
+    if header(headers, "content-type") != Some(OCTETS) {
         return reply_text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/offset+octet-stream",
@@ -296,6 +411,7 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
     let lock = shared.lock(id);
     let _guard = lock.lock().await;
     if shared.receipt(id).await.is_some() {
+        // Also a final upload, which is complete from its creation.
         return reply_text(StatusCode::FORBIDDEN, "the upload is complete");
     }
     let Some(info) = shared.info(id).await else {
@@ -305,20 +421,32 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
         shared.remove(id).await;
         return reply(StatusCode::GONE);
     }
-    append(shared, info, headers, body, true).await
+    if info.complete() {
+        return reply_text(StatusCode::FORBIDDEN, "the upload is complete");
+    }
+    append(shared, info, headers, body, false).await
 }
 
+/// Termination: an open upload, a partial one, or a finished file and its
+/// receipt are freed.
 async fn terminate(shared: &Shared, id: &str) -> Response {
     if !valid_id(id) {
         return reply(StatusCode::NOT_FOUND);
     }
     let lock = shared.lock(id);
     let _guard = lock.lock().await;
-    if shared.info(id).await.is_none() {
-        return reply(StatusCode::NOT_FOUND);
+    if shared.info(id).await.is_some() {
+        shared.remove(id).await;
+        return reply(StatusCode::NO_CONTENT);
     }
-    shared.remove(id).await;
-    reply(StatusCode::NO_CONTENT)
+    match shared.forget(id).await {
+        Ok(true) => reply(StatusCode::NO_CONTENT),
+        Ok(false) => reply(StatusCode::NOT_FOUND),
+        Err(_) => reply_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the upload could not be removed",
+        ),
+    }
 }
 
 async fn receipt(shared: &Shared, id: &str) -> Response {

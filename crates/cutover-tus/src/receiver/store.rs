@@ -15,14 +15,27 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Receipt, ReceiverConfig, TUS_VERSION};
 
+/// An open upload's state, `uploads/ID.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Info {
     pub(super) id: String,
-    pub(super) length: u64,
+    /// `None` while the length is deferred (creation-defer-length).
+    pub(super) length: Option<u64>,
     pub(super) offset: u64,
     pub(super) metadata_header: String,
     pub(super) metadata: BTreeMap<String, String>,
     pub(super) expires_at: i64,
+    /// A partial upload (concatenation): when complete it stays here,
+    /// whole, until a final upload takes it; it is never a file of its own.
+    #[serde(default)]
+    pub(super) partial: bool,
+}
+
+impl Info {
+    /// Whether every byte has arrived.
+    pub(super) fn complete(&self) -> bool {
+        self.length == Some(self.offset)
+    }
 }
 
 pub(super) struct Shared {
@@ -165,6 +178,26 @@ impl Shared {
             .insert(id.to_owned(), (offset, hasher));
     }
 
+    /// Frees a finished upload (termination): its file and receipt go,
+    /// durably.
+    pub(super) async fn forget(&self, id: &str) -> std::io::Result<bool> {
+        let complete = self.config.directory.join("complete");
+        let receipts = self.config.directory.join("receipts");
+        let mut found = false;
+        for path in [complete.join(id), receipts.join(format!("{id}.json"))] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => found = true,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if found {
+            sync_directory(&receipts).await?;
+            sync_directory(&complete).await?;
+        }
+        Ok(found)
+    }
+
     pub(super) async fn remove(&self, id: &str) {
         self.running
             .lock()
@@ -183,6 +216,7 @@ pub(super) async fn finish(
     shared: &Shared,
     info: &Info,
     running: Option<sha2::Sha256>,
+    concat: Option<String>,
 ) -> std::io::Result<()> {
     let part = shared.uploads().join(format!("{}.part", info.id));
     let hasher = match running {
@@ -211,7 +245,7 @@ pub(super) async fn finish(
     sync_directory(&shared.uploads()).await?;
     let receipt = Receipt {
         id: info.id.clone(),
-        size: info.length,
+        size: info.offset,
         sha256: hasher
             .finalize()
             .iter()
@@ -219,6 +253,7 @@ pub(super) async fn finish(
             .collect(),
         stored_at: rfc3339(now()),
         metadata: info.metadata.clone(),
+        concat,
     };
     let bytes = serde_json::to_vec_pretty(&receipt).map_err(std::io::Error::other)?;
     write_atomically(

@@ -1,7 +1,9 @@
 //! The receiver over real HTTP on loopback: the tus 1.0 core, creation,
 //! creation-with-upload, checksum, termination and expiration, receipts,
-//! authentication, limits, and file names that never become paths.
+//! authentication, limits, and file names that never become paths; the
+//! other extensions in `extensions`.
 
+mod extensions;
 mod sender;
 
 use base64::Engine as _;
@@ -9,6 +11,15 @@ use cutover_tus::{Receipt, ReceiverConfig};
 use sha2::Digest as _;
 
 async fn receiver(token: Option<&str>, expire_after_seconds: i64) -> (tempfile::TempDir, String) {
+    receiver_with(|config| {
+        config.token = token.map(str::to_owned);
+        config.expire_after_seconds = expire_after_seconds;
+    })
+    .await
+}
+
+/// A receiver on loopback with the test defaults changed by `configure`.
+async fn receiver_with(configure: impl FnOnce(&mut ReceiverConfig)) -> (tempfile::TempDir, String) {
     let directory = tempfile::tempdir().expect("temporary directory");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -17,10 +28,14 @@ async fn receiver(token: Option<&str>, expire_after_seconds: i64) -> (tempfile::
     let config = ReceiverConfig {
         directory: directory.path().to_owned(),
         max_size: 1 << 20,
-        token: token.map(str::to_owned),
-        expire_after_seconds,
+        token: None,
+        expire_after_seconds: 3600,
         lose_percent: 0,
+        public_url: None,
+        trust_proxy: false,
     };
+    let mut config = config;
+    configure(&mut config);
     tokio::spawn(cutover_tus::serve(listener, config));
     // Wait until it answers.
     for _ in 0..100 {
@@ -58,7 +73,9 @@ async fn create(url: &str, length: usize, metadata: &str) -> String {
         .to_str()
         .expect("location")
         .to_owned();
-    format!("{url}{location}")
+    // Absolute, from the request's Host.
+    assert!(location.starts_with(&format!("{url}/files/")), "{location}");
+    location
 }
 
 async fn patch(
@@ -250,10 +267,10 @@ async fn creation_with_upload_termination_and_limits() {
         .send()
         .await
         .expect("create");
-    let upload = format!(
-        "{url}{}",
-        answer.headers()["location"].to_str().expect("location")
-    );
+    let upload = answer.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
     assert_eq!(
         tus(client.delete(&upload))
             .bearer_auth("secret-token")
@@ -297,10 +314,10 @@ async fn creation_with_upload_termination_and_limits() {
         .send()
         .await
         .expect("create");
-    let upload = format!(
-        "{url}{}",
-        answer.headers()["location"].to_str().expect("location")
-    );
+    let upload = answer.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
     let answer = tus(client.patch(&upload))
         .bearer_auth("secret-token")
         .header("Content-Type", "application/offset+octet-stream")

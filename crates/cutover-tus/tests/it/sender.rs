@@ -44,8 +44,10 @@ async fn forward(State(proxy): State<Arc<Corrupter>>, request: Request) -> Respo
     let mut outgoing = reqwest::Client::new()
         .request(method, format!("{}{}", proxy.target, parts.uri.path()))
         .body(bytes);
+    // Host goes through (as a reverse proxy that keeps it does), so the
+    // receiver's absolute upload URLs name the proxy.
     for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
+        if name != "content-length" {
             outgoing = outgoing.header(name.as_str(), value.as_bytes());
         }
     }
