@@ -1,5 +1,8 @@
 // Uploads FILE to a tus ENDPOINT with tus-js-client, in CHUNK-byte PATCHes,
 // with a filename in the metadata; prints the upload URL, or the error and exits 1.
+// TUS_PARALLEL=N sends it as N partial uploads concatenated into one
+// (parallelUploads); TUS_DEFERRED=1 starts it without a length
+// (uploadLengthDeferred), which tus-js-client sends with the last PATCH.
 // Usage: node tus-upload.js ENDPOINT FILE [CHUNK] [TOKEN]
 const fs = require("fs");
 const path = require("path");
@@ -7,9 +10,17 @@ const tus = require("tus-js-client");
 
 const [endpoint, file, chunk, token] = process.argv.slice(2);
 const size = fs.statSync(file).size;
-const upload = new tus.Upload(fs.createReadStream(file), {
+const parallel = Number(process.env.TUS_PARALLEL || 1);
+const deferred = process.env.TUS_DEFERRED === "1";
+// A deferred length is for streams of unknown length: a plain stream, not a
+// file tus-js-client could measure.
+const source = deferred
+  ? fs.createReadStream(file).pipe(new (require("stream").PassThrough)())
+  : fs.createReadStream(file);
+const upload = new tus.Upload(source, {
   endpoint,
-  uploadSize: size,
+  ...(deferred ? { uploadLengthDeferred: true } : parallel > 1 ? {} : { uploadSize: size }),
+  ...(parallel > 1 ? { parallelUploads: parallel } : {}),
   chunkSize: Number(chunk || 65536),
   retryDelays: [0, 100, 500],
   metadata: { filename: path.basename(file), data_stream: "eicr" },

@@ -87,6 +87,46 @@ async fn tus_js_client_uploads_to_cutover_receive() {
         "65536",
         "lab-report 2026.xml",
         300_000,
+        &[],
+    )
+    .await;
+}
+
+/// tus-js-client's parallelUploads: four partial uploads at once,
+/// concatenated by cutover's receiver into one file with one receipt, the
+/// partials gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_sends_parallel_parts_to_cutover_receive() {
+    let Some(interop) = crate::interop_with("tus-js-client") else {
+        return;
+    };
+    let script = interop.join("tus-upload.js");
+    peer_uploads(
+        Path::new("node"),
+        &script,
+        "65536",
+        "parallel.bin",
+        1_000_000,
+        &[("TUS_PARALLEL", "4")],
+    )
+    .await;
+}
+
+/// tus-js-client's uploadLengthDeferred: a stream of unknown length, whose
+/// length comes with the last PATCH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_sends_a_stream_of_unknown_length_to_cutover_receive() {
+    let Some(interop) = crate::interop_with("tus-js-client") else {
+        return;
+    };
+    let script = interop.join("tus-upload.js");
+    peer_uploads(
+        Path::new("node"),
+        &script,
+        "65536",
+        "stream.bin",
+        300_000,
+        &[("TUS_DEFERRED", "1")],
     )
     .await;
 }
@@ -106,13 +146,21 @@ async fn tuspy_uploads_to_cutover_receive() {
         return;
     }
     let script = interop.join("tuspy-upload.py");
-    peer_uploads(&python, &script, "51200", "case-report.xml", 180_000).await;
+    peer_uploads(&python, &script, "51200", "case-report.xml", 180_000, &[]).await;
 }
 
-/// Runs a peer's upload script (`program script ENDPOINT FILE CHUNK`) against
-/// a fresh `cutover receive` with `size` bytes named `name`; the stored file
-/// and its receipt (size, file name, data stream) must match.
-async fn peer_uploads(program: &Path, script: &Path, chunk: &str, name: &str, size: u32) {
+/// Runs a peer's upload script (`program script ENDPOINT FILE CHUNK`, with
+/// `environment`) against a fresh `cutover receive` with `size` bytes named
+/// `name`; the stored file and its receipt (size, file name, data stream)
+/// must match, and nothing is left in the receiver's open uploads.
+async fn peer_uploads(
+    program: &Path,
+    script: &Path,
+    chunk: &str,
+    name: &str,
+    size: u32,
+    environment: &[(&str, &str)],
+) {
     let directory = tempfile::tempdir().expect("temporary directory");
     let inbox = directory.path().join("inbox");
     let (mut child, files) = start_receiver(&inbox);
@@ -120,7 +168,12 @@ async fn peer_uploads(program: &Path, script: &Path, chunk: &str, name: &str, si
     let file = directory.path().join(name);
     std::fs::write(&file, &data).expect("file");
     let mut command = Command::new(program);
-    command.arg(script).arg(&files).arg(&file).arg(chunk);
+    command
+        .arg(script)
+        .arg(&files)
+        .arg(&file)
+        .arg(chunk)
+        .envs(environment.iter().copied());
     let output = tokio::task::spawn_blocking(move || command.output().expect("running the peer"))
         .await
         .expect("peer");
@@ -146,6 +199,19 @@ async fn peer_uploads(program: &Path, script: &Path, chunk: &str, name: &str, si
     assert_eq!(receipt["size"], size);
     assert_eq!(receipt["metadata"]["filename"], name);
     assert_eq!(receipt["metadata"]["data_stream"], "eicr");
+    assert_eq!(
+        std::fs::read_dir(inbox.join("uploads"))
+            .expect("open uploads")
+            .count(),
+        0,
+        "an open or partial upload was left"
+    );
+    assert_eq!(
+        std::fs::read_dir(inbox.join("receipts"))
+            .expect("receipts")
+            .count(),
+        1
+    );
 }
 
 #[test]
