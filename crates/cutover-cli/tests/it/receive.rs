@@ -1,5 +1,6 @@
 //! `cutover receive` end to end: a real upload over loopback, and bad input.
 
+use sha2::Digest as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -340,4 +341,120 @@ async fn send_records_each_file_in_the_ledger_and_a_rerun_sends_nothing() {
     );
     child.kill().expect("stop");
     child.wait().expect("wait");
+}
+
+/// SIGKILL while a final upload is being concatenated: the restarted
+/// receiver sweeps the half-made file, still holds the partials, and the
+/// client's repeated creation stores the file whole, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_while_concatenating_stores_the_file_once() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut child, files) = start_receiver(&inbox);
+    let client = reqwest::Client::new();
+    // Two 16 MB partial uploads, each sent with its creation.
+    let parts: Vec<Vec<u8>> = (0..2u32)
+        .map(|part| {
+            (0..16u32 << 20)
+                .map(|n| (n.wrapping_mul(31) ^ part) as u8)
+                .collect()
+        })
+        .collect();
+    let mut paths = Vec::new();
+    for part in &parts {
+        let answer = client
+            .post(&files)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Concat", "partial")
+            .header("Upload-Length", part.len().to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(part.clone())
+            .send()
+            .await
+            .expect("a partial upload");
+        assert_eq!(answer.status().as_u16(), 201);
+        let location = answer.headers()["location"].to_str().expect("location");
+        paths.push(location[location.find("/files/").expect("a path")..].to_owned());
+    }
+    let list = format!("final;{}", paths.join(" "));
+    let uploads = inbox.join("uploads");
+    let before: std::collections::HashSet<_> = std::fs::read_dir(&uploads)
+        .expect("uploads")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    let request = {
+        let (files, list) = (files.clone(), list.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(&files)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Concat", list)
+                .send()
+                .await
+        })
+    };
+    // The final upload's file appears as the concatenation starts: kill then.
+    let started = std::time::Instant::now();
+    loop {
+        let appeared = std::fs::read_dir(&uploads)
+            .expect("uploads")
+            .any(|entry| !before.contains(&entry.expect("entry").file_name()));
+        if appeared {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the concatenation never started"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    assert!(
+        request.await.expect("task").is_err(),
+        "the killed receiver answered"
+    );
+    assert_eq!(
+        std::fs::read_dir(inbox.join("receipts"))
+            .expect("receipts")
+            .count(),
+        0
+    );
+
+    let (mut child, files) = start_receiver(&inbox);
+    let answer = client
+        .post(&files)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Concat", list)
+        .send()
+        .await
+        .expect("the final upload again");
+    assert_eq!(answer.status().as_u16(), 201);
+    let location = answer.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let receipt: serde_json::Value = reqwest::get(location.replace("/files/", "/receipts/"))
+        .await
+        .expect("receipt")
+        .json()
+        .await
+        .expect("json");
+    child.kill().expect("stop");
+    child.wait().expect("wait");
+    let whole: Vec<u8> = parts.concat();
+    let digest: String = sha2::Sha256::digest(&whole)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert_eq!(receipt["sha256"], digest);
+    let complete: Vec<_> = std::fs::read_dir(inbox.join("complete"))
+        .expect("complete")
+        .collect();
+    assert_eq!(complete.len(), 1, "stored once");
+    assert_eq!(
+        std::fs::read_dir(&uploads).expect("uploads").count(),
+        0,
+        "the half-made file and the partials are gone"
+    );
 }

@@ -92,6 +92,7 @@ pub async fn serve(
     let probe = config.directory.join("uploads").join(".probe");
     write_atomically(&probe, b"probe").await?;
     tokio::fs::remove_file(&probe).await?;
+    store::sweep(&config.directory.join("uploads")).await?;
     let shared = Arc::new(Shared {
         config,
         locks: Mutex::default(),

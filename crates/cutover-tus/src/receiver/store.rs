@@ -109,6 +109,33 @@ pub(super) async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Resu
     sync_directory(path.parent().unwrap_or(Path::new("."))).await
 }
 
+/// At start, before any request: removes what no client can ever resume,
+/// left by a process that was killed: a data file without a state file
+/// (a creation with data, or a final upload's concatenation, cut short
+/// before its answer) and temporary files of atomic writes.
+pub(super) async fn sweep(uploads: &Path) -> std::io::Result<()> {
+    let mut entries = tokio::fs::read_dir(uploads).await?;
+    let mut removed = false;
+    while let Some(entry) = entries.next_entry().await? {
+        let path = entry.path();
+        let orphan = match path.extension().and_then(|extension| extension.to_str()) {
+            Some("part") => tokio::fs::metadata(path.with_extension("json"))
+                .await
+                .is_err(),
+            Some("tmp") => true,
+            _ => false,
+        };
+        if orphan {
+            tokio::fs::remove_file(&path).await?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_directory(uploads).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn sync_directory(directory: &Path) -> std::io::Result<()> {
     tokio::fs::File::open(directory).await?.sync_all().await
 }
