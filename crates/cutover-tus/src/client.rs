@@ -47,6 +47,9 @@ pub struct Uploader {
     auth: Auth,
     chunk_size: usize,
     retries: u32,
+    /// How many partial uploads a large file is sent as, at once, where the
+    /// server offers concatenation (1: one stream).
+    parts: usize,
     /// What the server offers, asked once.
     discovery: std::sync::Arc<tokio::sync::OnceCell<Discovery>>,
 }
@@ -123,6 +126,9 @@ impl ChunkChecksum {
 pub struct FileDigest {
     hasher: sha2::Sha256,
     upto: u64,
+    /// Takes nothing in (a part of a file sent in parallel parts, whose
+    /// chunks do not come in file order).
+    off: bool,
 }
 
 impl std::fmt::Debug for FileDigest {
@@ -135,6 +141,14 @@ impl std::fmt::Debug for FileDigest {
 }
 
 impl FileDigest {
+    /// A digest that takes nothing in.
+    fn off() -> FileDigest {
+        FileDigest {
+            off: true,
+            ..FileDigest::default()
+        }
+    }
+
     /// Hashes the file's bytes from where the digest stands to `offset`.
     fn catch_up(&mut self, file: &mut std::fs::File, offset: u64) -> std::io::Result<()> {
         if offset <= self.upto {
@@ -159,6 +173,9 @@ impl FileDigest {
         offset: u64,
         chunk: &[u8],
     ) -> std::io::Result<()> {
+        if self.off {
+            return Ok(());
+        }
         self.catch_up(file, offset)?;
         let end = offset + chunk.len() as u64;
         if end > self.upto {
@@ -263,18 +280,28 @@ async fn rejection(answer: reqwest::Response) -> UploadError {
 /// A chunk ready to send: its offset, bytes and `Upload-Checksum` value.
 type Chunk = (u64, Vec<u8>, String);
 
-/// Reads the chunk of at most `chunk_size` bytes at `offset`, takes it into
-/// the file's digest, and computes its checksum.
+/// Where an upload's bytes are in the file: from `base`, `length` bytes (a
+/// whole file: from 0, all of it; a part: its range).
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    base: u64,
+    length: u64,
+}
+
+/// Reads the chunk of at most `chunk_size` bytes at the upload's `offset`
+/// (the file's `range.base + offset`), takes it into the file's digest, and
+/// computes its checksum.
 fn read_chunk(
     path: &Path,
+    range: Range,
     offset: u64,
-    length: u64,
     chunk_size: usize,
     checksum: ChunkChecksum,
     mut digest: FileDigest,
 ) -> std::io::Result<(Chunk, FileDigest)> {
+    let length = range.length;
     let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
+    file.seek(SeekFrom::Start(range.base + offset))?;
     let wanted = usize::try_from((length - offset).min(chunk_size as u64)).unwrap_or(chunk_size);
     let mut chunk = vec![0u8; wanted];
     file.read_exact(&mut chunk)?;
@@ -289,14 +316,14 @@ impl Uploader {
     fn read_ahead(
         &self,
         path: &Path,
+        range: Range,
         offset: u64,
-        length: u64,
         checksum: ChunkChecksum,
         digest: FileDigest,
     ) -> ChunkTask {
         let (path, chunk_size) = (path.to_owned(), self.chunk_size);
         tokio::task::spawn_blocking(move || {
-            read_chunk(&path, offset, length, chunk_size, checksum, digest)
+            read_chunk(&path, range, offset, chunk_size, checksum, digest)
         })
     }
 
@@ -357,6 +384,7 @@ impl Uploader {
             auth: auth.into(),
             chunk_size: chunk_size.max(1),
             retries: 5,
+            parts: 1,
             discovery: std::sync::Arc::default(),
         })
     }
@@ -379,6 +407,28 @@ impl Uploader {
     pub fn with_retries(mut self, retries: u32) -> Uploader {
         self.retries = retries;
         self
+    }
+
+    /// Sends each file of at least `parts` chunks as `parts` partial
+    /// uploads at once, concatenated into one, where the server offers
+    /// concatenation.
+    pub fn with_parallel_parts(mut self, parts: usize) -> Uploader {
+        self.parts = parts.max(1);
+        self
+    }
+
+    /// How many parts a file of `size` bytes is sent as here: 1 unless
+    /// parallel parts were asked for, the file holds a chunk per part, and
+    /// the server offers concatenation.
+    pub async fn parts_for(&self, size: u64) -> usize {
+        if self.parts <= 1 || size < (self.parts * self.chunk_size) as u64 {
+            return 1;
+        }
+        if self.offers("concatenation").await {
+            self.parts
+        } else {
+            1
+        }
     }
 
     /// Asks the server to drop an upload (tus termination); best effort.
@@ -406,7 +456,47 @@ impl Uploader {
         length: u64,
         metadata: &BTreeMap<String, String>,
     ) -> Result<String, UploadError> {
-        Ok(self.create_inner(length, metadata, None).await?.0)
+        Ok(self
+            .create_inner(Some(length), metadata, None, None)
+            .await?
+            .0)
+    }
+
+    /// Whether the server offers the tus extension `name` (from its OPTIONS).
+    pub async fn offers(&self, name: &str) -> bool {
+        self.discovery()
+            .await
+            .extensions
+            .iter()
+            .any(|offered| offered == name)
+    }
+
+    /// Creates a partial upload of `length` bytes (concatenation); returns
+    /// its URL.
+    pub async fn create_partial(&self, length: u64) -> Result<String, UploadError> {
+        Ok(self
+            .create_inner(
+                Some(length),
+                &BTreeMap::new(),
+                None,
+                Some("partial".to_owned()),
+            )
+            .await?
+            .0)
+    }
+
+    /// Creates the final upload made of the partial uploads at `parts`, in
+    /// order, with the file's `metadata`; returns its URL.
+    pub async fn create_final(
+        &self,
+        parts: &[String],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<String, UploadError> {
+        let concat = format!("final;{}", parts.join(" "));
+        Ok(self
+            .create_inner(None, metadata, None, Some(concat))
+            .await?
+            .0)
     }
 
     /// Creates an upload of the file at `path` (`length` bytes) and, where
@@ -431,8 +521,8 @@ impl Uploader {
         let checksum = ChunkChecksum::choose(discovery);
         let ((_, chunk, header), absorbed) = read_chunk(
             path,
+            Range { base: 0, length },
             0,
-            length,
             self.chunk_size,
             checksum,
             std::mem::take(digest),
@@ -442,22 +532,31 @@ impl Uploader {
             source,
         })?;
         *digest = absorbed;
-        self.create_inner(length, metadata, Some((chunk, header)))
+        self.create_inner(Some(length), metadata, Some((chunk, header)), None)
             .await
     }
 
+    /// POSTs a creation: of `length` bytes (none for a final upload), with
+    /// `metadata`, the first chunk `data` where given, and `Upload-Concat`.
     async fn create_inner(
         &self,
-        length: u64,
+        length: Option<u64>,
         metadata: &BTreeMap<String, String>,
         mut data: Option<(Vec<u8>, String)>,
+        concat: Option<String>,
     ) -> Result<(String, u64), UploadError> {
         let mut failures = 0;
         let answer = loop {
-            let mut request = self
-                .request(reqwest::Method::POST, &self.endpoint)
-                .header("Upload-Length", length.to_string())
-                .header("Upload-Metadata", metadata_header(metadata));
+            let mut request = self.request(reqwest::Method::POST, &self.endpoint);
+            if let Some(length) = length {
+                request = request.header("Upload-Length", length.to_string());
+            }
+            if !metadata.is_empty() {
+                request = request.header("Upload-Metadata", metadata_header(metadata));
+            }
+            if let Some(concat) = &concat {
+                request = request.header("Upload-Concat", concat.as_str());
+            }
             if let Some((chunk, checksum)) = &data {
                 request = request
                     .header("Content-Type", "application/offset+octet-stream")
@@ -600,10 +699,60 @@ impl Uploader {
         url: &str,
         path: &Path,
         length: u64,
+        offset: u64,
+        digest: &mut FileDigest,
+        on_position: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), UploadError> {
+        self.send_range(
+            url,
+            path,
+            Range { base: 0, length },
+            offset,
+            digest,
+            on_position,
+        )
+        .await
+    }
+
+    /// Sends the bytes `start .. start + length` of `path` to the partial
+    /// upload at `url`, from the server's offset (resuming one a previous
+    /// run began); `on_position` gets the part's offset.
+    pub async fn send_part(
+        &self,
+        url: &str,
+        path: &Path,
+        start: u64,
+        length: u64,
+        on_position: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), UploadError> {
+        let offset = self.offset(url).await?.ok_or_else(|| {
+            UploadError::Server("the server no longer has a partial upload".into())
+        })?;
+        self.send_range(
+            url,
+            path,
+            Range {
+                base: start,
+                length,
+            },
+            offset,
+            &mut FileDigest::off(),
+            on_position,
+        )
+        .await
+    }
+
+    /// Sends the upload's bytes (the file's `range`) from `offset` on.
+    async fn send_range(
+        &self,
+        url: &str,
+        path: &Path,
+        range: Range,
         mut offset: u64,
         digest: &mut FileDigest,
         on_position: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), UploadError> {
+        let length = range.length;
         on_position(offset);
         let checksum_kind = self.chunk_checksum().await;
         let file_error = |source| UploadError::File {
@@ -614,7 +763,7 @@ impl Uploader {
         // The next chunk is read and hashed while the current one is in
         // flight; the digest travels with the reads, in file order.
         let mut ahead = (offset < length)
-            .then(|| self.read_ahead(path, offset, length, checksum_kind, std::mem::take(digest)));
+            .then(|| self.read_ahead(path, range, offset, checksum_kind, std::mem::take(digest)));
         while offset < length {
             let prepared = match ahead.take() {
                 Some(task) => task
@@ -622,8 +771,8 @@ impl Uploader {
                     .map_err(|_| UploadError::Server("reading the file stopped".into()))?,
                 None => read_chunk(
                     path,
+                    range,
                     offset,
-                    length,
                     self.chunk_size,
                     checksum_kind,
                     std::mem::take(digest),
@@ -634,8 +783,8 @@ impl Uploader {
                 // The server's offset moved elsewhere: read what it wants.
                 Ok((_, absorbed)) => read_chunk(
                     path,
+                    range,
                     offset,
-                    length,
                     self.chunk_size,
                     checksum_kind,
                     absorbed,
@@ -646,7 +795,7 @@ impl Uploader {
             let wanted = chunk.len();
             let following = chunk_offset + wanted as u64;
             if following < length {
-                ahead = Some(self.read_ahead(path, following, length, checksum_kind, absorbed));
+                ahead = Some(self.read_ahead(path, range, following, checksum_kind, absorbed));
             } else {
                 *digest = absorbed;
             }

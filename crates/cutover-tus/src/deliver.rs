@@ -66,14 +66,18 @@ pub enum DeliveryError {
 }
 
 /// A file's failure, or the whole delivery's when the sign-in failed.
-fn failure(ledger: &Mutex<Ledger>, name: &str, error: UploadError) -> Result<Sent, DeliveryError> {
+pub(crate) fn failure(
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    error: UploadError,
+) -> Result<Sent, DeliveryError> {
     match error {
         UploadError::Auth(error) => Err(DeliveryError::Auth(error)),
         error => fail(ledger, name, &error.to_string()),
     }
 }
 
-fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+pub(crate) fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
     ledger
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -97,7 +101,7 @@ fn nanos(modified: Option<SystemTime>) -> i64 {
         })
 }
 
-fn unchanged(path: &Path, size: u64, modified: Option<SystemTime>) -> bool {
+pub(crate) fn unchanged(path: &Path, size: u64, modified: Option<SystemTime>) -> bool {
     std::fs::metadata(path).is_ok_and(|now| now.len() == size && now.modified().ok() == modified)
 }
 
@@ -232,6 +236,18 @@ async fn send_one(
         return Ok(Sent::AlreadyDelivered(state));
     }
     progress.file_started(&name, size);
+    let count = uploader.parts_for(size).await;
+    if count > 1 {
+        let file = crate::parts::InParts {
+            path: &path,
+            name: &name,
+            size,
+            modified,
+            metadata: &metadata,
+            resuming: state == State::Uploading,
+        };
+        return crate::parts::send(uploader, ledger, file, count, progress).await;
+    }
     // Resume an unfinished upload the receiver still has; otherwise a new one.
     let resumable = match (state, &known_url) {
         (State::Uploading, Some(url)) => match uploader.offset(url).await {
@@ -303,7 +319,11 @@ async fn send_one(
     Ok(Sent::Acknowledged)
 }
 
-fn fail(ledger: &Mutex<Ledger>, name: &str, reason: &str) -> Result<Sent, DeliveryError> {
+pub(crate) fn fail(
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    reason: &str,
+) -> Result<Sent, DeliveryError> {
     lock(ledger).transition(name, State::Failed, None, Some(reason))?;
     Ok(Sent::Failed(reason.to_owned()))
 }

@@ -162,8 +162,22 @@ pub struct KnownUpload {
     pub day: String,
 }
 
-/// The delivery ledger's format (`cutover_format`): 1 since formats have versions.
-pub const LEDGER_FORMAT: i64 = 1;
+/// The delivery ledger's format (`cutover_format`): 1 since formats have
+/// versions; 2 adds the `parts` of files sent as parallel partial uploads
+/// (a format 1 ledger gains the table when it is opened for writing).
+pub const LEDGER_FORMAT: i64 = 2;
+
+/// One partial upload of a file sent in parallel parts: the file's bytes
+/// `start .. start + length`, at `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The byte of the file it starts at.
+    pub start: u64,
+    /// Its length in bytes.
+    pub length: u64,
+    /// Its upload URL.
+    pub url: String,
+}
 
 /// A ledger failure.
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +223,10 @@ impl Ledger {
                      state TEXT NOT NULL, updated_at TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS transitions (
                      path TEXT NOT NULL, state TEXT NOT NULL, at TEXT NOT NULL, detail TEXT);
-                 CREATE INDEX IF NOT EXISTS transitions_by_path ON transitions (path, state);",
+                 CREATE INDEX IF NOT EXISTS transitions_by_path ON transitions (path, state);
+                 CREATE TABLE IF NOT EXISTS parts (
+                     path TEXT NOT NULL, part INTEGER NOT NULL, start INTEGER NOT NULL,
+                     length INTEGER NOT NULL, url TEXT NOT NULL, PRIMARY KEY (path, part));",
             )
             .map_err(error)?;
         // Columns later versions added to ledgers written before them.
@@ -320,6 +337,55 @@ impl Ledger {
         }
         transaction.commit().map_err(error)?;
         Ok(states)
+    }
+
+    /// The partial uploads recorded for `path` (sent in parallel parts and
+    /// not yet concatenated), in order.
+    pub fn parts(&self, path: &str) -> Result<Vec<Part>, LedgerError> {
+        let error = |error: rusqlite::Error| self.error(error);
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT start, length, url FROM parts WHERE path = ?1 ORDER BY part")
+            .map_err(error)?;
+        let rows = statement
+            .query_map([path], |row| {
+                Ok(Part {
+                    start: row.get::<_, i64>(0)?.try_into().unwrap_or_default(),
+                    length: row.get::<_, i64>(1)?.try_into().unwrap_or_default(),
+                    url: row.get(2)?,
+                })
+            })
+            .map_err(error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(error)
+    }
+
+    /// Replaces the partial uploads recorded for `path` (none: the file is
+    /// not, or no longer, in parts), in one synced transaction.
+    pub fn set_parts(&mut self, path: &str, parts: &[Part]) -> Result<(), LedgerError> {
+        let path_text = self.path.clone();
+        let error = |error: rusqlite::Error| LedgerError {
+            path: path_text.clone(),
+            message: error.to_string(),
+        };
+        let transaction = self.connection.transaction().map_err(error)?;
+        transaction
+            .execute("DELETE FROM parts WHERE path = ?1", [path])
+            .map_err(error)?;
+        for (index, part) in parts.iter().enumerate() {
+            transaction
+                .execute(
+                    "INSERT INTO parts (path, part, start, length, url) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![
+                        path,
+                        i64::try_from(index).unwrap_or(i64::MAX),
+                        i64::try_from(part.start).unwrap_or(i64::MAX),
+                        i64::try_from(part.length).unwrap_or(i64::MAX),
+                        part.url
+                    ],
+                )
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)
     }
 
     /// Moves a file to `state` (with its upload URL when it has a new one),

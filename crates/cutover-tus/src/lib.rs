@@ -16,6 +16,7 @@ pub mod client;
 pub mod deliver;
 pub mod exchange;
 pub mod ledger;
+mod parts;
 pub mod receiver;
 pub mod reconcile;
 pub mod verify;
@@ -25,6 +26,6 @@ pub use client::{UploadError, Uploader};
 pub use deliver::{
     DeliveryError, DeliveryProgress, FileToSend, NoDeliveryProgress, Pass, Replay, Sent,
 };
-pub use ledger::{Entry, Ledger, LedgerError, State, Transition};
+pub use ledger::{Entry, Ledger, LedgerError, Part, State, Transition};
 pub use receiver::{Receipt, ReceiverConfig, serve};
 pub use verify::{Expectation, Finding, Probe, Verdict, Verifier};

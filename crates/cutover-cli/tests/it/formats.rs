@@ -7,18 +7,21 @@
 #[test]
 fn files_of_a_newer_format_are_refused_and_left_unchanged() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let newer = |name: &str| {
+    let newer = |name: &str, version: i64| {
         let path = directory.path().join(name);
         let connection = rusqlite::Connection::open(&path).expect("file");
         connection
-            .execute_batch("PRAGMA user_version = 2; CREATE TABLE future (value TEXT);")
+            .execute_batch(&format!(
+                "PRAGMA user_version = {version}; CREATE TABLE future (value TEXT);"
+            ))
             .expect("a newer file");
         path.display().to_string()
     };
     let examples = crate::workspace_root().join("examples");
-    let journal = newer("journal.db");
-    let ledger = newer("ledger.db");
-    let state = newer("state.db");
+    // One format past what this cutover writes of each.
+    let journal = newer("journal.db", 2);
+    let ledger = newer("ledger.db", 3);
+    let state = newer("state.db", 2);
     let source = format!(
         "sqlite:{}#lab_results",
         examples.join("lab-results.db").display()
@@ -27,14 +30,23 @@ fn files_of_a_newer_format_are_refused_and_left_unchanged() {
         "sqlite:{}#lab_results",
         examples.join("lab-results-new.db").display()
     );
-    for (what, args) in [
-        ("run journal", vec!["status", "--journal", journal.as_str()]),
+    for (what, found, current, args) in [
+        (
+            "run journal",
+            2,
+            1,
+            vec!["status", "--journal", journal.as_str()],
+        ),
         (
             "delivery ledger",
+            3,
+            2,
             vec!["ledger", "--ledger", ledger.as_str()],
         ),
         (
             "diff state file",
+            2,
+            1,
             vec![
                 "diff",
                 &source,
@@ -50,7 +62,7 @@ fn files_of_a_newer_format_are_refused_and_left_unchanged() {
         assert_eq!(run.code, 2, "{what}: {}{}", run.stdout, run.stderr);
         assert!(
             run.stderr.contains(&format!(
-                "a {what} of format 2, written by a newer cutover; this cutover reads formats 1 to 1"
+                "a {what} of format {found}, written by a newer cutover; this cutover reads formats 1 to {current}"
             )),
             "{what}: {}",
             run.stderr

@@ -12,6 +12,7 @@ mod inspect;
 mod lake;
 mod lake_delta;
 mod manual;
+mod parts;
 mod receive;
 mod refresh;
 mod refresh_resume;

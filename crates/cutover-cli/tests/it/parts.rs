@@ -1,0 +1,248 @@
+//! `cutover send --parallel-parts`: a file as partial uploads at once,
+//! concatenated by the receiver; one stream where the receiver does not
+//! offer concatenation; a sender killed mid-way resumes its parts.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+
+use crate::receive::start_receiver;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A file of `size` bytes of varied content.
+fn data_file(directory: &Path, name: &str, size: usize) -> (std::path::PathBuf, String) {
+    let data: Vec<u8> = (0..size)
+        .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = directory.join(name);
+    std::fs::write(&path, &data).expect("file");
+    (path, hex(&sha2::Sha256::digest(&data)))
+}
+
+/// The only receipt in an inbox.
+fn only_receipt(inbox: &Path) -> serde_json::Value {
+    let receipts: Vec<_> = std::fs::read_dir(inbox.join("receipts"))
+        .expect("receipts")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    serde_json::from_slice(&std::fs::read(&receipts[0]).expect("receipt")).expect("JSON")
+}
+
+/// The ledger's transition details of its one file.
+fn details(ledger: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(ledger).expect("ledger");
+    let mut statement = connection
+        .prepare("SELECT coalesce(detail, '') FROM transitions ORDER BY rowid")
+        .expect("query");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("details")
+}
+
+fn ledger_parts(ledger: &Path) -> Vec<String> {
+    let Ok(connection) = rusqlite::Connection::open(ledger) else {
+        return Vec::new();
+    };
+    let Ok(mut statement) = connection.prepare("SELECT url FROM parts ORDER BY part") else {
+        return Vec::new();
+    };
+    statement
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect::<Result<_, _>>())
+        .unwrap_or_default()
+}
+
+/// Four parts at once to cutover receive: one file, whole, with one
+/// receipt naming the four parts, verified; no part left; the ledger
+/// records the final upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_goes_as_parallel_parts_to_cutover_receive() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let (file, sha256) = data_file(directory.path(), "extract.bin", 3_000_000);
+    let ledger = directory.path().join("ledger.db");
+    let run = crate::cutover_async(&[
+        "send",
+        &file.display().to_string(),
+        "--to",
+        &files,
+        "--ledger",
+        &ledger.display().to_string(),
+        "--parallel-parts",
+        "4",
+        "--chunk-size",
+        "262144",
+        "--check",
+        "receipt",
+    ])
+    .await;
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("1 verified"), "{}", run.stdout);
+    let receipt = only_receipt(&inbox);
+    assert_eq!(receipt["sha256"], sha256.as_str());
+    let concat = receipt["concat"].as_str().expect("a final upload");
+    assert_eq!(concat.split(' ').count(), 4, "{concat}");
+    assert_eq!(
+        std::fs::read_dir(inbox.join("uploads"))
+            .expect("uploads")
+            .count(),
+        0
+    );
+    assert!(
+        details(&ledger).contains(&"4 parallel parts concatenated".to_owned()),
+        "{:?}",
+        details(&ledger)
+    );
+    assert!(ledger_parts(&ledger).is_empty());
+}
+
+/// @tus/server (with its file store) does not offer concatenation: the file
+/// goes as one stream, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_concatenation_a_file_goes_as_one_stream() {
+    let Some(interop) = crate::interop_with("@tus/server") else {
+        return;
+    };
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store = directory.path().join("store");
+    let (mut server, endpoint) = crate::spawn_announcing(
+        Command::new("node")
+            .arg(interop.join("tus-server.js"))
+            .arg(&store),
+        1,
+    );
+    let (file, sha256) = data_file(directory.path(), "extract.bin", 1_000_000);
+    let ledger = directory.path().join("ledger.db");
+    let run = crate::cutover_async(&[
+        "send",
+        &file.display().to_string(),
+        "--to",
+        &endpoint,
+        "--ledger",
+        &ledger.display().to_string(),
+        "--parallel-parts",
+        "4",
+        "--chunk-size",
+        "65536",
+        "--no-verify",
+    ])
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let stored: Vec<String> = std::fs::read_dir(&store)
+        .expect("store")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_none())
+        .map(|path| hex(&sha2::Sha256::digest(std::fs::read(path).expect("stored"))))
+        .collect();
+    assert_eq!(stored, [sha256]);
+    assert!(
+        details(&ledger)
+            .iter()
+            .all(|detail| !detail.contains("parallel")),
+        "{:?}",
+        details(&ledger)
+    );
+}
+
+/// The sender killed (SIGKILL) while its parts are in flight: the rerun
+/// resumes the very parts the ledger recorded, and the file is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sender_resumes_its_parts() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let (file, sha256) = data_file(directory.path(), "extract.bin", 16_000_000);
+    let ledger = directory.path().join("ledger.db");
+    let args = [
+        "send".to_owned(),
+        file.display().to_string(),
+        "--to".to_owned(),
+        files.clone(),
+        "--ledger".to_owned(),
+        ledger.display().to_string(),
+        "--parallel-parts".to_owned(),
+        "4".to_owned(),
+        "--chunk-size".to_owned(),
+        "65536".to_owned(),
+        "--check".to_owned(),
+        "receipt".to_owned(),
+    ];
+    let mut sender = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(&args)
+        .env("CUTOVER_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cutover send");
+    // Kill it once its parts are recorded and some bytes have arrived.
+    let started = Instant::now();
+    let received = |inbox: &Path| -> u64 {
+        std::fs::read_dir(inbox.join("uploads"))
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok()?.metadata().ok())
+                    .map(|metadata| metadata.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    while ledger_parts(&ledger).len() < 4 || received(&inbox) < 1_000_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the parts never started"
+        );
+        assert!(
+            sender.try_wait().expect("sender").is_none(),
+            "the sender finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    sender.kill().expect("SIGKILL");
+    sender.wait().expect("wait");
+    let recorded = ledger_parts(&ledger);
+    assert_eq!(recorded.len(), 4);
+    assert_eq!(
+        std::fs::read_dir(inbox.join("receipts"))
+            .expect("receipts")
+            .count(),
+        0,
+        "killed before the final upload"
+    );
+
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = crate::cutover_async(&args).await;
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let receipt = only_receipt(&inbox);
+    assert_eq!(receipt["sha256"], sha256.as_str());
+    let paths: Vec<String> = recorded
+        .iter()
+        .map(|url| url[url.find("/files/").expect("a path")..].to_owned())
+        .collect();
+    assert_eq!(
+        receipt["concat"],
+        format!("final;{}", paths.join(" ")).as_str(),
+        "the recorded parts were resumed"
+    );
+    assert_eq!(
+        std::fs::read_dir(inbox.join("uploads"))
+            .expect("uploads")
+            .count(),
+        0
+    );
+}

@@ -1,0 +1,170 @@
+//! One file sent as parallel partial uploads (tus concatenation), made one
+//! upload by a final upload: the parts' URLs are in the ledger from their
+//! creation, so a rerun resumes each part from the receiver's offset; the
+//! file's SHA-256 is read in file order while the parts go; only the final
+//! upload is the file's upload, and no part is ever a delivered file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crate::client::{FileDigest, Uploader};
+use crate::deliver::{DeliveryError, DeliveryProgress, Sent, fail, failure, lock, unchanged};
+use crate::ledger::{Ledger, Part, State, Transition};
+
+/// The byte ranges (start, length) of a file of `size` bytes in `parts`
+/// nearly equal parts, in order.
+pub(crate) fn plan(size: u64, parts: usize) -> Vec<(u64, u64)> {
+    let count = parts.max(1) as u64;
+    let (each, extra) = (size / count, size % count);
+    let mut start = 0;
+    (0..count)
+        .map(|index| {
+            let length = each + u64::from(index < extra);
+            let range = (start, length);
+            start += length;
+            range
+        })
+        .collect()
+}
+
+/// The file to send in parts, as `deliver` knows it.
+pub(crate) struct InParts<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) name: &'a str,
+    pub(crate) size: u64,
+    pub(crate) modified: Option<SystemTime>,
+    pub(crate) metadata: &'a BTreeMap<String, String>,
+    /// A previous run left it uploading: its recorded parts are resumed.
+    pub(crate) resuming: bool,
+}
+
+/// Sends `file` as `count` partial uploads at once, then creates the final
+/// upload; records the final's URL and the file's SHA-256 when it is
+/// acknowledged.
+pub(crate) async fn send(
+    uploader: &Uploader,
+    ledger: &Mutex<Ledger>,
+    file: InParts<'_>,
+    count: usize,
+    progress: &dyn DeliveryProgress,
+) -> Result<Sent, DeliveryError> {
+    let name = file.name;
+    let plan = plan(file.size, count);
+    let recorded = lock(ledger).parts(name)?;
+    let same_plan = recorded.len() == plan.len()
+        && recorded
+            .iter()
+            .zip(&plan)
+            .all(|(part, (start, length))| part.start == *start && part.length == *length);
+    let mut parts = if file.resuming && same_plan {
+        recorded
+    } else {
+        Vec::new()
+    };
+    // The whole file's SHA-256, read in file order while the parts go.
+    let digest = {
+        let (path, size) = (file.path.to_owned(), file.size);
+        tokio::task::spawn_blocking(move || FileDigest::default().finish(&path, size))
+    };
+    if parts.is_empty() {
+        for (start, length) in &plan {
+            match uploader.create_partial(*length).await {
+                Ok(url) => parts.push(Part {
+                    start: *start,
+                    length: *length,
+                    url,
+                }),
+                Err(error) => return failure(ledger, name, error),
+            }
+        }
+        let mut ledger = lock(ledger);
+        ledger.set_parts(name, &parts)?;
+        ledger.transition(
+            name,
+            State::Uploading,
+            None,
+            Some(&format!("sent as {} parallel parts", parts.len())),
+        )?;
+    }
+    let positions: Vec<AtomicU64> = parts.iter().map(|_| AtomicU64::new(0)).collect();
+    let sent = futures_util::future::join_all(parts.iter().enumerate().map(|(index, part)| {
+        let positions = &positions;
+        async move {
+            let on_position = |offset: u64| {
+                positions[index].store(offset, Ordering::Relaxed);
+                let total = positions
+                    .iter()
+                    .map(|position| position.load(Ordering::Relaxed))
+                    .sum();
+                progress.file_position(name, total);
+            };
+            uploader
+                .send_part(&part.url, file.path, part.start, part.length, &on_position)
+                .await
+        }
+    }))
+    .await;
+    if let Some(error) = sent.into_iter().find_map(Result::err) {
+        // A part the receiver no longer has cannot be resumed: the next run
+        // starts the file's parts over.
+        let mut gone = false;
+        for part in &parts {
+            gone |= matches!(uploader.offset(&part.url).await, Ok(None));
+        }
+        if gone {
+            lock(ledger).set_parts(name, &[])?;
+        }
+        return failure(ledger, name, error);
+    }
+    let urls: Vec<String> = parts.iter().map(|part| part.url.clone()).collect();
+    let url = match uploader.create_final(&urls, file.metadata).await {
+        Ok(url) => url,
+        Err(error) => return failure(ledger, name, error),
+    };
+    let sha256 = match digest.await {
+        Ok(Ok(sha256)) if unchanged(file.path, file.size, file.modified) => sha256,
+        Ok(Ok(_)) => {
+            // What the receiver holds is not what the ledger recorded: withdraw it.
+            uploader.terminate(&url).await;
+            lock(ledger).set_parts(name, &[])?;
+            return fail(ledger, name, "the file changed while it was sent");
+        }
+        Ok(Err(error)) => return fail(ledger, name, &error.to_string()),
+        Err(_) => return fail(ledger, name, "reading the file stopped"),
+    };
+    let changes = [
+        Transition {
+            path: name.to_owned(),
+            state: State::Uploading,
+            upload_url: Some(url),
+            detail: Some(format!("{} parallel parts concatenated", parts.len())),
+            sha256: None,
+        },
+        Transition {
+            path: name.to_owned(),
+            state: State::Acknowledged,
+            upload_url: None,
+            detail: None,
+            sha256: Some(sha256),
+        },
+    ];
+    let mut ledger = lock(ledger);
+    ledger.record(&changes)?;
+    ledger.set_parts(name, &[])?;
+    Ok(Sent::Acknowledged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan;
+
+    #[test]
+    fn parts_cover_the_file_in_order() {
+        assert_eq!(plan(10, 3), [(0, 4), (4, 3), (7, 3)]);
+        assert_eq!(plan(8, 4), [(0, 2), (2, 2), (4, 2), (6, 2)]);
+        assert_eq!(plan(5, 1), [(0, 5)]);
+    }
+}
