@@ -65,38 +65,42 @@ enum Checksum {
     Trailer(Vec<Digest>),
 }
 
+/// Why a chunk is refused: its status and the answer's text.
+type Refusal = (StatusCode, &'static str);
+
+fn refuse((status, text): Refusal) -> Response {
+    reply_text(status, text)
+}
+
+const MALFORMED: Refusal = (
+    StatusCode::BAD_REQUEST,
+    "Upload-Checksum is not algorithm base64",
+);
+
 /// Parses `algorithm base64`.
-fn parse_checksum(value: &str) -> Result<(Digest, Vec<u8>), Response> {
-    let malformed = || {
-        reply_text(
-            StatusCode::BAD_REQUEST,
-            "Upload-Checksum is not algorithm base64",
-        )
-    };
-    let (algorithm, encoded) = value.trim().split_once(' ').ok_or_else(malformed)?;
+fn parse_checksum(value: &str) -> Result<(Digest, Vec<u8>), Refusal> {
+    let (algorithm, encoded) = value.trim().split_once(' ').ok_or(MALFORMED)?;
     let expected = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|_| malformed())?;
-    let digest = Digest::new(algorithm).ok_or_else(|| {
-        reply_text(
-            StatusCode::BAD_REQUEST,
-            "Upload-Checksum algorithm must be crc32, sha256 or sha1",
-        )
-    })?;
+        .map_err(|_| MALFORMED)?;
+    let digest = Digest::new(algorithm).ok_or((
+        StatusCode::BAD_REQUEST,
+        "Upload-Checksum algorithm must be crc32, sha256 or sha1",
+    ))?;
     Ok((digest, expected))
 }
 
-fn mismatch() -> Response {
-    reply_text(
+fn mismatch() -> Refusal {
+    (
         StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
         "checksum mismatch",
     )
 }
 
 /// The chunk's verdict once the body (and its trailer, if any) is in.
-fn verdict(checksum: Checksum, trailer: Option<&str>) -> Result<(), Response> {
+fn verdict(checksum: Checksum, trailer: Option<&str>) -> Result<(), Refusal> {
     match checksum {
-        Checksum::None if trailer.is_some() => Err(reply_text(
+        Checksum::None if trailer.is_some() => Err((
             StatusCode::BAD_REQUEST,
             "an Upload-Checksum trailer must be announced with Trailer: Upload-Checksum",
         )),
@@ -106,7 +110,7 @@ fn verdict(checksum: Checksum, trailer: Option<&str>) -> Result<(), Response> {
             .ok_or_else(mismatch),
         Checksum::Trailer(digests) => {
             let Some(trailer) = trailer else {
-                return Err(reply_text(
+                return Err((
                     StatusCode::BAD_REQUEST,
                     "the announced Upload-Checksum trailer did not arrive",
                 ));
@@ -185,7 +189,7 @@ pub(super) async fn append(
     let mut checksum = match header(headers, "upload-checksum") {
         Some(value) => match parse_checksum(value) {
             Ok((digest, expected)) => Checksum::Header(digest, expected),
-            Err(response) => return response,
+            Err(refusal) => return refuse(refusal),
         },
         None if announced => Checksum::Trailer(
             ["crc32", "sha256", "sha1"]
@@ -284,7 +288,7 @@ pub(super) async fn append(
     }
     drop(pending);
     if failure.is_none() {
-        failure = verdict(checksum, trailer.as_deref()).err();
+        failure = verdict(checksum, trailer.as_deref()).err().map(refuse);
     }
     if let Some(failure) = failure {
         // The chunk is discarded: the offset stays where it was.
