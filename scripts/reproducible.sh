@@ -2,8 +2,10 @@
 # Checks that two builds of one commit give the same binary: clones the
 # commit (default HEAD) twice, into directories of different names, and runs
 # scripts/package.sh in each with a target directory of its own, then
-# compares the binaries' and the packages' SHA-256. Two release builds from
-# scratch: about an hour on 2 cores, so CI does not run it.
+# compares the binaries' and the packages' SHA-256 (on a difference, both
+# binaries are kept in dist/reproducible/ and the differing text is shown).
+# Two release builds from scratch: about an hour on 2 cores, so CI does not
+# run it.
 # Usage: scripts/reproducible.sh [COMMIT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +31,15 @@ for file in $(cd "$work/first/dist" && ls); do
     status=1
   fi
 done
+if [ $status != 0 ]; then
+  # Kept for a look: the two binaries, and the text that differs.
+  kept=dist/reproducible
+  rm -rf "$kept" && mkdir -p "$kept"
+  for side in first second-build; do
+    cp "$work/$side/dist"/cutover-*-linux-* "$kept/cutover-$side"
+  done
+  echo "differing bytes: $(cmp -l "$kept/cutover-first" "$kept/cutover-second-build" | wc -l)"
+  diff <(strings -n 8 "$kept/cutover-first") <(strings -n 8 "$kept/cutover-second-build") | head -n 20 || true
+  echo "the binaries are in $kept/"
+fi
 exit $status
