@@ -51,6 +51,10 @@ pub enum Sent {
     AlreadyDelivered(State),
     /// It could not be sent (why; never file content).
     Failed(String),
+    /// The receiver's answer was lost after it may have taken the file
+    /// (why): the file is left missing, for verification to look for the
+    /// receiver's copy before anything is sent again.
+    Unconfirmed(String),
 }
 
 /// Why a delivery stopped as a whole.

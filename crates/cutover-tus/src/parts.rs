@@ -122,7 +122,35 @@ pub(crate) async fn send(
     let urls: Vec<String> = parts.iter().map(|part| part.url.clone()).collect();
     let url = match uploader.create_final(&urls, file.metadata).await {
         Ok(url) => url,
-        Err(error) => return failure(ledger, name, error),
+        Err(error) => {
+            // Every part gone means the receiver made the final upload and
+            // its answer was lost (a retry then finds no parts): sending
+            // again would store the file twice. The file is left missing,
+            // and verification looks for the receiver's copy by checksum
+            // before it replays anything.
+            let mut all_gone = !parts.is_empty();
+            for part in &parts {
+                all_gone &= matches!(uploader.offset(&part.url).await, Ok(None));
+            }
+            let sha256 = match (all_gone, digest.await) {
+                (true, Ok(Ok(sha256))) => sha256,
+                _ => return failure(ledger, name, error),
+            };
+            let reason = "the answer to the final upload was lost and its parts are gone";
+            let changes = [Transition {
+                path: name.to_owned(),
+                state: State::Missing,
+                upload_url: parts.last().map(|part| part.url.clone()),
+                detail: Some(format!(
+                    "{reason}: verification looks for the receiver's copy before sending again"
+                )),
+                sha256: Some(sha256),
+            }];
+            let mut ledger = lock(ledger);
+            ledger.record(&changes)?;
+            ledger.set_parts(name, &[])?;
+            return Ok(Sent::Unconfirmed(reason.to_owned()));
+        }
     };
     let sha256 = match digest.await {
         Ok(Ok(sha256)) if unchanged(file.path, file.size, file.modified) => sha256,

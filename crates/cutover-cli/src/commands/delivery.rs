@@ -332,13 +332,9 @@ async fn rounds(
     let mut rounds = Vec::new();
     loop {
         let pass = cutover_tus::deliver::verify(verifier, ledger, jobs, settle, progress).await?;
-        if pass.missing.is_empty() {
-            rounds.push(Round {
-                pass,
-                replays: Vec::new(),
-            });
-            break;
-        }
+        // Every file the ledger has as missing: this pass's, and any an
+        // earlier run left so (a replay cut short, a final upload whose
+        // answer was lost).
         let replays = cutover_tus::deliver::replay(
             uploader,
             verifier,

@@ -255,6 +255,7 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
         }
         Sent::AlreadyDelivered(state) => format!("already delivered ({})", state.name()),
         Sent::Failed(reason) => format!("failed: {reason}"),
+        Sent::Unconfirmed(reason) => format!("unconfirmed ({reason}): verification decides"),
     };
     match global.format {
         Format::Json => print_json(&serde_json::json!({

@@ -246,3 +246,110 @@ async fn a_killed_sender_resumes_its_parts() {
         0
     );
 }
+
+/// A proxy to a receiver that loses the answer to the first final upload
+/// (the receiver made it; the sender hears 502), as a dropped connection
+/// would. Host goes through, so upload URLs name the proxy.
+struct LosesFinalAnswer {
+    target: String,
+    finals: std::sync::atomic::AtomicU32,
+}
+
+async fn lose_final_answer(
+    axum::extract::State(proxy): axum::extract::State<std::sync::Arc<LosesFinalAnswer>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
+    let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    let mut outgoing = reqwest::Client::new()
+        .request(method, format!("{}{target}", proxy.target))
+        .body(bytes);
+    for (name, value) in &parts.headers {
+        if name != "content-length" {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let answer = outgoing.send().await.expect("the receiver answers");
+    let is_final = parts
+        .headers
+        .get("upload-concat")
+        .is_some_and(|value| value.as_bytes().starts_with(b"final;"));
+    if is_final
+        && proxy
+            .finals
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+    {
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    }
+    let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let body = answer.bytes().await.expect("answer body");
+    response
+        .body(axum::body::Body::from(body))
+        .expect("response")
+}
+
+/// The answer to the final upload is lost after the receiver made it: the
+/// retry finds the parts gone, the file is left missing, and verification
+/// adopts the receiver's copy by its checksum; nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_final_answer_is_adopted_not_sent_again() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut receiver, files) = start_receiver(&inbox);
+    let origin = files.trim_end_matches("/files").to_owned();
+    let proxy = std::sync::Arc::new(LosesFinalAnswer {
+        target: origin,
+        finals: std::sync::atomic::AtomicU32::new(0),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxied = format!("http://{}/files", listener.local_addr().expect("address"));
+    let router = axum::Router::new()
+        .fallback(lose_final_answer)
+        .with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (file, sha256) = data_file(directory.path(), "extract.bin", 2_000_000);
+    let ledger = directory.path().join("ledger.db");
+    let run = crate::cutover_async(&[
+        "send",
+        &file.display().to_string(),
+        "--to",
+        &proxied,
+        "--ledger",
+        &ledger.display().to_string(),
+        "--parallel-parts",
+        "4",
+        "--chunk-size",
+        "131072",
+        "--check",
+        "receipt",
+    ])
+    .await;
+    receiver.kill().expect("stop");
+    receiver.wait().expect("wait");
+    assert!(
+        proxy.finals.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the final upload was retried"
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("1 verified"), "{}", run.stdout);
+    let receipt = only_receipt(&inbox);
+    assert_eq!(receipt["sha256"], sha256.as_str());
+    assert!(
+        details(&ledger)
+            .iter()
+            .any(|detail| detail.contains("adopted, not sent again")),
+        "{:?}",
+        details(&ledger)
+    );
+}
