@@ -8,7 +8,7 @@ use sha2::Digest as _;
 
 use crate::receive::{start_receiver, start_receiver_with};
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 

@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
+use crate::deliver::hex;
 use crate::receive::start_receiver;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
 
 /// A file of `size` bytes of varied content.
 fn data_file(directory: &Path, name: &str, size: usize) -> (std::path::PathBuf, String) {

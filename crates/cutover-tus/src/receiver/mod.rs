@@ -238,8 +238,7 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
                 "a final upload takes no data: it is the concatenation of its partial uploads",
             );
         }
-        let (response, id) = concat::create_final(shared, headers, list).await;
-        let mut response = response;
+        let (mut response, id) = concat::create_final(shared, headers, list).await;
         if let Some(id) = id {
             set(&mut response, "location", location(shared, headers, &id));
         }
