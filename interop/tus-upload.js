@@ -2,7 +2,9 @@
 // with a filename in the metadata; prints the upload URL, or the error and exits 1.
 // TUS_PARALLEL=N sends it as N partial uploads concatenated into one
 // (parallelUploads); TUS_DEFERRED=1 starts it without a length
-// (uploadLengthDeferred), which tus-js-client sends with the last PATCH.
+// (uploadLengthDeferred), which tus-js-client sends with the last PATCH;
+// TUS_PROTOCOL=ietf-draft-05 speaks the IETF resumable-upload draft
+// (interop version 6) instead of tus 1.0.
 // Usage: node tus-upload.js ENDPOINT FILE [CHUNK] [TOKEN]
 const fs = require("fs");
 const path = require("path");
@@ -21,6 +23,7 @@ const upload = new tus.Upload(source, {
   endpoint,
   ...(deferred ? { uploadLengthDeferred: true } : parallel > 1 ? {} : { uploadSize: size }),
   ...(parallel > 1 ? { parallelUploads: parallel } : {}),
+  ...(process.env.TUS_PROTOCOL ? { protocol: process.env.TUS_PROTOCOL } : {}),
   chunkSize: Number(chunk || 65536),
   retryDelays: [0, 100, 500],
   metadata: { filename: path.basename(file), data_stream: "eicr" },

@@ -81,9 +81,9 @@ pub enum Command {
     Drain(DrainArgs),
     /// Hold API calls durably during a migration window (a proxy), and replay them afterwards.
     Hold(Box<HoldArgs>),
-    /// Receive files over tus 1.0, persisting each before acknowledging it, with receipts.
+    /// Receive files over tus 1.0 or the IETF resumable-upload draft, persisting each before acknowledging it, with receipts.
     Receive(ReceiveArgs),
-    /// Send files with tus 1.0, each recorded in a durable delivery ledger, verified on the receiver and replayed if missing.
+    /// Send files with tus 1.0 (or the IETF resumable-upload draft), each recorded in a durable delivery ledger, verified on the receiver and replayed if missing.
     Send(Box<SendArgs>),
     /// Check independently that every acknowledged file is on the receiver; replay what is missing (once or --every).
     Verify(Box<VerifyArgs>),

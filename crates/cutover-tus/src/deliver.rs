@@ -11,7 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::StreamExt as _;
 
 use crate::auth::AuthError;
-use crate::client::{FileDigest, UploadError, Uploader};
+use crate::client::{Created, FileDigest, UploadError, Uploader};
+
+/// Why a file the receiver said it stored is withdrawn.
+const STORED_OTHERWISE: &str = "the receiver's Repr-Digest is not the SHA-256 of the file sent: \
+                                the upload was withdrawn";
 use crate::ledger::{Entry, Ledger, LedgerError, Queued, State, Transition};
 use crate::verify::{Verdict, Verifier, upload_id};
 
@@ -275,12 +279,12 @@ async fn send_one(
             .create_with_data(&path, size, &metadata, &mut digest)
             .await
         {
-            Ok((url, offset)) if offset >= size => {
+            Ok(created) if created.offset >= size => {
                 // Sent whole with its creation: one ledger change records both.
                 record_url = true;
-                (url, Ok(()))
+                (created.url, Ok(created.stored_sha256))
             }
-            Ok((url, offset)) => {
+            Ok(Created { url, offset, .. }) => {
                 lock(ledger).transition(&name, State::Uploading, Some(&url), None)?;
                 let sent = uploader
                     .send_from(&url, &path, size, offset, &mut digest, &on_position)
@@ -290,18 +294,24 @@ async fn send_one(
             Err(error) => return failure(ledger, &name, error),
         },
     };
-    if let Err(error) = sent {
-        return failure(ledger, &name, error);
-    }
+    let stored = match sent {
+        Ok(stored) => stored,
+        Err(error) => return failure(ledger, &name, error),
+    };
     let sha256 = match finish_digest(digest, &path, size).await {
-        Ok(sha256) if unchanged(&path, size, modified) => sha256,
-        Ok(_) => {
-            // What the receiver holds is not what the ledger recorded: withdraw it.
-            uploader.terminate(&url).await;
-            return fail(ledger, &name, "the file changed while it was sent");
-        }
+        Ok(sha256) => sha256,
         Err(reason) => return fail(ledger, &name, &reason),
     };
+    if !unchanged(&path, size, modified) {
+        // What the receiver holds is not what the ledger recorded: withdraw it.
+        uploader.terminate(&url).await;
+        return fail(ledger, &name, "the file changed while it was sent");
+    }
+    if stored.is_some_and(|stored| stored != sha256) {
+        // The receiver says it stored other bytes than were sent.
+        uploader.terminate(&url).await;
+        return fail(ledger, &name, STORED_OTHERWISE);
+    }
     let mut changes = Vec::with_capacity(2);
     if record_url {
         changes.push(Transition {
@@ -561,7 +571,11 @@ async fn replay_one(
     }
     let uploader = uploader.at(&endpoint);
     let mut digest = FileDigest::default();
-    let (url, offset) = match uploader
+    let Created {
+        url,
+        offset,
+        stored_sha256,
+    } = match uploader
         .create_with_data(&path, size, &metadata, &mut digest)
         .await
     {
@@ -571,15 +585,22 @@ async fn replay_one(
     };
     lock(ledger).transition(&entry.path, State::Replayed, Some(&url), None)?;
     let on_position = |offset| progress.file_position(&entry.path, offset);
-    let sent = uploader
-        .send_from(&url, &path, size, offset, &mut digest, &on_position)
-        .await;
+    let sent = if offset >= size {
+        Ok(stored_sha256)
+    } else {
+        uploader
+            .send_from(&url, &path, size, offset, &mut digest, &on_position)
+            .await
+    };
     match sent {
-        Ok(()) => {
-            let same = match finish_digest(digest, &path, size).await {
-                Ok(sha256) => entry.sha256.is_empty() || sha256 == entry.sha256,
-                Err(_) => false,
-            };
+        Ok(stored) => {
+            let sha256 = finish_digest(digest, &path, size).await.ok();
+            if sha256.is_some() && stored.is_some() && stored != sha256 {
+                uploader.terminate(&url).await;
+                return replay_failed(ledger, entry, STORED_OTHERWISE);
+            }
+            let same =
+                sha256.is_some_and(|sha256| entry.sha256.is_empty() || sha256 == entry.sha256);
             if same && unchanged(&path, size, modified) {
                 Ok(Replay::Replayed(url))
             } else {

@@ -22,7 +22,7 @@ pub mod reconcile;
 pub mod verify;
 
 pub use auth::{Auth, AuthError, Grant, SignIn};
-pub use client::{UploadError, Uploader};
+pub use client::{Created, Protocol, UploadError, Uploader};
 pub use deliver::{
     DeliveryError, DeliveryProgress, FileToSend, NoDeliveryProgress, Pass, Replay, Sent,
 };

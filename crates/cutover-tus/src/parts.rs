@@ -104,6 +104,7 @@ pub(crate) async fn send(
             uploader
                 .send_part(&part.url, file.path, part.start, part.length, &on_position)
                 .await
+                .map(drop)
         }
     }))
     .await;

@@ -1,4 +1,4 @@
-//! `cutover receive`: a tus 1.0 receiver that persists before it acknowledges.
+//! `cutover receive`: a tus 1.0 (and IETF draft) receiver that persists before it acknowledges.
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
 use crate::output::{print, print_json};
 
-/// Receive files over tus 1.0, and never acknowledge what is not on disk.
+/// Receive files over tus 1.0 (and the IETF draft), and never acknowledge what is not on disk.
 ///
 /// A tus 1.0 server with every extension: creation, creation-with-upload,
 /// creation-defer-length (streams whose length is known only at the end),
@@ -23,6 +23,17 @@ use crate::output::{print, print_json};
 /// an upload is answered only after the file is moved into place and its
 /// receipt (size, SHA-256, stored-at, metadata) is on disk. Metadata file
 /// names are kept in the receipt and never used as paths.
+///
+/// The IETF resumable-upload draft is answered on the same endpoint: a
+/// request with Upload-Draft-Interop-Version 8 (draft -11), 7, or 6 (what
+/// tus-js-client and tusd call ietf-draft-05) creates with Upload-Complete,
+/// asks with HEAD, appends application/partial-upload at Upload-Offset (409
+/// with the right offset otherwise) and completes only on Upload-Complete:
+/// ?1, with the same syncs and receipts; a Repr-Digest given at creation
+/// must match the finished file or it is not kept, and every completion
+/// (tus or draft) is answered with the stored file's Repr-Digest. No 104
+/// interim answers are sent: create with an empty body to resume from the
+/// first byte.
 ///
 /// Upload URLs (Location) are absolute: --public-url, else, with
 /// --trust-proxy, the X-Forwarded-Proto and X-Forwarded-Host a reverse proxy

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use cutover_tus::{FileToSend, Ledger, Sent, Uploader, Verifier};
+use cutover_tus::{FileToSend, Ledger, Protocol, Sent, Uploader, Verifier};
 
 use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
@@ -15,7 +15,7 @@ use crate::commands::delivery::{self, CheckArgs, SignInArgs};
 use crate::output::{print, print_json};
 use crate::progress::DeliveryBars;
 
-/// Send files with tus 1.0, record each in a durable ledger, and prove each arrived.
+/// Send files with tus 1.0 (or the IETF draft), record each in a durable ledger, and prove each arrived.
 ///
 /// Each file (a directory's files, in name order) is recorded in the ledger
 /// (--ledger, default cutover-ledger.db here: SQLite, synced at every state
@@ -49,6 +49,16 @@ use crate::progress::DeliveryBars;
 /// latency. The parts' URLs are in the ledger, so a rerun resumes each part;
 /// the file's SHA-256 is read in file order meanwhile; only the final
 /// upload is the file's (a part is never counted as a delivered file).
+///
+/// With --protocol ietf, files go by the IETF "Resumable Uploads for
+/// HTTP" draft (interop version 8) instead of tus 1.0: a file of one chunk
+/// is sent whole with its creation (Upload-Complete: ?1), a larger one is
+/// created with its first chunk and appended to (application/partial-upload)
+/// from the receiver's Upload-Offset, the last append completing it. Where
+/// the receiver answers the completion with a Repr-Digest (cutover receive
+/// does, for either protocol), it must be the file's SHA-256, or the upload
+/// is withdrawn and the file fails. The draft has no concatenation, so
+/// --parallel-parts is refused with it.
 ///
 /// A rerun continues from the ledger: verified files are not sent again.
 /// Tokens, passwords and secrets are never printed. Exit code 1 if any file is
@@ -99,6 +109,11 @@ pub struct SendArgs {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel_parts: u16,
 
+    /// The upload protocol: tus (1.0, with the extensions the receiver
+    /// offers) or ietf (the IETF resumable-upload draft, interop version 8).
+    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = ProtocolArg::Tus)]
+    pub protocol: ProtocolArg,
+
     /// Retries of a failed call (with backoff from 100 ms to 10 s) before a file fails.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -109,6 +124,15 @@ pub struct SendArgs {
 
     #[command(flatten)]
     pub checks: CheckArgs,
+}
+
+/// `--protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolArg {
+    /// tus 1.0.
+    Tus,
+    /// The IETF resumable-upload draft.
+    Ietf,
 }
 
 fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -216,10 +240,20 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     if args.checks.data_exchange() {
         refuse_incomplete_manifests(&sends)?;
     }
+    if args.protocol == ProtocolArg::Ietf && args.parallel_parts > 1 {
+        bail!(
+            "--parallel-parts needs --protocol tus: the IETF draft has no concatenation \
+             (one upload is one stream)"
+        );
+    }
     let auth = args.sign_in.auth().await?;
     let uploader = Uploader::new(&args.to, auth.clone(), args.chunk_size)?
         .with_retries(args.retries)
-        .with_parallel_parts(usize::from(args.parallel_parts));
+        .with_parallel_parts(usize::from(args.parallel_parts))
+        .with_protocol(match args.protocol {
+            ProtocolArg::Tus => Protocol::Tus,
+            ProtocolArg::Ietf => Protocol::Ietf,
+        });
     let verifier = Verifier::new(probes, auth).map_err(anyhow::Error::msg)?;
     let ledger = Mutex::new(Ledger::open(&args.ledger)?);
     let bars = DeliveryBars::new(global.quiet, sends.len() as u64, "sending");

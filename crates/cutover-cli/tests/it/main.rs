@@ -3,6 +3,7 @@
 mod console;
 mod deliver;
 mod diff;
+mod draft;
 mod drain;
 mod exchange;
 mod formats;

@@ -154,7 +154,7 @@ async fn tuspy_uploads_to_cutover_receive() {
 /// `environment`) against a fresh `cutover receive` with `size` bytes named
 /// `name`; the stored file and its receipt (size, file name, data stream)
 /// must match, and nothing is left in the receiver's open uploads.
-async fn peer_uploads(
+pub(crate) async fn peer_uploads(
     program: &Path,
     script: &Path,
     chunk: &str,

@@ -14,14 +14,14 @@ use super::WRITE_BUFFER;
 use super::store::{Info, Shared, finish, header, http_date, now, reply, reply_text, set};
 
 /// One checksum algorithm's running state.
-enum Digest {
+pub(super) enum Digest {
     Crc32(crc32fast::Hasher),
     Sha256(sha2::Sha256),
     Sha1(sha1::Sha1),
 }
 
 impl Digest {
-    fn new(algorithm: &str) -> Option<Digest> {
+    pub(super) fn new(algorithm: &str) -> Option<Digest> {
         match algorithm {
             "crc32" => Some(Digest::Crc32(crc32fast::Hasher::new())),
             "sha256" => Some(Digest::Sha256(sha2::Sha256::new())),
@@ -56,7 +56,7 @@ impl Digest {
 }
 
 /// What a chunk is held to.
-enum Checksum {
+pub(super) enum Checksum {
     None,
     /// `Upload-Checksum` in the headers: one algorithm, the expected digest.
     Header(Digest, Vec<u8>),
@@ -127,17 +127,18 @@ fn verdict(checksum: Checksum, trailer: Option<&str>) -> Result<(), Refusal> {
     }
 }
 
-/// Appends a request body at the upload's offset: streamed to the file,
-/// checked against `Upload-Checksum`, synced, then the offset advanced; the
-/// final chunk also finishes the upload (a partial upload stays, whole, for
-/// its final upload). The caller holds the upload's lock. `creating`: the
-/// data came with the creation, so the upload's state is not on disk yet
-/// (it is saved only if the upload stays open).
+/// Appends a request body at the upload's offset (tus 1.0 PATCH, or the
+/// data of a creation): held to `Upload-Offset` and `Upload-Checksum`,
+/// stored by [`store_chunk`], then committed; the final chunk also
+/// finishes the upload (a partial upload stays, whole, for its final
+/// upload). The caller holds the upload's lock. `creating`: the data came
+/// with the creation, so the upload's state is not on disk yet (it is
+/// saved only if the upload stays open).
 pub(super) async fn append(
     shared: &Shared,
     mut info: Info,
     headers: &HeaderMap,
-    mut body: Body,
+    body: Body,
     creating: bool,
 ) -> Response {
     if let Some(offset) = header(headers, "upload-offset") {
@@ -181,16 +182,51 @@ pub(super) async fn append(
             None => info.length = Some(length),
         }
     }
+    let checksum = match tus_checksum(headers) {
+        Ok(checksum) => checksum,
+        Err(refusal) => return refuse(refusal),
+    };
+    let limit = info.length.unwrap_or(shared.config.max_size);
+    let over = if info.length.is_some() {
+        "the data goes past Upload-Length"
+    } else {
+        "the data goes past Tus-Max-Size"
+    };
+    let stored = match store_chunk(shared, &info, body, checksum, (limit, over), creating).await {
+        Ok(stored) => stored,
+        Err(refused) => return refused,
+    };
+    let finished = match commit(shared, &mut info, stored).await {
+        Ok(finished) => finished,
+        Err(failed) => return failed,
+    };
+    let complete = finished.is_some();
+    let mut response = reply(StatusCode::NO_CONTENT);
+    set(&mut response, "upload-offset", info.offset);
+    // What was stored, as RFC 9530 says it: the sender can hold it to
+    // what it sent.
+    if let Some(digest) = finished.as_deref().and_then(super::draft::repr_digest) {
+        set(&mut response, "repr-digest", digest);
+    }
+    if !complete {
+        set(&mut response, "upload-expires", http_date(info.expires_at));
+    }
+    response
+}
+
+/// The checksum a tus chunk is held to: `Upload-Checksum` in the headers,
+/// or announced as a trailer.
+fn tus_checksum(headers: &HeaderMap) -> Result<Checksum, Refusal> {
     let announced = header(headers, "trailer").is_some_and(|names| {
         names
             .split(',')
             .any(|name| name.trim().eq_ignore_ascii_case("upload-checksum"))
     });
-    let mut checksum = match header(headers, "upload-checksum") {
-        Some(value) => match parse_checksum(value) {
-            Ok((digest, expected)) => Checksum::Header(digest, expected),
-            Err(refusal) => return refuse(refusal),
-        },
+    Ok(match header(headers, "upload-checksum") {
+        Some(value) => {
+            let (digest, expected) = parse_checksum(value)?;
+            Checksum::Header(digest, expected)
+        }
         None if announced => Checksum::Trailer(
             ["crc32", "sha256", "sha1"]
                 .into_iter()
@@ -198,8 +234,32 @@ pub(super) async fn append(
                 .collect(),
         ),
         None => Checksum::None,
-    };
-    let limit = info.length.unwrap_or(shared.config.max_size);
+    })
+}
+
+/// A chunk on disk, synced, its upload's state not yet moved.
+pub(super) struct Stored {
+    /// Bytes written at the upload's offset.
+    pub(super) written: u64,
+    /// Whether the whole body arrived (not cut short by the client).
+    pub(super) whole: bool,
+    /// The upload's SHA-256 through this chunk, where it was kept running.
+    running: Option<sha2::Sha256>,
+}
+
+/// Streams `body` onto the upload's file at its offset, holding it to
+/// `checksum` and to `limit` (the most bytes the upload may hold, and the
+/// refusal's text past it), then syncs it. A refused chunk is discarded:
+/// the file is cut back to the offset and the refusal returned. A body the
+/// client cut short is kept as far as it arrived (it is resumable).
+pub(super) async fn store_chunk(
+    shared: &Shared,
+    info: &Info,
+    mut body: Body,
+    mut checksum: Checksum,
+    (limit, over): (u64, &'static str),
+    creating: bool,
+) -> Result<Stored, Response> {
     let part = shared.uploads().join(format!("{}.part", info.id));
     let start = info.offset;
     let mut running = shared.take_running(&info.id, start);
@@ -222,12 +282,13 @@ pub(super) async fn append(
         Ok::<_, std::io::Error>(file)
     };
     let Ok(mut file) = opened.await else {
-        return reply_text(
+        return Err(reply_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the upload could not be opened",
-        );
+        ));
     };
     let mut written = 0u64;
+    let mut whole = true;
     let mut failure = None;
     let mut trailer: Option<String> = None;
     // Body frames are small; the file gets writes of up to WRITE_BUFFER bytes.
@@ -235,6 +296,7 @@ pub(super) async fn append(
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             // The client went away: keep what arrived whole (it is resumable).
+            whole = false;
             break;
         };
         let chunk = match frame.into_data() {
@@ -247,14 +309,7 @@ pub(super) async fn append(
             }
         };
         if start + written + chunk.len() as u64 > limit {
-            failure = Some(reply_text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                if info.length.is_some() {
-                    "the data goes past Upload-Length"
-                } else {
-                    "the data goes past Tus-Max-Size"
-                },
-            ));
+            failure = Some(reply_text(StatusCode::PAYLOAD_TOO_LARGE, over));
             break;
         }
         match &mut checksum {
@@ -287,30 +342,55 @@ pub(super) async fn append(
         ));
     }
     drop(pending);
-    if failure.is_none() {
+    if failure.is_none() && whole {
         failure = verdict(checksum, trailer.as_deref()).err().map(refuse);
+    } else if failure.is_none() && !matches!(checksum, Checksum::None) {
+        // Cut short, the chunk cannot be checked: none of it is kept.
+        written = 0;
+        let _ = file.set_len(start).await;
+        running = None;
     }
     if let Some(failure) = failure {
         // The chunk is discarded: the offset stays where it was.
         let _ = file.set_len(start).await;
         let _ = file.sync_data().await;
-        if creating && shared.save(&info).await.is_err() {
-            return reply_text(
+        if creating && shared.save(info).await.is_err() {
+            return Err(reply_text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the upload state could not be saved",
-            );
+            ));
         }
-        return failure;
+        return Err(failure);
     }
     // Durable before the offset moves.
     if file.sync_data().await.is_err() {
-        return reply_text(
+        return Err(reply_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the data could not be synced",
-        );
+        ));
     }
-    drop(file);
-    info.offset = start + written;
+    Ok(Stored {
+        written,
+        whole,
+        running,
+    })
+}
+
+/// Moves the upload's offset past a stored chunk and saves its state; a
+/// complete upload is finished (persisted and receipted) before this
+/// returns. Returns the finished file's SHA-256 (hex), `None` while the
+/// upload stays open.
+pub(super) async fn commit(
+    shared: &Shared,
+    info: &mut Info,
+    stored: Stored,
+) -> Result<Option<String>, Response> {
+    let Stored {
+        written,
+        mut running,
+        ..
+    } = stored;
+    info.offset += written;
     let complete = info.complete();
     if !complete {
         if let Some(hasher) = running.take() {
@@ -322,25 +402,24 @@ pub(super) async fn append(
     // finishing is cut short, the saved offset is behind the data, and a
     // resend from it truncates and rewrites the tail. A finished partial
     // upload's state is saved: it waits, whole, for its final upload.
-    if (!complete || info.partial) && shared.save(&info).await.is_err() {
-        return reply_text(
+    if (!complete || info.partial) && shared.save(info).await.is_err() {
+        return Err(reply_text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the upload state could not be saved",
-        );
+        ));
     }
-    if complete && !info.partial {
-        // The persistence step runs before the answer, never after.
-        if let Err(error) = finish(shared, &info, running, None).await {
-            return reply_text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the upload could not be finished: {error}"),
-            );
+    if !complete || info.partial {
+        return Ok(None);
+    }
+    // The persistence step runs before the answer, never after.
+    match finish(shared, info, running, None).await {
+        Ok(sha256) => Ok(Some(sha256)),
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            Err(reply_text(StatusCode::BAD_REQUEST, &error.to_string()))
         }
+        Err(error) => Err(reply_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the upload could not be finished: {error}"),
+        )),
     }
-    let mut response = reply(StatusCode::NO_CONTENT);
-    set(&mut response, "upload-offset", info.offset);
-    if !complete {
-        set(&mut response, "upload-expires", http_date(info.expires_at));
-    }
-    response
 }

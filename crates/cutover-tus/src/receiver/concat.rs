@@ -166,6 +166,7 @@ pub(super) async fn create_final(
         metadata,
         expires_at: now() + shared.config.expire_after_seconds,
         partial: false,
+        draft: None,
     };
     let concat = format!(
         "final;{}",

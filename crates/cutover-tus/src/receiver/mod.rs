@@ -1,6 +1,7 @@
 //! The tus receiver (core and every tus 1.0 extension: creation,
 //! creation-with-upload, creation-defer-length, concatenation, checksum,
-//! checksum-trailer, termination, expiration) and its receipts.
+//! checksum-trailer, termination, expiration), the IETF resumable-upload
+//! draft beside it on the same endpoint, and the receipts.
 //!
 //! Layout of the storage directory: `uploads/ID.part` and `uploads/ID.json`
 //! while an upload is open (and while a finished partial upload waits to be
@@ -23,6 +24,7 @@ use sha2::Digest as _;
 
 mod append;
 mod concat;
+mod draft;
 mod store;
 
 use append::append;
@@ -121,6 +123,23 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         (&Method::GET, ["receipts", id]) => receipt(&shared, id).await,
         (&Method::GET, ["receipts"]) => listing(&shared, parts.uri.query()).await,
         (method, ["files", rest @ ..]) => {
+            let draft = header(&parts.headers, "upload-draft-interop-version");
+            if let (Some(value), false) = (draft, parts.headers.contains_key("tus-resumable")) {
+                return match draft::version(value) {
+                    Some(version) => {
+                        draft::route(&shared, version, method, rest, &parts.headers, body).await
+                    }
+                    None => {
+                        let mut response = reply_text(
+                            StatusCode::PRECONDITION_FAILED,
+                            "Upload-Draft-Interop-Version must be 6, 7 or 8 \
+                             (or use tus with Tus-Resumable: 1.0.0)",
+                        );
+                        set(&mut response, "tus-version", TUS_VERSION);
+                        response
+                    }
+                };
+            }
             if parts
                 .headers
                 .get("tus-resumable")
@@ -152,6 +171,16 @@ fn options(shared: &Shared) -> Response {
     set(&mut response, "tus-extension", EXTENSIONS);
     set(&mut response, "tus-max-size", shared.config.max_size);
     set(&mut response, "tus-checksum-algorithm", "crc32,sha256,sha1");
+    // The IETF draft's discovery: appends are accepted, within these limits.
+    set(&mut response, "accept-patch", "application/partial-upload");
+    set(
+        &mut response,
+        "upload-limit",
+        format!(
+            "max-size={}, max-age={}",
+            shared.config.max_size, shared.config.expire_after_seconds
+        ),
+    );
     response
 }
 
@@ -306,26 +335,11 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
         metadata,
         expires_at: now() + shared.config.expire_after_seconds,
         partial: concat.is_some(),
+        draft: None,
     };
-    let part = shared.uploads().join(format!("{id}.part"));
     let with_data = has_body(headers) && length != Some(0);
-    // With data, nothing is made durable until the data is: the client
-    // learns the upload's URL only from this answer, so a crash before it
-    // leaves nothing anyone could resume.
-    let created = async {
-        let file = tokio::fs::File::create(&part).await?;
-        if !with_data {
-            file.sync_all().await?;
-            shared.save(&info).await?;
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    if created.await.is_err() {
-        shared.remove(&id).await;
-        return reply_text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the upload could not be stored",
-        );
+    if let Err(failed) = shared.open(&info, with_data).await {
+        return failed;
     }
     if info.complete() && !info.partial {
         // Nothing to wait for: an empty file is complete, and persisted, before the answer.

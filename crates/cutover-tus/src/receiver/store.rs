@@ -29,6 +29,25 @@ pub(super) struct Info {
     /// whole, until a final upload takes it; it is never a file of its own.
     #[serde(default)]
     pub(super) partial: bool,
+    /// An upload made by the IETF resumable-upload draft, not by tus 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) draft: Option<Draft>,
+}
+
+/// What a draft upload keeps beside tus's state. Its `length` stays unknown
+/// until the client marks it complete (`Upload-Complete: ?1`): in the
+/// draft, only the client ends an upload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Draft {
+    /// The interop version it was created with.
+    pub(super) version: u8,
+    /// The length the client announced (`Upload-Length`, or `Content-Length`
+    /// with `Upload-Complete: ?1`): the limit, and the length the
+    /// completion must reach.
+    pub(super) announced: Option<u64>,
+    /// The SHA-256 the client gave in `Repr-Digest` at creation, hex: the
+    /// finished file must have it, or it is not kept.
+    pub(super) repr_sha256: Option<String>,
 }
 
 impl Info {
@@ -153,6 +172,31 @@ impl Shared {
         locks.entry(id.to_owned()).or_default().clone()
     }
 
+    /// Makes a new upload's (empty) data file. Without data to come in the
+    /// same request, its state is saved too; with data, nothing is made
+    /// durable until the data is: the client learns the upload's URL only
+    /// from this request's answer, so a crash before it leaves nothing
+    /// anyone could resume.
+    pub(super) async fn open(&self, info: &Info, with_data: bool) -> Result<(), Response> {
+        let part = self.uploads().join(format!("{}.part", info.id));
+        let created = async {
+            let file = tokio::fs::File::create(&part).await?;
+            if !with_data {
+                file.sync_all().await?;
+                self.save(info).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        if created.await.is_err() {
+            self.remove(&info.id).await;
+            return Err(reply_text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the upload could not be stored",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) async fn info(&self, id: &str) -> Option<Info> {
         let text = tokio::fs::read(self.uploads().join(format!("{id}.json")))
             .await
@@ -236,15 +280,17 @@ impl Shared {
     }
 }
 
-/// Moves the finished file into place and writes its receipt, durably.
-/// `running` is the file's SHA-256 when it was hashed as it arrived;
-/// otherwise the file is read once more.
+/// Moves the finished file into place and writes its receipt, durably;
+/// returns its SHA-256 (hex). `running` is the file's SHA-256 when it was
+/// hashed as it arrived; otherwise the file is read once more. A file whose
+/// SHA-256 is not the one its client announced (a draft's `Repr-Digest`)
+/// is removed, not kept: the error is `InvalidData`.
 pub(super) async fn finish(
     shared: &Shared,
     info: &Info,
     running: Option<sha2::Sha256>,
     concat: Option<String>,
-) -> std::io::Result<()> {
+) -> std::io::Result<String> {
     let part = shared.uploads().join(format!("{}.part", info.id));
     let hasher = match running {
         Some(hasher) => hasher,
@@ -262,9 +308,25 @@ pub(super) async fn finish(
             hasher
         }
     };
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let announced = info
+        .draft
+        .as_ref()
+        .and_then(|draft| draft.repr_sha256.as_ref());
+    if announced.is_some_and(|announced| *announced != sha256) {
+        shared.remove(&info.id).await;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the data's SHA-256 is not the one Repr-Digest announced",
+        ));
+    }
     if shared.loses(&info.id) {
         shared.remove(&info.id).await;
-        return Ok(());
+        return Ok(sha256);
     }
     let complete = shared.config.directory.join("complete").join(&info.id);
     tokio::fs::rename(&part, &complete).await?;
@@ -273,11 +335,7 @@ pub(super) async fn finish(
     let receipt = Receipt {
         id: info.id.clone(),
         size: info.offset,
-        sha256: hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect(),
+        sha256: sha256.clone(),
         stored_at: rfc3339(now()),
         metadata: info.metadata.clone(),
         concat,
@@ -293,7 +351,7 @@ pub(super) async fn finish(
     )
     .await?;
     let _ = tokio::fs::remove_file(shared.uploads().join(format!("{}.json", info.id))).await;
-    Ok(())
+    Ok(sha256)
 }
 
 pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

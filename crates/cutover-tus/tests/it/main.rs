@@ -3,6 +3,7 @@
 //! authentication, limits, and file names that never become paths; the
 //! other extensions in `extensions`.
 
+mod draft;
 mod extensions;
 mod sender;
 

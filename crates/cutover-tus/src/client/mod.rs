@@ -8,14 +8,15 @@
 //! upload.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
-use sha2::Digest as _;
-
 use crate::auth::{Auth, AuthError, SendError};
+
+mod chunk;
+
+use chunk::{Chunk, Range, base64, read_chunk};
+pub use chunk::{ChunkChecksum, FileDigest};
 
 /// Why an upload failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,80 @@ pub enum UploadError {
     Auth(#[from] AuthError),
 }
 
+/// The upload protocol a sender speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// tus 1.0 (`Tus-Resumable: 1.0.0`) with the extensions the server offers.
+    #[default]
+    Tus,
+    /// The IETF "Resumable Uploads for HTTP" draft, interop version 8
+    /// (draft -11): an empty creation, then appends of
+    /// `application/partial-upload`, the last one with `Upload-Complete: ?1`.
+    Ietf,
+}
+
+/// The interop version the sender speaks the IETF draft at.
+const INTEROP_VERSION: &str = "8";
+
+/// A created upload.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Its URL.
+    pub url: String,
+    /// The server's offset: the bytes it took with the creation.
+    pub offset: u64,
+    /// Where the creation completed the upload and the server said what it
+    /// stored (`Repr-Digest`): that SHA-256, hex.
+    pub stored_sha256: Option<String>,
+}
+
+/// An upload's state on the server (`HEAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    offset: u64,
+    /// The draft's `Upload-Complete`; tus does not say.
+    complete: Option<bool>,
+}
+
+/// The SHA-256 (hex) in a `Repr-Digest` answer (`sha-256=:base64:`).
+fn stored_sha256(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get("repr-digest")?.to_str().ok()?;
+    value.split(',').find_map(|member| {
+        let (key, item) = member.split_once('=')?;
+        if !key.trim().eq_ignore_ascii_case("sha-256") {
+            return None;
+        }
+        let encoded = item.trim().strip_prefix(':')?.split(':').next()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        (bytes.len() == 32).then(|| bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    })
+}
+
+fn header_u64(answer: &reqwest::Response, name: &str) -> Option<u64> {
+    answer
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+}
+
+fn said_complete(answer: &reqwest::Response) -> Option<bool> {
+    match answer
+        .headers()
+        .get("upload-complete")?
+        .to_str()
+        .ok()?
+        .trim()
+    {
+        "?1" => Some(true),
+        "?0" => Some(false),
+        _ => None,
+    }
+}
+
 /// Sends files to one tus endpoint.
 #[derive(Debug, Clone)]
 pub struct Uploader {
@@ -47,6 +122,7 @@ pub struct Uploader {
     auth: Auth,
     chunk_size: usize,
     retries: u32,
+    protocol: Protocol,
     /// How many partial uploads a large file is sent as, at once, where the
     /// server offers concatenation (1: one stream).
     parts: usize,
@@ -59,151 +135,6 @@ pub struct Uploader {
 struct Discovery {
     extensions: Vec<String>,
     algorithms: Vec<String>,
-}
-
-/// The checksum a chunk carries in `Upload-Checksum`.
-///
-/// CRC32 where the server offers it (as cutover receive and tusd do): it
-/// catches corruption in transit at a fraction of SHA-256's cost, and the
-/// whole file's SHA-256 is checked end to end by verification anyway.
-/// Otherwise SHA-256, or SHA-1 where that is all the server lists; none
-/// where the server lists its extensions without checksum (the
-/// data-exchange service ignores the header: computing it is wasted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkChecksum {
-    /// No `Upload-Checksum`.
-    None,
-    /// `crc32`: IEEE CRC-32, 4 bytes big-endian.
-    Crc32,
-    /// `sha256`.
-    Sha256,
-    /// `sha1`.
-    Sha1,
-}
-
-impl ChunkChecksum {
-    fn header(self, chunk: &[u8]) -> String {
-        match self {
-            ChunkChecksum::None => String::new(),
-            ChunkChecksum::Crc32 => {
-                format!("crc32 {}", base64(&crc32fast::hash(chunk).to_be_bytes()))
-            }
-            ChunkChecksum::Sha256 => format!("sha256 {}", base64(&sha2::Sha256::digest(chunk))),
-            ChunkChecksum::Sha1 => {
-                format!(
-                    "sha1 {}",
-                    base64(&<sha1::Sha1 as sha2::Digest>::digest(chunk))
-                )
-            }
-        }
-    }
-
-    /// The best checksum among the server's `Tus-Checksum-Algorithm` list.
-    fn choose(discovery: &Discovery) -> ChunkChecksum {
-        let (extensions, algorithms) = (&discovery.extensions, &discovery.algorithms);
-        if !extensions.is_empty() && !extensions.iter().any(|name| name == "checksum") {
-            return ChunkChecksum::None;
-        }
-        let offered = |name: &str| {
-            algorithms
-                .iter()
-                .any(|offered| offered.eq_ignore_ascii_case(name))
-        };
-        if offered("crc32") {
-            ChunkChecksum::Crc32
-        } else if offered("sha256") || !offered("sha1") {
-            ChunkChecksum::Sha256
-        } else {
-            ChunkChecksum::Sha1
-        }
-    }
-}
-
-/// The whole file's SHA-256, computed from the chunks as they are read to
-/// be sent, in order, so a file is read once. Bytes a send skips (the
-/// server already had them) are read and hashed when needed.
-#[derive(Clone, Default)]
-pub struct FileDigest {
-    hasher: sha2::Sha256,
-    upto: u64,
-    /// Takes nothing in (a part of a file sent in parallel parts, whose
-    /// chunks do not come in file order).
-    off: bool,
-}
-
-impl std::fmt::Debug for FileDigest {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("FileDigest")
-            .field("upto", &self.upto)
-            .finish()
-    }
-}
-
-impl FileDigest {
-    /// A digest that takes nothing in.
-    fn off() -> FileDigest {
-        FileDigest {
-            off: true,
-            ..FileDigest::default()
-        }
-    }
-
-    /// Hashes the file's bytes from where the digest stands to `offset`.
-    fn catch_up(&mut self, file: &mut std::fs::File, offset: u64) -> std::io::Result<()> {
-        if offset <= self.upto {
-            return Ok(());
-        }
-        file.seek(SeekFrom::Start(self.upto))?;
-        let mut buffer = vec![0u8; 1 << 20];
-        while self.upto < offset {
-            let wanted = usize::try_from((offset - self.upto).min(buffer.len() as u64))
-                .unwrap_or(buffer.len());
-            file.read_exact(&mut buffer[..wanted])?;
-            self.hasher.update(&buffer[..wanted]);
-            self.upto += wanted as u64;
-        }
-        Ok(())
-    }
-
-    /// Takes in the chunk at `offset` (only its bytes not yet hashed).
-    fn absorb(
-        &mut self,
-        file: &mut std::fs::File,
-        offset: u64,
-        chunk: &[u8],
-    ) -> std::io::Result<()> {
-        if self.off {
-            return Ok(());
-        }
-        self.catch_up(file, offset)?;
-        let end = offset + chunk.len() as u64;
-        if end > self.upto {
-            let skip = usize::try_from(self.upto - offset).unwrap_or(chunk.len());
-            self.hasher.update(&chunk[skip..]);
-            self.upto = end;
-        }
-        Ok(())
-    }
-
-    /// The file's SHA-256 (hex) over `length` bytes, reading what the send
-    /// did not.
-    pub fn finish(mut self, path: &Path, length: u64) -> std::io::Result<String> {
-        if self.upto < length {
-            let mut file = std::fs::File::open(path)?;
-            self.catch_up(&mut file, length)?;
-        }
-        Ok(self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect())
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// `Upload-Metadata`: `key base64,key base64`.
@@ -277,39 +208,6 @@ async fn rejection(answer: reqwest::Response) -> UploadError {
     }
 }
 
-/// A chunk ready to send: its offset, bytes and `Upload-Checksum` value.
-type Chunk = (u64, Vec<u8>, String);
-
-/// Where an upload's bytes are in the file: from `base`, `length` bytes (a
-/// whole file: from 0, all of it; a part: its range).
-#[derive(Debug, Clone, Copy)]
-struct Range {
-    base: u64,
-    length: u64,
-}
-
-/// Reads the chunk of at most `chunk_size` bytes at the upload's `offset`
-/// (the file's `range.base + offset`), takes it into the file's digest, and
-/// computes its checksum.
-fn read_chunk(
-    path: &Path,
-    range: Range,
-    offset: u64,
-    chunk_size: usize,
-    checksum: ChunkChecksum,
-    mut digest: FileDigest,
-) -> std::io::Result<(Chunk, FileDigest)> {
-    let length = range.length;
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(range.base + offset))?;
-    let wanted = usize::try_from((length - offset).min(chunk_size as u64)).unwrap_or(chunk_size);
-    let mut chunk = vec![0u8; wanted];
-    file.read_exact(&mut chunk)?;
-    digest.absorb(&mut file, offset, &chunk)?;
-    let header = checksum.header(&chunk);
-    Ok(((offset, chunk, header), digest))
-}
-
 type ChunkTask = tokio::task::JoinHandle<std::io::Result<(Chunk, FileDigest)>>;
 
 impl Uploader {
@@ -363,8 +261,12 @@ impl Uploader {
             .await
     }
 
-    /// The checksum chunks to this server carry.
+    /// The checksum chunks to this server carry (none in the IETF draft,
+    /// where the whole file is held to the server's `Repr-Digest`).
     pub async fn chunk_checksum(&self) -> ChunkChecksum {
+        if self.protocol == Protocol::Ietf {
+            return ChunkChecksum::None;
+        }
         ChunkChecksum::choose(self.discovery().await)
     }
 
@@ -384,6 +286,7 @@ impl Uploader {
             auth: auth.into(),
             chunk_size: chunk_size.max(1),
             retries: 5,
+            protocol: Protocol::Tus,
             parts: 1,
             discovery: std::sync::Arc::default(),
         })
@@ -409,6 +312,12 @@ impl Uploader {
         self
     }
 
+    /// Speaks `protocol` to the server.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Uploader {
+        self.protocol = protocol;
+        self
+    }
+
     /// Sends each file of at least `parts` chunks as `parts` partial
     /// uploads at once, concatenated into one, where the server offers
     /// concatenation.
@@ -421,7 +330,10 @@ impl Uploader {
     /// parallel parts were asked for, the file holds a chunk per part, and
     /// the server offers concatenation.
     pub async fn parts_for(&self, size: u64) -> usize {
-        if self.parts <= 1 || size < (self.parts * self.chunk_size) as u64 {
+        if self.parts <= 1
+            || self.protocol == Protocol::Ietf
+            || size < (self.parts * self.chunk_size) as u64
+        {
             return 1;
         }
         if self.offers("concatenation").await {
@@ -436,11 +348,13 @@ impl Uploader {
         let _ = self.call(self.request(reqwest::Method::DELETE, url)).await;
     }
 
-    /// A tus request, without authorization (see [`Uploader::call`]).
+    /// A request of the protocol, without authorization (see [`Uploader::call`]).
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, url)
-            .header("Tus-Resumable", "1.0.0")
+        let request = self.http.request(method, url);
+        match self.protocol {
+            Protocol::Tus => request.header("Tus-Resumable", "1.0.0"),
+            Protocol::Ietf => request.header("Upload-Draft-Interop-Version", INTEROP_VERSION),
+        }
     }
 
     /// Sends a request with the bearer token, renewed and sent once more
@@ -459,7 +373,7 @@ impl Uploader {
         Ok(self
             .create_inner(Some(length), metadata, None, None)
             .await?
-            .0)
+            .url)
     }
 
     /// Whether the server offers the tus extension `name` (from its OPTIONS).
@@ -482,7 +396,7 @@ impl Uploader {
                 Some("partial".to_owned()),
             )
             .await?
-            .0)
+            .url)
     }
 
     /// Creates the final upload made of the partial uploads at `parts`, in
@@ -496,29 +410,31 @@ impl Uploader {
         Ok(self
             .create_inner(None, metadata, None, Some(concat))
             .await?
-            .0)
+            .url)
     }
 
     /// Creates an upload of the file at `path` (`length` bytes) and, where
-    /// the server offers creation-with-upload, sends its first chunk in the
-    /// same request. Returns the upload's URL and the server's offset.
+    /// the server offers creation-with-upload (or speaks the IETF draft),
+    /// sends its first chunk in the same request: a file of one chunk is
+    /// sent whole with its creation.
     pub async fn create_with_data(
         &self,
         path: &Path,
         length: u64,
         metadata: &BTreeMap<String, String>,
         digest: &mut FileDigest,
-    ) -> Result<(String, u64), UploadError> {
+    ) -> Result<Created, UploadError> {
         let discovery = self.discovery().await;
         let with_data = length > 0
-            && discovery
-                .extensions
-                .iter()
-                .any(|name| name == "creation-with-upload");
+            && (self.protocol == Protocol::Ietf
+                || discovery
+                    .extensions
+                    .iter()
+                    .any(|name| name == "creation-with-upload"));
         if !with_data {
-            return Ok((self.create(length, metadata).await?, 0));
+            return self.create_inner(Some(length), metadata, None, None).await;
         }
-        let checksum = ChunkChecksum::choose(discovery);
+        let checksum = self.chunk_checksum().await;
         let ((_, chunk, header), absorbed) = read_chunk(
             path,
             Range { base: 0, length },
@@ -544,10 +460,27 @@ impl Uploader {
         metadata: &BTreeMap<String, String>,
         mut data: Option<(Vec<u8>, String)>,
         concat: Option<String>,
-    ) -> Result<(String, u64), UploadError> {
+    ) -> Result<Created, UploadError> {
         let mut failures = 0;
         let answer = loop {
             let mut request = self.request(reqwest::Method::POST, &self.endpoint);
+            if self.protocol == Protocol::Ietf {
+                let sent = data.as_ref().map_or(0, |(chunk, _)| chunk.len() as u64);
+                let whole = length == Some(sent);
+                request = request
+                    .header("Upload-Complete", if whole { "?1" } else { "?0" })
+                    .header("Want-Repr-Digest", "sha-256=10");
+                if let Some(name) = metadata.get("filename") {
+                    let quoted: String = name
+                        .chars()
+                        .filter(|character| !character.is_control() && *character != '"')
+                        .collect();
+                    request = request.header(
+                        "Content-Disposition",
+                        format!("inline; filename=\"{quoted}\""),
+                    );
+                }
+            }
             if let Some(length) = length {
                 request = request.header("Upload-Length", length.to_string());
             }
@@ -558,15 +491,20 @@ impl Uploader {
                 request = request.header("Upload-Concat", concat.as_str());
             }
             if let Some((chunk, checksum)) = &data {
-                request = request
-                    .header("Content-Type", "application/offset+octet-stream")
-                    .body(chunk.clone());
+                let media = match self.protocol {
+                    Protocol::Tus => "application/offset+octet-stream",
+                    Protocol::Ietf => "application/octet-stream",
+                };
+                request = request.header("Content-Type", media).body(chunk.clone());
                 if !checksum.is_empty() {
                     request = request.header("Upload-Checksum", checksum.as_str());
                 }
             }
             let reason = match self.call(request).await {
                 Ok(answer) if answer.status().as_u16() == 201 => break answer,
+                Ok(answer) if self.protocol == Protocol::Ietf && answer.status().is_success() => {
+                    break answer;
+                }
                 Ok(answer) if answer.status().as_u16() == 400 => {
                     return Err(rejection(answer).await);
                 }
@@ -610,13 +548,8 @@ impl Uploader {
             data = None;
             tokio::time::sleep(backoff(failures)).await;
         };
-        let offset = if answer.status().as_u16() == 201 {
-            answer
-                .headers()
-                .get("upload-offset")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0)
+        let offset = if answer.status().is_success() {
+            header_u64(&answer, "upload-offset").unwrap_or(0)
         } else {
             0
         };
@@ -625,7 +558,11 @@ impl Uploader {
             .get("location")
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| UploadError::Server("the server gave no Location".into()))?;
-        Ok((self.resolve(location), offset))
+        Ok(Created {
+            url: self.resolve(location),
+            offset,
+            stored_sha256: stored_sha256(answer.headers()),
+        })
     }
 
     /// An absolute URL for a Location header.
@@ -647,6 +584,12 @@ impl Uploader {
 
     /// The server's offset for an upload; `None` when it no longer has it.
     pub async fn offset(&self, url: &str) -> Result<Option<u64>, UploadError> {
+        Ok(self.progress(url).await?.map(|progress| progress.offset))
+    }
+
+    /// The server's offset for an upload and, in the draft, whether it is
+    /// complete; `None` when it no longer has the upload.
+    async fn progress(&self, url: &str) -> Result<Option<Progress>, UploadError> {
         let answer = match self.call(self.request(reqwest::Method::HEAD, url)).await {
             Ok(answer) => answer,
             Err(SendError::Auth(error)) => return Err(UploadError::Auth(error)),
@@ -661,11 +604,10 @@ impl Uploader {
             return Err(UploadError::Auth(AuthError::Unauthorized));
         }
         match answer.status().as_u16() {
-            200 | 204 => Ok(answer
-                .headers()
-                .get("upload-offset")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse().ok())),
+            200 | 204 => Ok(header_u64(&answer, "upload-offset").map(|offset| Progress {
+                offset,
+                complete: said_complete(&answer),
+            })),
             404 | 410 => Ok(None),
             status => Err(UploadError::Server(format!(
                 "asking for the offset: status {status}"
@@ -676,6 +618,8 @@ impl Uploader {
     /// Sends `path` (of `length` bytes) to the upload at `url` from the
     /// server's offset to the end; retries a chunk after a checksum
     /// mismatch or a failed connection, resyncing the offset each time.
+    /// Returns the SHA-256 (hex) the server said it stored, where it said
+    /// (`Repr-Digest`).
     pub async fn send(
         &self,
         url: &str,
@@ -683,7 +627,7 @@ impl Uploader {
         length: u64,
         digest: &mut FileDigest,
         on_position: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), UploadError> {
+    ) -> Result<Option<String>, UploadError> {
         let offset = self
             .offset(url)
             .await?
@@ -702,7 +646,7 @@ impl Uploader {
         offset: u64,
         digest: &mut FileDigest,
         on_position: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), UploadError> {
+    ) -> Result<Option<String>, UploadError> {
         self.send_range(
             url,
             path,
@@ -724,7 +668,7 @@ impl Uploader {
         start: u64,
         length: u64,
         on_position: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), UploadError> {
+    ) -> Result<Option<String>, UploadError> {
         let offset = self.offset(url).await?.ok_or_else(|| {
             UploadError::Server("the server no longer has a partial upload".into())
         })?;
@@ -742,7 +686,8 @@ impl Uploader {
         .await
     }
 
-    /// Sends the upload's bytes (the file's `range`) from `offset` on.
+    /// Sends the upload's bytes (the file's `range`) from `offset` on; in
+    /// the draft, the last append (or an empty one) completes the upload.
     async fn send_range(
         &self,
         url: &str,
@@ -751,8 +696,11 @@ impl Uploader {
         mut offset: u64,
         digest: &mut FileDigest,
         on_position: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), UploadError> {
+    ) -> Result<Option<String>, UploadError> {
         let length = range.length;
+        let draft = self.protocol == Protocol::Ietf;
+        let mut stored = None;
+        let mut completed = false;
         on_position(offset);
         let checksum_kind = self.chunk_checksum().await;
         let file_error = |source| UploadError::File {
@@ -801,9 +749,18 @@ impl Uploader {
             }
             let mut request = self
                 .request(reqwest::Method::PATCH, url)
-                .header("Content-Type", "application/offset+octet-stream")
                 .header("Upload-Offset", offset.to_string())
                 .body(chunk);
+            request = if draft {
+                request
+                    .header("Content-Type", "application/partial-upload")
+                    .header(
+                        "Upload-Complete",
+                        if following == length { "?1" } else { "?0" },
+                    )
+            } else {
+                request.header("Content-Type", "application/offset+octet-stream")
+            };
             if !checksum.is_empty() {
                 request = request.header("Upload-Checksum", checksum);
             }
@@ -814,13 +771,13 @@ impl Uploader {
                 }
             }
             match answer {
-                Ok(answer) if answer.status().as_u16() == 204 => {
-                    offset = answer
-                        .headers()
-                        .get("upload-offset")
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| value.parse().ok())
-                        .unwrap_or(offset + wanted as u64);
+                Ok(answer)
+                    if answer.status().as_u16() == 204
+                        || (draft && answer.status().is_success()) =>
+                {
+                    offset = header_u64(&answer, "upload-offset").unwrap_or(offset + wanted as u64);
+                    completed = said_complete(&answer) == Some(true);
+                    stored = stored_sha256(answer.headers());
                     on_position(offset);
                     failures = 0;
                 }
@@ -843,8 +800,11 @@ impl Uploader {
                         )));
                     }
                     tokio::time::sleep(backoff(failures)).await;
-                    match self.offset(url).await {
-                        Ok(Some(server)) => offset = server,
+                    match self.progress(url).await {
+                        Ok(Some(server)) => {
+                            offset = server.offset;
+                            completed = server.complete == Some(true);
+                        }
                         Ok(None) => {
                             return Err(UploadError::Server(
                                 "the server no longer has the upload (expired or terminated)"
@@ -865,6 +825,48 @@ impl Uploader {
                 *digest = absorbed;
             }
         }
-        Ok(())
+        if draft && !completed {
+            stored = self.complete(url, length).await?;
+        }
+        Ok(stored)
+    }
+
+    /// Completes a draft upload whose data is all there but whose
+    /// completion was not acknowledged: asks, and where it is still open,
+    /// appends nothing with `Upload-Complete: ?1`. Returns the SHA-256 the
+    /// server said it stored.
+    async fn complete(&self, url: &str, length: u64) -> Result<Option<String>, UploadError> {
+        let mut failures = 0;
+        loop {
+            let head = self.call(self.request(reqwest::Method::HEAD, url)).await;
+            if let Ok(answer) = &head {
+                if said_complete(answer) == Some(true) {
+                    return Ok(stored_sha256(answer.headers()));
+                }
+            }
+            let request = self
+                .request(reqwest::Method::PATCH, url)
+                .header("Content-Type", "application/partial-upload")
+                .header("Upload-Offset", length.to_string())
+                .header("Upload-Complete", "?1");
+            let reason = match self.call(request).await {
+                Ok(answer) if answer.status().is_success() => {
+                    return Ok(stored_sha256(answer.headers()));
+                }
+                Ok(answer) if self.auth.refused(&answer) => {
+                    return Err(UploadError::Auth(AuthError::Unauthorized));
+                }
+                Ok(answer) => format!("status {}", answer.status().as_u16()),
+                Err(SendError::Auth(error)) => return Err(UploadError::Auth(error)),
+                Err(SendError::Http(error)) => connection_failure(&error),
+            };
+            failures += 1;
+            if failures > self.retries {
+                return Err(UploadError::Server(format!(
+                    "completing the upload: {reason}"
+                )));
+            }
+            tokio::time::sleep(backoff(failures)).await;
+        }
     }
 }
