@@ -1,5 +1,7 @@
 //! The sender over real HTTP: chunks corrupted in transit are retried
-//! (460, and 417 as some servers answer), and each refusal is named.
+//! (460, and 417 as some servers answer), a draft upload corrupted in
+//! transit is caught by the receiver's Repr-Digest, and each refusal is
+//! named.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -197,5 +199,70 @@ async fn refusals_are_named() {
     assert!(
         error.to_string().contains("no longer has the upload"),
         "{error}"
+    );
+}
+
+/// The IETF draft carries no checksum per append: a chunk corrupted on the
+/// way is stored as it arrived, and the receiver's Repr-Digest of the
+/// completed file tells. The sender withdraws that upload (nothing corrupt
+/// stays on the receiver) and fails the file with the reason, for a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_draft_holds_a_file_to_the_receivers_repr_digest() {
+    let (directory, url) = receiver(None, 3600).await;
+    let (proxy_url, proxy) = corrupting_proxy(&url, 1, false).await;
+    let file = directory.path().join("outgoing.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|n| (n % 241) as u8).collect();
+    std::fs::write(&file, &data).expect("file");
+    let uploader = Uploader::new(&format!("{proxy_url}/files"), None, 65_536)
+        .expect("uploader")
+        .with_protocol(cutover_tus::Protocol::Ietf);
+    let ledger = std::sync::Mutex::new(
+        cutover_tus::Ledger::open(&directory.path().join("ledger.db")).expect("ledger"),
+    );
+    let sends = vec![cutover_tus::FileToSend {
+        path: file.clone(),
+        metadata: [("filename".to_owned(), "outgoing.bin".to_owned())].into(),
+    }];
+    let outcomes = cutover_tus::deliver::send(
+        &uploader,
+        &ledger,
+        sends,
+        1,
+        &cutover_tus::NoDeliveryProgress,
+    )
+    .await
+    .expect("delivery");
+    assert_eq!(proxy.corrupted.load(Ordering::SeqCst), 1);
+    match &outcomes[0].1 {
+        cutover_tus::Sent::Failed(reason) => {
+            assert!(reason.contains("Repr-Digest"), "{reason}");
+        }
+        other => panic!("a corrupted upload was taken as sent: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_dir(directory.path().join("complete"))
+            .expect("complete")
+            .count(),
+        0,
+        "the corrupt file was withdrawn"
+    );
+
+    // Uncorrupted, the same file is acknowledged, the digests agreeing.
+    let outcomes = cutover_tus::deliver::send(
+        &uploader,
+        &ledger,
+        vec![cutover_tus::FileToSend {
+            path: file,
+            metadata: [("filename".to_owned(), "outgoing.bin".to_owned())].into(),
+        }],
+        1,
+        &cutover_tus::NoDeliveryProgress,
+    )
+    .await
+    .expect("delivery");
+    assert!(
+        matches!(outcomes[0].1, cutover_tus::Sent::Acknowledged),
+        "{:?}",
+        outcomes[0].1
     );
 }
