@@ -237,7 +237,7 @@ fn tus_checksum(headers: &HeaderMap) -> Result<Checksum, Refusal> {
     })
 }
 
-/// A chunk on disk, synced, its upload's state not yet moved.
+/// A chunk written, its upload's state not yet moved.
 pub(super) struct Stored {
     /// Bytes written at the upload's offset.
     pub(super) written: u64,
@@ -245,11 +245,13 @@ pub(super) struct Stored {
     pub(super) whole: bool,
     /// The upload's SHA-256 through this chunk, where it was kept running.
     running: Option<sha2::Sha256>,
+    /// The upload's file, written and not yet synced.
+    file: tokio::fs::File,
 }
 
 /// Streams `body` onto the upload's file at its offset, holding it to
 /// `checksum` and to `limit` (the most bytes the upload may hold, and the
-/// refusal's text past it), then syncs it. A refused chunk is discarded:
+/// refusal's text past it); [`commit`] makes it durable. A refused chunk is discarded:
 /// the file is cut back to the offset and the refusal returned. A body the
 /// client cut short is kept as far as it arrived (it is resumable).
 pub(super) async fn store_chunk(
@@ -362,17 +364,11 @@ pub(super) async fn store_chunk(
         }
         return Err(failure);
     }
-    // Durable before the offset moves.
-    if file.sync_data().await.is_err() {
-        return Err(reply_text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the data could not be synced",
-        ));
-    }
     Ok(Stored {
         written,
         whole,
         running,
+        file,
     })
 }
 
@@ -388,10 +384,20 @@ pub(super) async fn commit(
     let Stored {
         written,
         mut running,
+        file,
         ..
     } = stored;
+    let complete = info.length == Some(info.offset + written);
+    // Durable before the offset moves. The chunk that completes an upload
+    // is made durable by the upload's finishing, with its move and receipt.
+    if (!complete || info.partial) && file.sync_data().await.is_err() {
+        return Err(reply_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the data could not be synced",
+        ));
+    }
+    drop(file);
     info.offset += written;
-    let complete = info.complete();
     if !complete {
         if let Some(hasher) = running.take() {
             shared.keep_running(&info.id, info.offset, hasher);

@@ -97,6 +97,7 @@ pub async fn serve(
     store::sweep(&config.directory.join("uploads")).await?;
     let shared = Arc::new(Shared {
         config,
+        barrier: store::Barrier::default(),
         locks: Mutex::default(),
         running: Mutex::default(),
     });

@@ -57,8 +57,47 @@ impl Info {
     }
 }
 
+/// Group commit: a caller whose writes are done waits until the file
+/// system has been synced (`syncfs`) by a sync that began after they were
+/// done. Concurrent uploads share one sync instead of several each.
+#[derive(Debug, Default)]
+pub(super) struct Barrier {
+    /// Tickets handed out, one per wait, after the caller's writes.
+    tickets: std::sync::atomic::AtomicU64,
+    /// The highest ticket a finished sync covers.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl Barrier {
+    /// Returns once everything written before the call is on disk: the
+    /// data and metadata of every file of `directory`'s file system.
+    pub(super) async fn wait(&self, directory: &Path) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
+            // A sync that began after this caller's writes has finished.
+            return Ok(());
+        }
+        // Every ticket handed out so far was taken after its writes, so
+        // this sync covers all of them.
+        let upto = self.tickets.load(Ordering::SeqCst);
+        let directory = directory.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let handle = std::fs::File::open(directory)?;
+            rustix::fs::syncfs(&handle).map_err(std::io::Error::from)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        *covered = upto;
+        Ok(())
+    }
+}
+
 pub(super) struct Shared {
     pub(super) config: ReceiverConfig,
+    /// The group commit every finished upload waits on.
+    pub(super) barrier: Barrier,
     pub(super) locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Each open upload's SHA-256 so far and the offset it covers, so a
     /// finished file need not be read again for its receipt. In memory
@@ -330,8 +369,9 @@ pub(super) async fn finish(
     }
     let complete = shared.config.directory.join("complete").join(&info.id);
     tokio::fs::rename(&part, &complete).await?;
-    sync_directory(&shared.config.directory.join("complete")).await?;
-    sync_directory(&shared.uploads()).await?;
+    // The file's data (its last chunk is not synced on its own) and its
+    // move, on disk before the receipt is written.
+    shared.barrier.wait(&shared.config.directory).await?;
     let receipt = Receipt {
         id: info.id.clone(),
         size: info.offset,
@@ -341,15 +381,16 @@ pub(super) async fn finish(
         concat,
     };
     let bytes = serde_json::to_vec_pretty(&receipt).map_err(std::io::Error::other)?;
-    write_atomically(
-        &shared
-            .config
-            .directory
-            .join("receipts")
-            .join(format!("{}.json", info.id)),
-        &bytes,
-    )
-    .await?;
+    let path = shared
+        .config
+        .directory
+        .join("receipts")
+        .join(format!("{}.json", info.id));
+    let temporary = path.with_extension("tmp");
+    tokio::fs::write(&temporary, &bytes).await?;
+    tokio::fs::rename(&temporary, &path).await?;
+    // The receipt, on disk before the answer.
+    shared.barrier.wait(&shared.config.directory).await?;
     let _ = tokio::fs::remove_file(shared.uploads().join(format!("{}.json", info.id))).await;
     Ok(sha256)
 }
