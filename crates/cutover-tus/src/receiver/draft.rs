@@ -19,7 +19,7 @@ use axum::response::Response;
 use base64::Engine as _;
 
 use super::append::{Checksum, Digest, commit, store_chunk};
-use super::store::{Draft, Info, Shared, header, new_id, now, reply, reply_text, set};
+use super::store::{Draft, Info, Shared, header, new_id, now, reply, reply_text, set, valid_id};
 use super::{has_body, location, parse_metadata, terminate};
 
 /// The interop versions answered.
@@ -44,6 +44,8 @@ pub(super) async fn route(
     body: Body,
 ) -> Response {
     match (method, rest) {
+        // Ids are ours; anything else names no upload.
+        (_, [id]) if !valid_id(id) => reply(StatusCode::NOT_FOUND),
         (&Method::POST, []) => create(shared, version, headers, body).await,
         (&Method::HEAD, [id]) => head(shared, version, id).await,
         (&Method::PATCH, [id]) => append_to(shared, id, headers, body).await,
@@ -249,12 +251,9 @@ async fn head(shared: &Shared, version: u8, id: &str) -> Response {
         }
         return response;
     }
-    match shared.info(id).await {
-        Some(info) if info.expires_at < now() => {
-            shared.remove(id).await;
-            reply(StatusCode::GONE)
-        }
-        Some(info) => {
+    match shared.live(id).await {
+        Err(refused) => refused,
+        Ok(info) => {
             let mut response = reply(StatusCode::NO_CONTENT);
             set(&mut response, "upload-complete", "?0");
             set(&mut response, "upload-offset", info.offset);
@@ -273,7 +272,6 @@ async fn head(shared: &Shared, version: u8, id: &str) -> Response {
             );
             response
         }
-        None => reply(StatusCode::NOT_FOUND),
     }
 }
 
@@ -310,13 +308,10 @@ async fn append_to(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -
             )
         };
     }
-    let Some(mut info) = shared.info(id).await else {
-        return reply(StatusCode::NOT_FOUND);
+    let mut info = match shared.live(id).await {
+        Ok(info) => info,
+        Err(refused) => return refused,
     };
-    if info.expires_at < now() {
-        shared.remove(id).await;
-        return reply(StatusCode::GONE);
-    }
     let Some(draft) = info.draft.as_mut() else {
         return reply_text(
             StatusCode::BAD_REQUEST,

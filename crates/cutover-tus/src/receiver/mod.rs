@@ -388,12 +388,9 @@ async fn head(shared: &Shared, id: &str) -> Response {
         }
         return response;
     }
-    match shared.info(id).await {
-        Some(info) if info.expires_at < now() => {
-            shared.remove(id).await;
-            reply(StatusCode::GONE)
-        }
-        Some(info) => {
+    match shared.live(id).await {
+        Err(refused) => refused,
+        Ok(info) => {
             let mut response = reply(StatusCode::OK);
             set(&mut response, "upload-offset", info.offset);
             match info.length {
@@ -409,7 +406,6 @@ async fn head(shared: &Shared, id: &str) -> Response {
             set(&mut response, "upload-expires", http_date(info.expires_at));
             response
         }
-        None => reply(StatusCode::NOT_FOUND),
     }
 }
 
@@ -429,13 +425,10 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
         // Also a final upload, which is complete from its creation.
         return reply_text(StatusCode::FORBIDDEN, "the upload is complete");
     }
-    let Some(info) = shared.info(id).await else {
-        return reply(StatusCode::NOT_FOUND);
+    let info = match shared.live(id).await {
+        Ok(info) => info,
+        Err(refused) => return refused,
     };
-    if info.expires_at < now() {
-        shared.remove(id).await;
-        return reply(StatusCode::GONE);
-    }
     if info.complete() {
         return reply_text(StatusCode::FORBIDDEN, "the upload is complete");
     }

@@ -236,6 +236,19 @@ impl Shared {
         Ok(())
     }
 
+    /// An open upload's state; 404 without one, and 410 (its files
+    /// removed) once it has expired.
+    pub(super) async fn live(&self, id: &str) -> Result<Info, Response> {
+        let Some(info) = self.info(id).await else {
+            return Err(reply(StatusCode::NOT_FOUND));
+        };
+        if info.expires_at < now() {
+            self.remove(id).await;
+            return Err(reply(StatusCode::GONE));
+        }
+        Ok(info)
+    }
+
     pub(super) async fn info(&self, id: &str) -> Option<Info> {
         let text = tokio::fs::read(self.uploads().join(format!("{id}.json")))
             .await
