@@ -237,6 +237,15 @@ fn tus_checksum(headers: &HeaderMap) -> Result<Checksum, Refusal> {
     })
 }
 
+/// Cuts an upload's own file back to `offset`; a partial written in its
+/// final upload's file (`place`) is left as it is.
+async fn cut(file: &tokio::fs::File, place: Option<u64>, offset: u64) -> std::io::Result<()> {
+    match place {
+        None => file.set_len(offset).await,
+        Some(_) => Ok(()),
+    }
+}
+
 /// A chunk written, its upload's state not yet moved.
 pub(super) struct Stored {
     /// Bytes written at the upload's offset.
@@ -262,16 +271,20 @@ pub(super) async fn store_chunk(
     (limit, over): (u64, &'static str),
     creating: bool,
 ) -> Result<Stored, Response> {
-    let part = shared.uploads().join(format!("{}.part", info.id));
+    let (part, place) = shared.data(info);
     let start = info.offset;
     let mut running = shared.take_running(&info.id, start);
     // Bytes past the recorded offset (a write cut short by a crash) are not
-    // the upload's: cut them before writing at the offset.
+    // the upload's: cut them before writing at the offset. A partial
+    // written in its final upload's file has its own place there: what
+    // lies past its offset is overwritten, never cut.
     let opened = async {
         // A crash while finishing can leave the file moved to complete/
         // without its receipt: it is still this upload's, so it comes back.
         let complete = shared.config.directory.join("complete").join(&info.id);
-        if tokio::fs::metadata(&part).await.is_err() && tokio::fs::metadata(&complete).await.is_ok()
+        if place.is_none()
+            && tokio::fs::metadata(&part).await.is_err()
+            && tokio::fs::metadata(&complete).await.is_ok()
         {
             tokio::fs::rename(&complete, &part).await?;
         }
@@ -279,8 +292,9 @@ pub(super) async fn store_chunk(
             .write(true)
             .open(&part)
             .await?;
-        file.set_len(start).await?;
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(start)).await?;
+        cut(&file, place, start).await?;
+        let at = place.unwrap_or(0) + start;
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(at)).await?;
         Ok::<_, std::io::Error>(file)
     };
     let Ok(mut file) = opened.await else {
@@ -349,12 +363,12 @@ pub(super) async fn store_chunk(
     } else if failure.is_none() && !matches!(checksum, Checksum::None) {
         // Cut short, the chunk cannot be checked: none of it is kept.
         written = 0;
-        let _ = file.set_len(start).await;
+        let _ = cut(&file, place, start).await;
         running = None;
     }
     if let Some(failure) = failure {
         // The chunk is discarded: the offset stays where it was.
-        let _ = file.set_len(start).await;
+        let _ = cut(&file, place, start).await;
         let _ = file.sync_data().await;
         if creating && shared.save(info).await.is_err() {
             return Err(reply_text(
@@ -398,7 +412,9 @@ pub(super) async fn commit(
     }
     drop(file);
     info.offset += written;
-    if !complete {
+    // A finished partial keeps its running SHA-256 too: the first part of
+    // a final upload need not be read again.
+    if !complete || info.partial {
         if let Some(hasher) = running.take() {
             shared.keep_running(&info.id, info.offset, hasher);
         }
@@ -413,6 +429,18 @@ pub(super) async fn commit(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the upload state could not be saved",
         ));
+    }
+    if complete {
+        if let Some(taken) = &info.taken {
+            // The last partial to finish finishes its final upload, before
+            // its answer.
+            if super::early::settle(shared, &taken.by).await.is_err() {
+                return Err(reply_text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the final upload could not be finished",
+                ));
+            }
+        }
     }
     if !complete || info.partial {
         return Ok(None);

@@ -91,14 +91,30 @@ pub(super) async fn create_final(
                 "upload {number} of Upload-Concat was not created as a partial upload"
             ));
         }
-        if !info.complete() {
-            return refuse(format!(
-                "partial upload {number} of Upload-Concat is not complete (concatenation of \
-                 unfinished uploads is not offered)"
-            ));
-        }
         total += info.offset;
         parts.push(info);
+    }
+    let takers: Vec<Option<&str>> = parts
+        .iter()
+        .map(|part| part.taken.as_ref().map(|taken| taken.by.as_str()))
+        .collect();
+    if let Some(taker) = takers.iter().flatten().next() {
+        // The same final upload asked for again (its answer was lost):
+        // the one already made is the answer, never a second.
+        let same = takers.iter().all(|by| *by == Some(*taker))
+            && shared
+                .info(taker)
+                .await
+                .is_some_and(|made| made.parts.as_deref() == Some(ids.as_slice()));
+        if same {
+            return (reply(StatusCode::CREATED), Some((*taker).to_owned()));
+        }
+        return refuse(
+            "a partial upload of Upload-Concat is already taken by another final upload".to_owned(),
+        );
+    }
+    if !parts.iter().all(Info::complete) {
+        return super::early::create(shared, &ids, &mut parts, (metadata_header, metadata)).await;
     }
     if total > shared.config.max_size {
         return (
@@ -167,6 +183,8 @@ pub(super) async fn create_final(
         expires_at: now() + shared.config.expire_after_seconds,
         partial: false,
         draft: None,
+        taken: None,
+        parts: None,
     };
     let concat = format!(
         "final;{}",

@@ -226,6 +226,8 @@ async fn create(shared: &Shared, version: u8, headers: &HeaderMap, body: Body) -
             announced,
             repr_sha256,
         }),
+        taken: None,
+        parts: None,
     };
     if let Err(failed) = shared.open(&info, has_body(headers)).await {
         return failed;

@@ -25,6 +25,7 @@ use sha2::Digest as _;
 mod append;
 mod concat;
 mod draft;
+mod early;
 mod store;
 
 use append::append;
@@ -37,7 +38,8 @@ const TUS_VERSION: &str = "1.0.0";
 /// The most body bytes gathered before one write to the upload's file.
 const WRITE_BUFFER: usize = 1 << 20;
 const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,concatenation,\
-                          checksum,checksum-trailer,termination,expiration";
+                          concatenation-unfinished,checksum,checksum-trailer,termination,\
+                          expiration";
 
 /// How the receiver runs.
 #[derive(Debug, Clone)]
@@ -101,6 +103,7 @@ pub async fn serve(
         locks: Mutex::default(),
         running: Mutex::default(),
     });
+    early::recover(&shared).await?;
     let router = Router::new().fallback(handle).with_state(shared);
     axum::serve(listener, router).await
 }
@@ -337,6 +340,8 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
         expires_at: now() + shared.config.expire_after_seconds,
         partial: concat.is_some(),
         draft: None,
+        taken: None,
+        parts: None,
     };
     let with_data = has_body(headers) && length != Some(0);
     if let Err(failed) = shared.open(&info, with_data).await {
@@ -378,6 +383,32 @@ async fn create(shared: &Shared, headers: &HeaderMap, body: Body) -> Response {
 async fn head(shared: &Shared, id: &str) -> Response {
     if !valid_id(id) {
         return reply(StatusCode::NOT_FOUND);
+    }
+    // A final upload made before its partials finished: finished here if
+    // they all are (a restart may have left it so), else described
+    // without an offset, which the protocol leaves undefined until then.
+    if let Some(info) = shared.info(id).await.filter(|info| info.parts.is_some()) {
+        match early::settle(shared, id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut response = reply(StatusCode::OK);
+                if let Some(length) = info.length {
+                    set(&mut response, "upload-length", length);
+                }
+                if !info.metadata_header.is_empty() {
+                    set(&mut response, "upload-metadata", &info.metadata_header);
+                }
+                let names = info.parts.iter().flatten();
+                let urls: Vec<String> = names.map(|name| format!("/files/{name}")).collect();
+                set(
+                    &mut response,
+                    "upload-concat",
+                    format!("final;{}", urls.join(" ")),
+                );
+                return response;
+            }
+            Err(_) => return reply(StatusCode::GONE),
+        }
     }
     if let Some(receipt) = shared.receipt(id).await {
         let mut response = reply(StatusCode::OK);
@@ -429,6 +460,12 @@ async fn patch(shared: &Shared, id: &str, headers: &HeaderMap, body: Body) -> Re
         Ok(info) => info,
         Err(refused) => return refused,
     };
+    if info.parts.is_some() {
+        return reply_text(
+            StatusCode::FORBIDDEN,
+            "a final upload takes no data: it is the concatenation of its partial uploads",
+        );
+    }
     if info.complete() {
         return reply_text(StatusCode::FORBIDDEN, "the upload is complete");
     }

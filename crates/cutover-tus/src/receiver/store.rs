@@ -32,6 +32,25 @@ pub(super) struct Info {
     /// An upload made by the IETF resumable-upload draft, not by tus 1.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) draft: Option<Draft>,
+    /// A partial upload taken by a final upload made before it finished
+    /// (concatenation-unfinished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) taken: Option<Taken>,
+    /// A final upload made before its partial uploads finished: their ids,
+    /// in order. It is finished when the last of them is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) parts: Option<Vec<String>>,
+}
+
+/// Which final upload took a partial upload, and where the partial's
+/// bytes are written: into the final's own file, at `at`, when the
+/// partial had no data yet when it was taken (nothing is copied then);
+/// otherwise in the partial's file, copied once when the final finishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Taken {
+    pub(super) by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) at: Option<u64>,
 }
 
 /// What a draft upload keeps beside tus's state. Its `length` stays unknown
@@ -237,16 +256,36 @@ impl Shared {
     }
 
     /// An open upload's state; 404 without one, and 410 (its files
-    /// removed) once it has expired.
+    /// removed) once it has expired. A final upload waiting for its
+    /// partials expires with them; a partial whose final upload is gone
+    /// is gone too.
     pub(super) async fn live(&self, id: &str) -> Result<Info, Response> {
         let Some(info) = self.info(id).await else {
             return Err(reply(StatusCode::NOT_FOUND));
         };
-        if info.expires_at < now() {
+        if info.expires_at < now() && info.parts.is_none() {
             self.remove(id).await;
             return Err(reply(StatusCode::GONE));
         }
+        if let Some(taken) = &info.taken {
+            if self.info(&taken.by).await.is_none() && self.receipt(&taken.by).await.is_none() {
+                self.remove(id).await;
+                return Err(reply(StatusCode::GONE));
+            }
+        }
         Ok(info)
+    }
+
+    /// Where an upload's bytes are: its own file, or (a partial taken into
+    /// its final upload's file) the final's file and the partial's place
+    /// in it.
+    pub(super) fn data(&self, info: &Info) -> (PathBuf, Option<u64>) {
+        match &info.taken {
+            Some(Taken { by, at: Some(at) }) => {
+                (self.uploads().join(format!("{by}.part")), Some(*at))
+            }
+            _ => (self.uploads().join(format!("{}.part", info.id)), None),
+        }
     }
 
     pub(super) async fn info(&self, id: &str) -> Option<Info> {

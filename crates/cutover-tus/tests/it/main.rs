@@ -6,6 +6,7 @@
 mod draft;
 mod extensions;
 mod sender;
+mod unfinished;
 
 use base64::Engine as _;
 use cutover_tus::{Receipt, ReceiverConfig};
@@ -22,12 +23,22 @@ async fn receiver(token: Option<&str>, expire_after_seconds: i64) -> (tempfile::
 /// A receiver on loopback with the test defaults changed by `configure`.
 async fn receiver_with(configure: impl FnOnce(&mut ReceiverConfig)) -> (tempfile::TempDir, String) {
     let directory = tempfile::tempdir().expect("temporary directory");
+    let url = serve_on(directory.path(), configure).await;
+    (directory, url)
+}
+
+/// A receiver on loopback storing in `directory` (a restart when another
+/// served it before); returns its URL once it answers.
+async fn serve_on(
+    directory: &std::path::Path,
+    configure: impl FnOnce(&mut ReceiverConfig),
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
-    let config = ReceiverConfig {
-        directory: directory.path().to_owned(),
+    let mut config = ReceiverConfig {
+        directory: directory.to_owned(),
         max_size: 1 << 20,
         token: None,
         expire_after_seconds: 3600,
@@ -35,7 +46,6 @@ async fn receiver_with(configure: impl FnOnce(&mut ReceiverConfig)) -> (tempfile
         public_url: None,
         trust_proxy: false,
     };
-    let mut config = config;
     configure(&mut config);
     tokio::spawn(cutover_tus::serve(listener, config));
     // Wait until it answers.
@@ -50,7 +60,7 @@ async fn receiver_with(configure: impl FnOnce(&mut ReceiverConfig)) -> (tempfile
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    (directory, url)
+    url
 }
 
 fn b64(bytes: &[u8]) -> String {
