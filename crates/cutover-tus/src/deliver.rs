@@ -253,6 +253,7 @@ async fn send_one(
             modified,
             metadata: &metadata,
             resuming: state == State::Uploading,
+            known_url: known_url.as_deref(),
         };
         return crate::parts::send(uploader, ledger, file, count, progress).await;
     }

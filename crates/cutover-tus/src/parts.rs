@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use crate::client::{FileDigest, Uploader};
+use crate::client::{FileDigest, UploadError, Uploader};
 use crate::deliver::{DeliveryError, DeliveryProgress, Sent, fail, failure, lock, unchanged};
 use crate::ledger::{Ledger, Part, State, Transition};
 
@@ -39,6 +39,9 @@ pub(crate) struct InParts<'a> {
     pub(crate) metadata: &'a BTreeMap<String, String>,
     /// A previous run left it uploading: its recorded parts are resumed.
     pub(crate) resuming: bool,
+    /// The upload URL the ledger has for it: a final upload made before
+    /// its parts, when a previous run made one.
+    pub(crate) known_url: Option<&'a str>,
 }
 
 /// Sends `file` as `count` partial uploads at once, then creates the final
@@ -89,10 +92,19 @@ pub(crate) async fn send(
             Some(&format!("sent as {} parallel parts", parts.len())),
         )?;
     }
+    let urls: Vec<String> = parts.iter().map(|part| part.url.clone()).collect();
+    let early = early_final(uploader, ledger, &file, &urls).await?;
+    let done = match &early {
+        Some(url) => matches!(uploader.final_state(url).await, Ok(Some(true))),
+        None => false,
+    };
     let positions: Vec<AtomicU64> = parts.iter().map(|_| AtomicU64::new(0)).collect();
     let sent = futures_util::future::join_all(parts.iter().enumerate().map(|(index, part)| {
         let positions = &positions;
         async move {
+            if done {
+                return Ok(());
+            }
             let on_position = |offset: u64| {
                 positions[index].store(offset, Ordering::Relaxed);
                 let total = positions
@@ -108,7 +120,13 @@ pub(crate) async fn send(
         }
     }))
     .await;
-    if let Some(error) = sent.into_iter().find_map(Result::err) {
+    // A final made first is finished by its last part: an answer lost on
+    // the way back changes nothing once the receiver says it is.
+    let finished = match &early {
+        Some(url) => finished(uploader, url).await,
+        None => false,
+    };
+    if let Some(error) = sent.into_iter().find_map(Result::err).filter(|_| !finished) {
         // A part the receiver no longer has cannot be resumed: the next run
         // starts the file's parts over.
         let mut gone = false;
@@ -120,8 +138,20 @@ pub(crate) async fn send(
         }
         return failure(ledger, name, error);
     }
-    let urls: Vec<String> = parts.iter().map(|part| part.url.clone()).collect();
-    let url = match uploader.create_final(&urls, file.metadata).await {
+    let made = match early {
+        Some(url) if finished => Ok(url),
+        Some(_) => {
+            return failure(
+                ledger,
+                name,
+                UploadError::Server(
+                    "the receiver has every part but has not finished the final upload".into(),
+                ),
+            );
+        }
+        None => uploader.create_final(&urls, file.metadata).await,
+    };
+    let url = match made {
         Ok(url) => url,
         Err(error) => {
             // Every part gone means the receiver made the final upload and
@@ -184,6 +214,56 @@ pub(crate) async fn send(
     ledger.record(&changes)?;
     ledger.set_parts(name, &[])?;
     Ok(Sent::Acknowledged)
+}
+
+/// Where the receiver offers concatenation-unfinished, the final upload is
+/// made before the parts are sent, so each part goes straight into its
+/// place in the final file; its URL is in the ledger from then on. A rerun
+/// takes the final a previous run made (the ledger's URL, if the receiver
+/// says it is a final upload); otherwise asks again, which a receiver
+/// answers with the final it already made of these parts. `None`: the
+/// final is made after the parts, as plain concatenation does.
+async fn early_final(
+    uploader: &Uploader,
+    ledger: &Mutex<Ledger>,
+    file: &InParts<'_>,
+    urls: &[String],
+) -> Result<Option<String>, DeliveryError> {
+    if file.resuming {
+        if let Some(known) = file.known_url {
+            if let Ok(Some(_)) = uploader.final_state(known).await {
+                return Ok(Some(known.to_owned()));
+            }
+        }
+    }
+    if !uploader.offers("concatenation-unfinished").await {
+        return Ok(None);
+    }
+    // A refusal or a lost answer leaves the final to be made after the
+    // parts (a receiver that made it answers that request with it).
+    let Ok(url) = uploader.create_final(urls, file.metadata).await else {
+        return Ok(None);
+    };
+    lock(ledger).transition(
+        file.name,
+        State::Uploading,
+        Some(&url),
+        Some("final upload made before its parts"),
+    )?;
+    Ok(Some(url))
+}
+
+/// Whether the final upload at `url` is finished: asked a few times, since
+/// a receiver may finish it a moment after the last part's answer.
+async fn finished(uploader: &Uploader, url: &str) -> bool {
+    for attempt in 0..5u32 {
+        match uploader.final_state(url).await {
+            Ok(Some(true)) => return true,
+            Ok(None) => return false,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

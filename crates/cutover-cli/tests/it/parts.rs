@@ -192,7 +192,9 @@ async fn a_killed_sender_resumes_its_parts() {
             .map(|entries| {
                 entries
                     .filter_map(|entry| entry.ok()?.metadata().ok())
-                    .map(|metadata| metadata.len())
+                    // Bytes written, not lengths: a final upload made
+                    // before its parts has its whole length from the start.
+                    .map(|metadata| std::os::unix::fs::MetadataExt::blocks(&metadata) * 512)
                     .sum()
             })
             .unwrap_or(0)
@@ -246,10 +248,13 @@ async fn a_killed_sender_resumes_its_parts() {
 
 /// A proxy to a receiver that loses the answer to the first final upload
 /// (the receiver made it; the sender hears 502), as a dropped connection
-/// would. Host goes through, so upload URLs name the proxy.
+/// would; with `plain`, it hides concatenation-unfinished, so the final
+/// upload is made after the parts. Host goes through, so upload URLs name
+/// the proxy.
 struct LosesFinalAnswer {
     target: String,
     finals: std::sync::atomic::AtomicU32,
+    plain: bool,
 }
 
 async fn lose_final_answer(
@@ -284,7 +289,14 @@ async fn lose_final_answer(
     }
     let mut response = axum::response::Response::builder().status(answer.status().as_u16());
     for (name, value) in answer.headers() {
-        if name != "content-length" && name != "transfer-encoding" {
+        if name == "tus-extension" && proxy.plain {
+            let offered = value.to_str().expect("text");
+            let plain: Vec<&str> = offered
+                .split(',')
+                .filter(|name| *name != "concatenation-unfinished")
+                .collect();
+            response = response.header("tus-extension", plain.join(","));
+        } else if name != "content-length" && name != "transfer-encoding" {
             response = response.header(name.as_str(), value.as_bytes());
         }
     }
@@ -294,59 +306,201 @@ async fn lose_final_answer(
         .expect("response")
 }
 
-/// The answer to the final upload is lost after the receiver made it: the
-/// retry finds the parts gone, the file is left missing, and verification
-/// adopts the receiver's copy by its checksum; nothing is sent twice.
+/// The answer to the final upload is lost after the receiver made it. Made
+/// after the parts (plain concatenation), the retry finds the parts gone,
+/// the file is left missing, and verification adopts the receiver's copy
+/// by its checksum. Made before them (concatenation-unfinished), the retry
+/// is answered with the same final upload. Nothing is sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_final_answer_is_adopted_not_sent_again() {
+    for plain in [true, false] {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let inbox = directory.path().join("inbox");
+        let (mut receiver, files) = start_receiver(&inbox);
+        let origin = files.trim_end_matches("/files").to_owned();
+        let proxy = std::sync::Arc::new(LosesFinalAnswer {
+            target: origin,
+            finals: std::sync::atomic::AtomicU32::new(0),
+            plain,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let proxied = format!("http://{}/files", listener.local_addr().expect("address"));
+        let router = axum::Router::new()
+            .fallback(lose_final_answer)
+            .with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (file, sha256) = data_file(directory.path(), "extract.bin", 2_000_000);
+        let ledger = directory.path().join("ledger.db");
+        let run = crate::cutover_async(&[
+            "send",
+            &file.display().to_string(),
+            "--to",
+            &proxied,
+            "--ledger",
+            &ledger.display().to_string(),
+            "--parallel-parts",
+            "4",
+            "--chunk-size",
+            "131072",
+            "--check",
+            "receipt",
+        ])
+        .await;
+        receiver.kill().expect("stop");
+        receiver.wait().expect("wait");
+        assert!(
+            proxy.finals.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "the final upload was retried"
+        );
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("1 verified"), "{}", run.stdout);
+        let receipt = only_receipt(&inbox);
+        assert_eq!(receipt["sha256"], sha256.as_str());
+        let details = details(&ledger);
+        let adopted = details
+            .iter()
+            .any(|detail| detail.contains("adopted, not sent again"));
+        let early = details
+            .iter()
+            .any(|detail| detail.contains("final upload made before its parts"));
+        assert_eq!((adopted, early), (plain, !plain), "{details:?}");
+    }
+}
+
+/// SIGKILL of the receiver while a part streams into its final upload
+/// (made before its parts): the restarted receiver still has the final,
+/// the finished part and the offset the streaming part had reached; the
+/// part resumed from there finishes the final, stored whole, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_while_a_part_streams_into_its_final_stores_the_file_once() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let directory = tempfile::tempdir().expect("temporary directory");
     let inbox = directory.path().join("inbox");
-    let (mut receiver, files) = start_receiver(&inbox);
-    let origin = files.trim_end_matches("/files").to_owned();
-    let proxy = std::sync::Arc::new(LosesFinalAnswer {
-        target: origin,
-        finals: std::sync::atomic::AtomicU32::new(0),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let (mut child, files) = start_receiver(&inbox);
+    let client = reqwest::Client::new();
+    let tus = |request: reqwest::RequestBuilder| request.header("Tus-Resumable", "1.0.0");
+    let half = 24usize << 20;
+    let data: Vec<u8> = (0..2 * half as u32)
+        .map(|n| n.wrapping_mul(37) as u8)
+        .collect();
+    let mut paths = Vec::new();
+    for _ in 0..2 {
+        let answer = tus(client.post(&files))
+            .header("Upload-Concat", "partial")
+            .header("Upload-Length", half.to_string())
+            .send()
+            .await
+            .expect("a partial upload");
+        assert_eq!(answer.status().as_u16(), 201);
+        let location = answer.headers()["location"].to_str().expect("location");
+        paths.push(location[location.find("/files/").expect("a path")..].to_owned());
+    }
+    let answer = tus(client.post(&files))
+        .header("Upload-Concat", format!("final;{}", paths.join(" ")))
+        .send()
         .await
-        .expect("bind");
-    let proxied = format!("http://{}/files", listener.local_addr().expect("address"));
-    let router = axum::Router::new()
-        .fallback(lose_final_answer)
-        .with_state(proxy.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let (file, sha256) = data_file(directory.path(), "extract.bin", 2_000_000);
-    let ledger = directory.path().join("ledger.db");
-    let run = crate::cutover_async(&[
-        "send",
-        &file.display().to_string(),
-        "--to",
-        &proxied,
-        "--ledger",
-        &ledger.display().to_string(),
-        "--parallel-parts",
-        "4",
-        "--chunk-size",
-        "131072",
-        "--check",
-        "receipt",
-    ])
-    .await;
-    receiver.kill().expect("stop");
-    receiver.wait().expect("wait");
-    assert!(
-        proxy.finals.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-        "the final upload was retried"
+        .expect("the final upload, before its parts");
+    assert_eq!(answer.status().as_u16(), 201);
+    let location = answer.headers()["location"].to_str().expect("location");
+    let whole_path = location[location.find("/files/").expect("a path")..].to_owned();
+    let origin = files[..files.find("/files").expect("files")].to_owned();
+    let answer = tus(client.patch(format!("{origin}{}", paths[0])))
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", "0")
+        .body(data[..half].to_vec())
+        .send()
+        .await
+        .expect("the first part");
+    assert_eq!(answer.status().as_u16(), 204);
+
+    // The second part on the wire by hand, stopped half-way, so the
+    // receiver is killed in the middle of it.
+    let id = whole_path.rsplit('/').next().expect("id");
+    let target = inbox.join("uploads").join(format!("{id}.part"));
+    let written = |path: &Path| {
+        std::fs::metadata(path).map_or(0, |meta| {
+            std::os::unix::fs::MetadataExt::blocks(&meta) * 512
+        })
+    };
+    let address = origin.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PATCH {} HTTP/1.1\r\nHost: {address}\r\nTus-Resumable: 1.0.0\r\n\
+         Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+         Content-Length: {half}\r\n\r\n",
+        paths[1]
     );
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("1 verified"), "{}", run.stdout);
-    let receipt = only_receipt(&inbox);
-    assert_eq!(receipt["sha256"], sha256.as_str());
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&data[half..half + (12 << 20)])
+        .await
+        .expect("part of the body");
+    let started = Instant::now();
+    while written(&target) < half as u64 + (4 << 20) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the part never reached the final's file"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    assert!(answer.is_empty(), "the killed receiver answered the part");
+
+    let (mut child, files) = start_receiver(&inbox);
+    let origin = files[..files.find("/files").expect("files")].to_owned();
+    let state = tus(client.head(format!("{origin}{whole_path}")))
+        .send()
+        .await
+        .expect("the final");
+    assert_eq!(state.status().as_u16(), 200);
     assert!(
-        details(&ledger)
-            .iter()
-            .any(|detail| detail.contains("adopted, not sent again")),
-        "{:?}",
-        details(&ledger)
+        !state.headers().contains_key("upload-offset"),
+        "not finished"
+    );
+    let second = format!("{origin}{}", paths[1]);
+    let state = tus(client.head(&second)).send().await.expect("the part");
+    let offset: usize = state.headers()["upload-offset"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("a number");
+    assert!(offset < half, "the cut-short append is not complete");
+    let answer = tus(client.patch(&second))
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", offset.to_string())
+        .body(data[half + offset..].to_vec())
+        .send()
+        .await
+        .expect("the resumed part");
+    assert_eq!(answer.status().as_u16(), 204);
+    let receipt: serde_json::Value = reqwest::get(format!("{origin}/receipts/{id}"))
+        .await
+        .expect("receipt")
+        .json()
+        .await
+        .expect("json");
+    child.kill().expect("stop");
+    child.wait().expect("wait");
+    assert_eq!(receipt["sha256"], hex(&sha2::Sha256::digest(&data)));
+    assert_eq!(
+        std::fs::read_dir(inbox.join("complete"))
+            .expect("complete")
+            .count(),
+        1,
+        "stored once"
+    );
+    assert_eq!(
+        std::fs::read_dir(inbox.join("uploads"))
+            .expect("uploads")
+            .count(),
+        0,
+        "the partials are gone"
     );
 }

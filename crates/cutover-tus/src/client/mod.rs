@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::auth::{Auth, AuthError, SendError};
 
 mod chunk;
+mod concat;
 
 use chunk::{Chunk, Range, base64, read_chunk};
 pub use chunk::{ChunkChecksum, FileDigest};
@@ -318,31 +319,6 @@ impl Uploader {
         self
     }
 
-    /// Sends each file of at least `parts` chunks as `parts` partial
-    /// uploads at once, concatenated into one, where the server offers
-    /// concatenation.
-    pub fn with_parallel_parts(mut self, parts: usize) -> Uploader {
-        self.parts = parts.max(1);
-        self
-    }
-
-    /// How many parts a file of `size` bytes is sent as here: 1 unless
-    /// parallel parts were asked for, the file holds a chunk per part, and
-    /// the server offers concatenation.
-    pub async fn parts_for(&self, size: u64) -> usize {
-        if self.parts <= 1
-            || self.protocol == Protocol::Ietf
-            || size < (self.parts * self.chunk_size) as u64
-        {
-            return 1;
-        }
-        if self.offers("concatenation").await {
-            self.parts
-        } else {
-            1
-        }
-    }
-
     /// Asks the server to drop an upload (tus termination); best effort.
     pub async fn terminate(&self, url: &str) {
         let _ = self.call(self.request(reqwest::Method::DELETE, url)).await;
@@ -383,34 +359,6 @@ impl Uploader {
             .extensions
             .iter()
             .any(|offered| offered == name)
-    }
-
-    /// Creates a partial upload of `length` bytes (concatenation); returns
-    /// its URL.
-    pub async fn create_partial(&self, length: u64) -> Result<String, UploadError> {
-        Ok(self
-            .create_inner(
-                Some(length),
-                &BTreeMap::new(),
-                None,
-                Some("partial".to_owned()),
-            )
-            .await?
-            .url)
-    }
-
-    /// Creates the final upload made of the partial uploads at `parts`, in
-    /// order, with the file's `metadata`; returns its URL.
-    pub async fn create_final(
-        &self,
-        parts: &[String],
-        metadata: &BTreeMap<String, String>,
-    ) -> Result<String, UploadError> {
-        let concat = format!("final;{}", parts.join(" "));
-        Ok(self
-            .create_inner(None, metadata, None, Some(concat))
-            .await?
-            .url)
     }
 
     /// Creates an upload of the file at `path` (`length` bytes) and, where
@@ -653,34 +601,6 @@ impl Uploader {
             Range { base: 0, length },
             offset,
             digest,
-            on_position,
-        )
-        .await
-    }
-
-    /// Sends the bytes `start .. start + length` of `path` to the partial
-    /// upload at `url`, from the server's offset (resuming one a previous
-    /// run began); `on_position` gets the part's offset.
-    pub async fn send_part(
-        &self,
-        url: &str,
-        path: &Path,
-        start: u64,
-        length: u64,
-        on_position: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<Option<String>, UploadError> {
-        let offset = self.offset(url).await?.ok_or_else(|| {
-            UploadError::Server("the server no longer has a partial upload".into())
-        })?;
-        self.send_range(
-            url,
-            path,
-            Range {
-                base: start,
-                length,
-            },
-            offset,
-            &mut FileDigest::off(),
             on_position,
         )
         .await
