@@ -135,6 +135,15 @@ pub enum ProtocolArg {
     Ietf,
 }
 
+impl From<ProtocolArg> for Protocol {
+    fn from(protocol: ProtocolArg) -> Protocol {
+        match protocol {
+            ProtocolArg::Tus => Protocol::Tus,
+            ProtocolArg::Ietf => Protocol::Ietf,
+        }
+    }
+}
+
 fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -250,10 +259,7 @@ pub async fn run(args: SendArgs, global: &GlobalArgs) -> anyhow::Result<Outcome>
     let uploader = Uploader::new(&args.to, auth.clone(), args.chunk_size)?
         .with_retries(args.retries)
         .with_parallel_parts(usize::from(args.parallel_parts))
-        .with_protocol(match args.protocol {
-            ProtocolArg::Tus => Protocol::Tus,
-            ProtocolArg::Ietf => Protocol::Ietf,
-        });
+        .with_protocol(args.protocol.into());
     let verifier = Verifier::new(probes, auth).map_err(anyhow::Error::msg)?;
     let ledger = Mutex::new(Ledger::open(&args.ledger)?);
     let bars = DeliveryBars::new(global.quiet, sends.len() as u64, "sending");

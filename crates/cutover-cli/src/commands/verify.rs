@@ -12,6 +12,7 @@ use cutover_tus::{Ledger, Uploader, Verifier};
 use crate::Outcome;
 use crate::cli::{Format, GlobalArgs};
 use crate::commands::delivery::{self, CheckArgs, SignInArgs};
+use crate::commands::send::ProtocolArg;
 use crate::output::{print, print_json};
 
 /// Check that every acknowledged file is really on the receiver, and replay what is not.
@@ -35,6 +36,7 @@ use crate::output::{print, print_json};
 /// Examples:
 ///   cutover verify --ledger cutover-ledger.db
 ///   cutover verify --every 15m --check tus --check data-exchange=https://dex.example/upload/info/{upload_id}
+///   cutover verify --protocol ietf       (replays by the IETF draft, as `send --protocol ietf` sent)
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
@@ -52,6 +54,11 @@ pub struct VerifyArgs {
     /// Bytes per PATCH when replaying.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub chunk_size: usize,
+
+    /// The protocol replays are sent by: tus, or ietf (the IETF
+    /// resumable-upload draft), as the files were sent.
+    #[arg(long, value_enum, value_name = "PROTOCOL", default_value_t = ProtocolArg::Tus)]
+    pub protocol: ProtocolArg,
 
     /// Verify again on this schedule (e.g. 15m, 1h).
     #[arg(long, value_name = "DURATION")]
@@ -85,7 +92,8 @@ pub async fn run(args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<Outcom
     let verifier = Verifier::new(probes, auth.clone()).map_err(anyhow::Error::msg)?;
     // Replays go to the endpoint each file was first sent to; this one only
     // carries the client, sign-in and chunk size.
-    let uploader = Uploader::new("http://localhost/", auth, args.chunk_size)?;
+    let uploader = Uploader::new("http://localhost/", auth, args.chunk_size)?
+        .with_protocol(args.protocol.into());
     let ledger = Mutex::new(Ledger::open(&args.ledger)?);
     let mut pass_number = 0u64;
     loop {

@@ -1,12 +1,13 @@
 //! The IETF resumable-upload draft end to end: tus-js-client's
 //! `ietf-draft-05` against `cutover receive`, `cutover send --protocol
-//! ietf`, and a receiver killed in the middle of a draft append.
+//! ietf`, replays by `cutover verify --protocol ietf`, and a receiver
+//! killed in the middle of a draft append.
 
 use sha2::Digest as _;
 use std::path::Path;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::receive::{peer_uploads, start_receiver};
+use crate::receive::{peer_uploads, start_receiver, start_receiver_with};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -239,4 +240,134 @@ async fn a_receiver_killed_during_a_draft_append_resumes_from_what_it_acknowledg
             .count(),
         0
     );
+}
+
+/// A gateway that speaks only the draft: creations by tus are refused
+/// (412); everything else goes through to `target`, which can change.
+struct DraftOnly {
+    target: std::sync::Mutex<String>,
+}
+
+async fn draft_only(
+    axum::extract::State(gateway): axum::extract::State<std::sync::Arc<DraftOnly>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    if parts.method == axum::http::Method::POST && parts.headers.contains_key("tus-resumable") {
+        return axum::http::StatusCode::PRECONDITION_FAILED.into_response();
+    }
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    let target = gateway.target.lock().expect("target").clone();
+    let mut outgoing = reqwest::Client::new()
+        .request(method, format!("{target}{path}"))
+        .body(bytes);
+    for (name, value) in &parts.headers {
+        if name != "content-length" {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let answer = outgoing.send().await.expect("the receiver answers");
+    let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response = response.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let body = answer.bytes().await.expect("answer body");
+    response
+        .body(axum::body::Body::from(body))
+        .expect("response")
+}
+
+/// A file sent by the draft to a receiver that loses it is replayed by
+/// `cutover verify --protocol ietf` through a gateway that refuses tus
+/// creations: stored once, as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_replays_by_the_draft() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let inbox = directory.path().join("inbox");
+    let (mut liar, files) =
+        start_receiver_with(&inbox, "127.0.0.1:0", &["--fault-lose-percent", "100"]);
+    let gateway = std::sync::Arc::new(DraftOnly {
+        target: std::sync::Mutex::new(files.trim_end_matches("/files").to_owned()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}/files", listener.local_addr().expect("address"));
+    let router = axum::Router::new()
+        .fallback(draft_only)
+        .with_state(gateway.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let outbox = directory.path().join("outbox");
+    std::fs::create_dir(&outbox).expect("outbox");
+    let data: Vec<u8> = (0..200_000u32).map(|n| (n % 241) as u8).collect();
+    std::fs::write(outbox.join("report.bin"), &data).expect("file");
+    let ledger = directory.path().join("ledger.db").display().to_string();
+    let outbox = outbox.display().to_string();
+    let run = crate::cutover_async(&[
+        "send",
+        &outbox,
+        "--to",
+        &address,
+        "--ledger",
+        &ledger,
+        "--protocol",
+        "ietf",
+        "--chunk-size",
+        "65536",
+        "--no-verify",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    liar.kill().expect("stop");
+    liar.wait().expect("wait");
+    let (mut honest, files) = start_receiver(&inbox);
+    *gateway.target.lock().expect("target") = files.trim_end_matches("/files").to_owned();
+
+    let verify = |protocol: &'static str| {
+        let ledger = ledger.clone();
+        async move {
+            crate::cutover_async(&[
+                "verify",
+                "--ledger",
+                &ledger,
+                "--check",
+                "receipt",
+                "--protocol",
+                protocol,
+            ])
+            .await
+        }
+    };
+    // A creation by tus does not pass the gateway (a replay by tus would
+    // fail the file for good).
+    let refused = reqwest::Client::new()
+        .post(&address)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "1")
+        .send()
+        .await
+        .expect("a tus creation");
+    assert_eq!(refused.status().as_u16(), 412);
+    let run = verify("ietf").await;
+    honest.kill().expect("stop");
+    honest.wait().expect("wait");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let receipts: Vec<serde_json::Value> = std::fs::read_dir(inbox.join("receipts"))
+        .expect("receipts")
+        .map(|entry| {
+            serde_json::from_slice(&std::fs::read(entry.expect("entry").path()).expect("read"))
+                .expect("json")
+        })
+        .collect();
+    assert_eq!(receipts.len(), 1, "stored once");
+    assert_eq!(
+        receipts[0]["sha256"],
+        hex(&sha2::Sha256::digest(&data)).as_str()
+    );
+    assert!(receipts[0]["metadata"]["replay_of"].is_string());
 }
