@@ -1,6 +1,7 @@
 //! Test support: a fresh PostgreSQL database per test, created in the
 //! throwaway cluster that `scripts/test.sh` starts, the Spark Connect server
-//! it starts, and SQLite files in temporary directories.
+//! it starts, SQLite files in temporary directories, and (in [`proxy`]) an
+//! HTTP proxy that makes the network between two peers misbehave.
 //!
 //! When `CUTOVER_TEST_POSTGRES_URL` (or `CUTOVER_TEST_SPARK_URL`) is not
 //! set, PostgreSQL (or Spark) tests are skipped with a note, except under
@@ -12,6 +13,8 @@
 //! // database.url is postgres://…/cutover_test_…, empty and yours alone.
 //! # }
 //! ```
+
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -3,6 +3,7 @@
 //! ietf`, replays by `cutover verify --protocol ietf`, and a receiver
 //! killed in the middle of a draft append.
 
+use cutover_testing::proxy::{Meddler, Proxy};
 use sha2::Digest as _;
 use std::path::Path;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -243,43 +244,18 @@ async fn a_receiver_killed_during_a_draft_append_resumes_from_what_it_acknowledg
 }
 
 /// A gateway that speaks only the draft: creations by tus are refused
-/// (412); everything else goes through to `target`, which can change.
-struct DraftOnly {
-    target: std::sync::Mutex<String>,
-}
+/// (412); everything else goes through.
+struct DraftOnly;
 
-async fn draft_only(
-    axum::extract::State(gateway): axum::extract::State<std::sync::Arc<DraftOnly>>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let (parts, body) = request.into_parts();
-    if parts.method == axum::http::Method::POST && parts.headers.contains_key("tus-resumable") {
-        return axum::http::StatusCode::PRECONDITION_FAILED.into_response();
+impl Meddler for DraftOnly {
+    fn request(
+        &self,
+        parts: &axum::http::request::Parts,
+        _body: &mut Vec<u8>,
+    ) -> Option<axum::http::StatusCode> {
+        (parts.method == axum::http::Method::POST && parts.headers.contains_key("tus-resumable"))
+            .then_some(axum::http::StatusCode::PRECONDITION_FAILED)
     }
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
-    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    let target = gateway.target.lock().expect("target").clone();
-    let mut outgoing = reqwest::Client::new()
-        .request(method, format!("{target}{path}"))
-        .body(bytes);
-    for (name, value) in &parts.headers {
-        if name != "content-length" {
-            outgoing = outgoing.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let answer = outgoing.send().await.expect("the receiver answers");
-    let mut response = axum::response::Response::builder().status(answer.status().as_u16());
-    for (name, value) in answer.headers() {
-        if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let body = answer.bytes().await.expect("answer body");
-    response
-        .body(axum::body::Body::from(body))
-        .expect("response")
 }
 
 /// A file sent by the draft to a receiver that loses it is replayed by
@@ -291,17 +267,12 @@ async fn verify_replays_by_the_draft() {
     let inbox = directory.path().join("inbox");
     let (mut liar, files) =
         start_receiver_with(&inbox, "127.0.0.1:0", &["--fault-lose-percent", "100"]);
-    let gateway = std::sync::Arc::new(DraftOnly {
-        target: std::sync::Mutex::new(files.trim_end_matches("/files").to_owned()),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = format!("http://{}/files", listener.local_addr().expect("address"));
-    let router = axum::Router::new()
-        .fallback(draft_only)
-        .with_state(gateway.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let gateway = Proxy::start(
+        files.trim_end_matches("/files"),
+        std::sync::Arc::new(DraftOnly),
+    )
+    .await;
+    let address = format!("{}/files", gateway.url);
     let outbox = directory.path().join("outbox");
     std::fs::create_dir(&outbox).expect("outbox");
     let data: Vec<u8> = (0..200_000u32).map(|n| (n % 241) as u8).collect();
@@ -326,7 +297,7 @@ async fn verify_replays_by_the_draft() {
     liar.kill().expect("stop");
     liar.wait().expect("wait");
     let (mut honest, files) = start_receiver(&inbox);
-    *gateway.target.lock().expect("target") = files.trim_end_matches("/files").to_owned();
+    gateway.retarget(files.trim_end_matches("/files"));
 
     let verify = |protocol: &'static str| {
         let ledger = ledger.clone();

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cutover_testing::proxy::{Answer, Meddler, Proxy};
 use sha2::Digest as _;
 
 use crate::deliver::hex;
@@ -246,64 +247,42 @@ async fn a_killed_sender_resumes_its_parts() {
     );
 }
 
-/// A proxy to a receiver that loses the answer to the first final upload
-/// (the receiver made it; the sender hears 502), as a dropped connection
-/// would; with `plain`, it hides concatenation-unfinished, so the final
-/// upload is made after the parts. Host goes through, so upload URLs name
-/// the proxy.
+/// Loses the receiver's answer to the first final upload (the receiver
+/// made it; the sender hears 502), as a dropped connection would; with
+/// `plain`, it hides concatenation-unfinished, so the final upload is made
+/// after the parts.
 struct LosesFinalAnswer {
-    target: String,
     finals: std::sync::atomic::AtomicU32,
     plain: bool,
 }
 
-async fn lose_final_answer(
-    axum::extract::State(proxy): axum::extract::State<std::sync::Arc<LosesFinalAnswer>>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
-    let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    let mut outgoing = reqwest::Client::new()
-        .request(method, format!("{}{target}", proxy.target))
-        .body(bytes);
-    for (name, value) in &parts.headers {
-        if name != "content-length" {
-            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+impl Meddler for LosesFinalAnswer {
+    fn answer(&self, parts: &axum::http::request::Parts, answer: &mut Answer) {
+        let is_final = parts
+            .headers
+            .get("upload-concat")
+            .is_some_and(|value| value.as_bytes().starts_with(b"final;"));
+        if is_final
+            && self
+                .finals
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                == 0
+        {
+            answer.lose(axum::http::StatusCode::BAD_GATEWAY);
+            return;
         }
-    }
-    let answer = outgoing.send().await.expect("the receiver answers");
-    let is_final = parts
-        .headers
-        .get("upload-concat")
-        .is_some_and(|value| value.as_bytes().starts_with(b"final;"));
-    if is_final
-        && proxy
-            .finals
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            == 0
-    {
-        return axum::http::StatusCode::BAD_GATEWAY.into_response();
-    }
-    let mut response = axum::response::Response::builder().status(answer.status().as_u16());
-    for (name, value) in answer.headers() {
-        if name == "tus-extension" && proxy.plain {
-            let offered = value.to_str().expect("text");
+        if let (true, Some(offered)) = (self.plain, answer.headers.get("tus-extension")) {
+            let offered = offered.to_str().expect("text");
             let plain: Vec<&str> = offered
                 .split(',')
                 .filter(|name| *name != "concatenation-unfinished")
                 .collect();
-            response = response.header("tus-extension", plain.join(","));
-        } else if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name.as_str(), value.as_bytes());
+            answer.headers.insert(
+                "tus-extension",
+                plain.join(",").parse().expect("a header value"),
+            );
         }
     }
-    let body = answer.bytes().await.expect("answer body");
-    response
-        .body(axum::body::Body::from(body))
-        .expect("response")
 }
 
 /// The answer to the final upload is lost after the receiver made it. Made
@@ -317,20 +296,12 @@ async fn a_lost_final_answer_is_adopted_not_sent_again() {
         let directory = tempfile::tempdir().expect("temporary directory");
         let inbox = directory.path().join("inbox");
         let (mut receiver, files) = start_receiver(&inbox);
-        let origin = files.trim_end_matches("/files").to_owned();
-        let proxy = std::sync::Arc::new(LosesFinalAnswer {
-            target: origin,
+        let losing = std::sync::Arc::new(LosesFinalAnswer {
             finals: std::sync::atomic::AtomicU32::new(0),
             plain,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let proxied = format!("http://{}/files", listener.local_addr().expect("address"));
-        let router = axum::Router::new()
-            .fallback(lose_final_answer)
-            .with_state(proxy.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let proxy = Proxy::start(files.trim_end_matches("/files"), losing.clone()).await;
+        let proxied = format!("{}/files", proxy.url);
         let (file, sha256) = data_file(directory.path(), "extract.bin", 2_000_000);
         let ledger = directory.path().join("ledger.db");
         let run = crate::cutover_async(&[
@@ -351,7 +322,7 @@ async fn a_lost_final_answer_is_adopted_not_sent_again() {
         receiver.kill().expect("stop");
         receiver.wait().expect("wait");
         assert!(
-            proxy.finals.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            losing.finals.load(std::sync::atomic::Ordering::SeqCst) >= 2,
             "the final upload was retried"
         );
         assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);

@@ -6,88 +6,60 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::http::{Method, StatusCode, request};
+use cutover_testing::proxy::{Answer, Meddler, Proxy};
 use cutover_tus::Uploader;
 use sha2::Digest as _;
 
 use crate::receiver;
 
-/// A proxy in front of a receiver that flips a byte in the body of the
-/// next `corrupt` PATCHes, and can answer 417 where the receiver said 460.
+/// Flips a byte in the body of the next `corrupt` PATCHes, and can answer
+/// 417 where the receiver said 460.
 struct Corrupter {
-    target: String,
     corrupt: AtomicU32,
     corrupted: AtomicU32,
     answer_417: bool,
 }
 
-async fn forward(State(proxy): State<Arc<Corrupter>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let mut bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .expect("body")
-        .to_vec();
-    if parts.method == axum::http::Method::PATCH
-        && !bytes.is_empty()
-        && proxy
-            .corrupt
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
-    {
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        proxy.corrupted.fetch_add(1, Ordering::SeqCst);
+impl Meddler for Corrupter {
+    fn request(&self, parts: &request::Parts, body: &mut Vec<u8>) -> Option<StatusCode> {
+        if parts.method == Method::PATCH
+            && !body.is_empty()
+            && self
+                .corrupt
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
+        {
+            let middle = body.len() / 2;
+            body[middle] ^= 0xff;
+            self.corrupted.fetch_add(1, Ordering::SeqCst);
+        }
+        None
     }
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
-    let mut outgoing = reqwest::Client::new()
-        .request(method, format!("{}{}", proxy.target, parts.uri.path()))
-        .body(bytes);
-    // Host goes through (as a reverse proxy that keeps it does), so the
-    // receiver's absolute upload URLs name the proxy.
-    for (name, value) in &parts.headers {
-        if name != "content-length" {
-            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+
+    fn answer(&self, _parts: &request::Parts, answer: &mut Answer) {
+        if self.answer_417 && answer.status.as_u16() == 460 {
+            answer.status = StatusCode::EXPECTATION_FAILED;
         }
     }
-    let answer = outgoing.send().await.expect("the receiver answers");
-    let status = match answer.status().as_u16() {
-        460 if proxy.answer_417 => 417,
-        status => status,
-    };
-    let mut response = Response::builder().status(status);
-    for (name, value) in answer.headers() {
-        if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let body = answer.bytes().await.expect("answer body");
-    response.body(Body::from(body)).expect("response")
 }
 
+/// A proxy in front of the receiver at `target` that corrupts the next
+/// `corrupt` PATCHes.
 async fn corrupting_proxy(
     target: &str,
     corrupt: u32,
     answer_417: bool,
 ) -> (String, Arc<Corrupter>) {
-    let proxy = Arc::new(Corrupter {
-        target: target.to_owned(),
+    let corrupter = Arc::new(Corrupter {
         corrupt: AtomicU32::new(corrupt),
         corrupted: AtomicU32::new(0),
         answer_417,
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let router = axum::Router::new()
-        .fallback(forward)
-        .with_state(proxy.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, proxy)
+    let proxy = Proxy::start(target, corrupter.clone()).await;
+    (proxy.url, corrupter)
 }
 
 fn hex(bytes: &[u8]) -> String {
