@@ -1,11 +1,14 @@
 //! The console's load generator for `bench/console`.
 //!
-//! `readers seed JOURNAL RECORDS`: writes a run of RECORDS journal records
-//! (a runbook of 40 steps, each started and finished, then more records) and
-//! prints its id.
+//! `readers seed JOURNAL RECORDS [RUNS]`: writes a run of RECORDS journal
+//! records (a runbook of 40 steps, each started and finished, then more
+//! records) and prints its id; with RUNS, RUNS - 1 finished runs of the same
+//! runbook come first (81 records each, one a diff step with its
+//! reconciliation figures, for the index's trend).
 //!
 //! `readers load URL JOURNAL RUN READERS UPDATES PAGES`: times PAGES loads
-//! of the run's page; then opens READERS event streams of the run, appends
+//! of the run's page, and the index's first load (every run, and the
+//! trend) and PAGES loads after it; then opens READERS event streams of the run, appends
 //! UPDATES records to the journal (a second apart), and measures for each
 //! the time from its commit to its arrival at every reader. Prints the
 //! figures as `name value` lines.
@@ -54,9 +57,50 @@ async fn get(url: &str, path: &str) -> usize {
     answer.len()
 }
 
-fn seed(journal: &str, records: usize) {
+/// A finished run of `steps`, the last a diff step with its figures.
+fn finished_run(journal: &mut cutover_run::Journal, number: usize, steps: &[String]) {
+    let run = cutover_run::RunInfo {
+        id: format!("earlier-run-{number:04}"),
+        runbook: "bench".to_owned(),
+        path: "bench.toml".to_owned(),
+        dir: format!("earlier-run-{number:04}"),
+        started_at: format!(
+            "2026-11-{:02}T06:{:02}:00.000Z",
+            1 + number / 60 % 28,
+            number % 60
+        ),
+        status: "finished".to_owned(),
+    };
+    journal.create_run(&run).expect("run");
+    let detail = serde_json::json!({"runbook": "bench", "steps": steps});
+    journal
+        .append(&run.id, "", "run-started", &detail)
+        .expect("append");
+    for (index, step) in steps.iter().enumerate() {
+        let started = serde_json::json!({"kind": "check"});
+        journal
+            .append(&run.id, step, "step-started", &started)
+            .expect("append");
+        let evidence = if index + 1 == steps.len() {
+            let changed = 1_000 + number as u64;
+            serde_json::json!({"difference_rate": changed as f64 / 1e6, "summary": {
+                "missing": 10, "extra": 5, "changed": changed, "source_rows": 1_000_000}})
+        } else {
+            serde_json::json!({"value": 0})
+        };
+        let finished = serde_json::json!({"outcome": "passed", "summary": "the check answered 0", "seconds": 0.25, "evidence": evidence});
+        journal
+            .append(&run.id, step, "step-finished", &finished)
+            .expect("append");
+    }
+}
+
+fn seed(journal: &str, records: usize, runs: usize) {
     let mut journal = cutover_run::Journal::open(std::path::Path::new(journal)).expect("journal");
     let steps: Vec<String> = (0..40).map(|step| format!("step-{step:02}")).collect();
+    for number in 1..runs {
+        finished_run(&mut journal, number, &steps);
+    }
     let run = cutover_run::RunInfo {
         id: "bench-run".to_owned(),
         runbook: "bench".to_owned(),
@@ -105,6 +149,24 @@ async fn load(url: &str, journal: &str, run: &str, readers: usize, updates: usiz
     say!("page_bytes {size}");
     say!("page_ms_p50 {:.2}", percentile(&times, 0.5));
     say!("page_ms_p99 {:.2}", percentile(&times, 0.99));
+    // The first load of the index reads every run; later ones only what
+    // changed since.
+    let started = Instant::now();
+    get(url, "/").await;
+    say!(
+        "index_first_ms {:.2}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let mut times = Vec::new();
+    for _ in 0..pages {
+        let started = Instant::now();
+        size = get(url, "/").await;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    say!("index_bytes {size}");
+    say!("index_ms_p50 {:.2}", percentile(&times, 0.5));
+    say!("index_ms_p99 {:.2}", percentile(&times, 0.99));
 
     let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
     let connecting = Instant::now();
@@ -218,7 +280,7 @@ async fn main() {
             .expect("a number")
     };
     match args.get(1).map(String::as_str) {
-        Some("seed") => seed(&args[2], number(3)),
+        Some("seed") => seed(&args[2], number(3), args.get(4).map_or(1, |_| number(4))),
         Some("load") => {
             load(
                 &args[2],
@@ -234,7 +296,7 @@ async fn main() {
             #[allow(clippy::print_stderr)]
             {
                 eprintln!(
-                    "usage: readers seed JOURNAL RECORDS | readers load URL JOURNAL RUN READERS UPDATES PAGES"
+                    "usage: readers seed JOURNAL RECORDS [RUNS] | readers load URL JOURNAL RUN READERS UPDATES PAGES"
                 );
             }
             std::process::exit(2);

@@ -11,6 +11,7 @@
 
 pub mod config;
 mod drain;
+mod index;
 mod live;
 pub mod pages;
 mod routes;
@@ -77,6 +78,8 @@ pub(crate) struct Console {
     /// The console's own journal connection: an async lock, so that readers
     /// wait on the runtime, not in blocked threads.
     journal: Arc<tokio::sync::Mutex<Journal>>,
+    /// The index's summaries of runs, read again only where they changed.
+    index: Arc<std::sync::Mutex<index::Index>>,
     provider: Option<Provider>,
     sessions: Sessions,
     live: Arc<live::Live>,
@@ -223,6 +226,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, ConsoleError> {
         drains,
         config,
         journal: Arc::new(tokio::sync::Mutex::new(journal)),
+        index: Arc::default(),
         provider,
         live,
         tls,

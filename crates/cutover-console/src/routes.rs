@@ -162,30 +162,12 @@ pub async fn index(State(console): Shared, headers: HeaderMap) -> Response {
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    let found = with_journal(&console, |journal| {
-        let mut listed = Vec::new();
-        let mut runbooks: Vec<String> = Vec::new();
-        for run in journal.runs()? {
-            let records = journal.records(&run.id)?;
-            let steps = cutover_run::report::steps_of(&records);
-            if !runbooks.contains(&run.runbook) {
-                runbooks.push(run.runbook.clone());
-            }
-            listed.push(pages::Listed {
-                waiting: pages::waiting(&run, &records),
-                done: pages::ended(&steps),
-                steps: steps.len(),
-                run,
-            });
-        }
-        let mut trends = Vec::new();
-        for runbook in runbooks {
-            let trend = cutover_run::report::trend(journal, &runbook)?;
-            if trend.len() > 1 {
-                trends.push((runbook, cutover_run::report::trend_charts(&trend)));
-            }
-        }
-        Ok((listed, trends))
+    let index = console.index.clone();
+    let found = with_journal(&console, move |journal| {
+        index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .load(journal)
     })
     .await;
     match found {

@@ -192,33 +192,45 @@ pub fn trend(journal: &Journal, runbook: &str) -> Result<Vec<TrendPoint>, Journa
         .iter()
         .filter(|other| other.runbook == runbook)
     {
-        let other_records = journal.records(&other.id)?;
-        for (step, found) in evidence(&other_records) {
-            let Some(summary) = found
-                .get("summary")
-                .filter(|_| found.get("difference_rate").is_some())
-            else {
-                continue;
-            };
-            let number = |key: &str| summary.get(key).and_then(Value::as_u64).unwrap_or(0);
-            trend.push(TrendPoint {
-                run: other.id.clone(),
-                started_at: other.started_at.clone(),
-                step,
-                missing: number("missing"),
-                extra: number("extra"),
-                changed: number("changed"),
-                source_rows: number("source_rows"),
-                difference_rate: found["difference_rate"].as_f64().unwrap_or(0.0),
-            });
-        }
+        trend.extend(trend_points(other, &journal.records(&other.id)?));
     }
+    sort_trend(&mut trend);
+    Ok(trend)
+}
+
+/// The trend points of one run: each of its finished diff steps, with its
+/// reconciliation figures.
+pub fn trend_points(run: &RunInfo, records: &[Record]) -> Vec<TrendPoint> {
+    let mut points = Vec::new();
+    for (step, found) in evidence(records) {
+        let Some(summary) = found
+            .get("summary")
+            .filter(|_| found.get("difference_rate").is_some())
+        else {
+            continue;
+        };
+        let number = |key: &str| summary.get(key).and_then(Value::as_u64).unwrap_or(0);
+        points.push(TrendPoint {
+            run: run.id.clone(),
+            started_at: run.started_at.clone(),
+            step,
+            missing: number("missing"),
+            extra: number("extra"),
+            changed: number("changed"),
+            source_rows: number("source_rows"),
+            difference_rate: found["difference_rate"].as_f64().unwrap_or(0.0),
+        });
+    }
+    points
+}
+
+/// Puts trend points in the trend's order: by run start, then step.
+pub fn sort_trend(trend: &mut [TrendPoint]) {
     trend.sort_by(|a, b| {
         a.started_at
             .cmp(&b.started_at)
             .then_with(|| a.step.cmp(&b.step))
     });
-    Ok(trend)
 }
 
 /// Builds the report of `run` from the journal.
