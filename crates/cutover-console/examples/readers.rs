@@ -8,10 +8,10 @@
 //!
 //! `readers load URL JOURNAL RUN READERS UPDATES PAGES`: times PAGES loads
 //! of the run's page, and the index's first load (every run, and the
-//! trend) and PAGES loads after it; then opens READERS event streams of the run, appends
-//! UPDATES records to the journal (a second apart), and measures for each
-//! the time from its commit to its arrival at every reader. Prints the
-//! figures as `name value` lines.
+//! trend) and PAGES loads after it; then opens READERS event streams of
+//! the run, appends UPDATES records to the journal (a second apart), and
+//! measures for each the time from its commit to its arrival at every
+//! reader. Prints the figures as `name value` lines.
 
 use std::time::{Duration, Instant};
 
